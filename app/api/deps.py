@@ -1,0 +1,42 @@
+"""Dependencies shared by the API routes: resources, and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.api.errors import Forbidden, Unauthorized
+from app.apikeys import Principal, Role, authenticate
+from app.resources import Resources
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+async def get_principal(request: Request, resources: ResourcesDep) -> Principal:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("missing bearer API key: send 'Authorization: Bearer <key>'")
+    async with resources.pool.acquire() as conn:
+        principal = await authenticate(conn, key.strip())
+    if principal is None:
+        raise Unauthorized("invalid or revoked API key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    if principal.role is not Role.admin:
+        raise Forbidden("this needs an admin key")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,99 @@
+"""Every API error is JSON: ``{"error": <kind>, "message": <text>}``, never a bare 500 page.
+
+``ApiError`` (raised by handlers)
+ ├── ``NotFound``        404
+ ├── ``Conflict``        409
+ ├── ``Forbidden``       403
+ ├── ``Unauthorized``    401
+ └── ``Invalid``         422
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 400
+    kind = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthorized(ApiError):
+    status = 401
+    kind = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    kind = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    kind = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    kind = "conflict"
+
+
+class Invalid(ApiError):
+    status = 422
+    kind = "invalid"
+
+
+def error_response(
+    status: int, kind: str, message: str, details: list[Any] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": kind, "message": message}
+    if details:
+        body["details"] = details
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.kind, exc.message)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"field": ".".join(str(p) for p in err.get("loc", ())), "problem": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"field": "", "problem": "invalid request"}
+    message = f"{first['field']}: {first['problem']}" if first["field"] else first["problem"]
+    return error_response(422, "invalid", message, details)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, kind, str(exc.detail))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal", "internal error; the request was not applied")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,115 @@
+"""Admin routes: publishers and their API keys; ``/me`` for any key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from app import publishers
+from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.errors import Invalid, NotFound
+from app.apikeys import Role, create_key
+from app.publishers import PublisherError, PublisherKind
+
+router = APIRouter(tags=["publishers"])
+
+
+class PublisherIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: PublisherKind = PublisherKind.publisher
+    network_id: int | None = Field(default=None, ge=1)
+
+
+class PublisherOut(BaseModel):
+    id: int
+    name: str
+    kind: PublisherKind
+    network_id: int | None
+    created_at: datetime
+
+
+class PublisherPage(BaseModel):
+    items: list[PublisherOut]
+    next_after: int | None
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(default="", max_length=200)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    key: str = Field(description="The key itself: shown this once, only its hash is stored.")
+    role: Role
+    publisher_id: int | None
+
+
+class MeOut(BaseModel):
+    role: Role
+    publisher: PublisherOut | None
+
+
+def _out(p: publishers.Publisher) -> PublisherOut:
+    return PublisherOut(
+        id=p.id, name=p.name, kind=p.kind, network_id=p.network_id, created_at=p.created_at
+    )
+
+
+@router.post("/publishers", status_code=201)
+async def create_publisher(
+    body: PublisherIn, _admin: AdminDep, resources: ResourcesDep
+) -> PublisherOut:
+    async with resources.pool.acquire() as conn:
+        try:
+            created = await publishers.create_publisher(conn, body.name, body.kind, body.network_id)
+        except PublisherError as exc:
+            raise Invalid(str(exc)) from None
+    return _out(created)
+
+
+@router.get("/publishers")
+async def list_publishers(
+    _admin: AdminDep,
+    resources: ResourcesDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> PublisherPage:
+    async with resources.pool.acquire() as conn:
+        page = await publishers.list_publishers(conn, after=after, limit=limit)
+    return PublisherPage(
+        items=[_out(p) for p in page], next_after=page[-1].id if len(page) == limit else None
+    )
+
+
+@router.get("/publishers/{publisher_id}")
+async def get_publisher(
+    publisher_id: int, _admin: AdminDep, resources: ResourcesDep
+) -> PublisherOut:
+    async with resources.pool.acquire() as conn:
+        found = await publishers.get_publisher(conn, publisher_id)
+    if found is None:
+        raise NotFound(f"publisher {publisher_id} does not exist")
+    return _out(found)
+
+
+@router.post("/publishers/{publisher_id}/api-keys", status_code=201)
+async def create_publisher_key(
+    publisher_id: int, body: ApiKeyIn, _admin: AdminDep, resources: ResourcesDep
+) -> ApiKeyOut:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        if await publishers.get_publisher(conn, publisher_id) is None:
+            raise NotFound(f"publisher {publisher_id} does not exist")
+        key_id, key = await create_key(conn, Role.publisher, publisher_id, body.name)
+    return ApiKeyOut(id=key_id, key=key, role=Role.publisher, publisher_id=publisher_id)
+
+
+@router.get("/me")
+async def me(principal: PrincipalDep, resources: ResourcesDep) -> MeOut:
+    if principal.publisher_id is None:
+        return MeOut(role=principal.role, publisher=None)
+    async with resources.pool.acquire() as conn:
+        found = await publishers.get_publisher(conn, principal.publisher_id)
+    return MeOut(role=principal.role, publisher=None if found is None else _out(found))

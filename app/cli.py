@@ -1,0 +1,133 @@
+"""``python -m app.cli``: operator commands. Bad input gets a message and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from app import publishers
+from app.apikeys import Role, create_key
+from app.migrate import MigrationError, migrate
+from app.publishers import PublisherError, PublisherKind
+from app.settings import Settings
+
+
+class CliError(Exception):
+    """Reported to the user as one line on stderr, exit code 1."""
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(settings.database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise CliError(f"cannot connect to the database ({settings.database_url}): {exc}") from None
+    return conn
+
+
+async def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        applied = await migrate(conn)
+    except MigrationError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await conn.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+async def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        key_id, key = await create_key(conn, Role.admin, None, args.name)
+    finally:
+        await conn.close()
+    print(f"admin key {key_id} created; it is shown only now:\n{key}")
+
+
+async def cmd_create_publisher(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        created = await publishers.create_publisher(
+            conn, args.name, PublisherKind(args.kind), args.network_id
+        )
+    except PublisherError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await conn.close()
+    print(f"publisher {created.id} created ({created.kind}): {created.name}")
+
+
+async def cmd_create_api_key(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        if await publishers.get_publisher(conn, args.publisher_id) is None:
+            raise CliError(f"publisher {args.publisher_id} does not exist")
+        key_id, key = await create_key(conn, Role.publisher, args.publisher_id, args.name)
+    finally:
+        await conn.close()
+    print(f"publisher key {key_id} created for publisher {args.publisher_id}; shown only now:")
+    print(key)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
+
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(
+        run=cmd_migrate
+    )
+
+    admin = sub.add_parser("create-admin-key", help="create an admin API key and print it")
+    admin.add_argument("--name", default="", help="a label to recognise the key by")
+    admin.set_defaults(run=cmd_create_admin_key)
+
+    pub = sub.add_parser("create-publisher", help="create a publisher (or network)")
+    pub.add_argument("name")
+    pub.add_argument("--kind", choices=[k.value for k in PublisherKind], default="publisher")
+    pub.add_argument("--network-id", type=_positive_int, default=None)
+    pub.set_defaults(run=cmd_create_publisher)
+
+    key = sub.add_parser("create-api-key", help="create an API key for a publisher")
+    key.add_argument("publisher_id", type=_positive_int)
+    key.add_argument("--name", default="")
+    key.set_defaults(run=cmd_create_api_key)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    command: Command = args.run
+    try:
+        asyncio.run(command(settings, args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

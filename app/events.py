@@ -1,0 +1,112 @@
+"""The click record and its stream encoding: THE contract between the redirect and the flusher.
+
+One stream entry per click, one field ``c`` holding a JSON object. The flusher must accept
+every version ever written (``v``); add fields, never change the meaning of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import Any
+
+import orjson
+
+STREAM_FIELD = b"c"
+VERSION = 1
+MAX_USER_AGENT = 512
+MAX_REFERER = 1024
+MAX_ACCEPT_LANGUAGE = 128
+
+
+class Flag(IntFlag):
+    """Quality flags; any flag makes a click non-billable. Stored as one smallint."""
+
+    bot = 1
+    prefetch = 2
+    iframe = 4
+    duplicate = 8
+    params_invalid = 16
+    head = 32
+
+
+class EventError(ValueError):
+    """A stream entry that is not a valid click (it goes to the dead-letter stream)."""
+
+
+@dataclass(slots=True)
+class Click:
+    click_id: str  # UUIDv7, canonical text form; time-ordered
+    ts_us: int  # server time, microseconds since the epoch, UTC
+    link_id: int
+    code: str
+    publisher_id: int
+    af: str | None
+    cn: str | None
+    cv: str | None
+    dp: str | None
+    session_id: str
+    session_new: bool
+    ip: str | None
+    user_agent: str | None
+    referer: str | None
+    accept_language: str | None
+    method: str
+    flags: int
+
+
+_FIELDS = {
+    "id": "click_id",
+    "t": "ts_us",
+    "l": "link_id",
+    "code": "code",
+    "p": "publisher_id",
+    "af": "af",
+    "cn": "cn",
+    "cv": "cv",
+    "dp": "dp",
+    "s": "session_id",
+    "sn": "session_new",
+    "ip": "ip",
+    "ua": "user_agent",
+    "ref": "referer",
+    "lang": "accept_language",
+    "m": "method",
+    "f": "flags",
+}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "click_id": (str,),
+    "ts_us": (int,),
+    "link_id": (int,),
+    "code": (str,),
+    "publisher_id": (int,),
+    "session_id": (str,),
+    "session_new": (bool,),
+    "method": (str,),
+    "flags": (int,),
+}
+
+
+def encode(click: Click) -> bytes:
+    body: dict[str, Any] = {"v": VERSION}
+    for short, name in _FIELDS.items():
+        body[short] = getattr(click, name)
+    return orjson.dumps(body)
+
+
+def decode(raw: bytes) -> Click:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("v") != VERSION:
+        raise EventError("not a click record of a known version")
+    values: dict[str, Any] = {}
+    for short, name in _FIELDS.items():
+        value = body.get(short)
+        expected = _TYPES.get(name, (str, type(None)))
+        # bool is an int in Python: keep flags and ids from accepting true/false.
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            raise EventError(f"field {short!r} has a wrong or missing value")
+        values[name] = value
+    return Click(**values)

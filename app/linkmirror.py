@@ -1,0 +1,73 @@
+"""The redirect's view of links: a compact record, mirrored in Redis, read through from Postgres.
+
+Writers (the API) change Postgres, then call ``publish_change``: it drops the Redis copy and
+tells every redirect worker to forget its in-process copy. A worker that misses the message
+(disconnected) clears its whole cache when it resubscribes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.db import Pool
+from app.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+# A Redis copy lives this long at most: it bounds staleness should a change notice be lost
+# while Redis was unreachable.
+MIRROR_TTL_S = 600
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLink:
+    id: int
+    code: str
+    publisher_id: int
+    destination: str
+    active: bool
+    expires_at: float | None  # epoch seconds
+
+
+def encode(link: EdgeLink) -> bytes:
+    return orjson.dumps(
+        [link.id, link.publisher_id, link.destination, link.active, link.expires_at]
+    )
+
+
+def decode(code: str, raw: bytes) -> EdgeLink:
+    link_id, publisher_id, destination, active, expires_at = orjson.loads(raw)
+    return EdgeLink(link_id, code, publisher_id, destination, active, expires_at)
+
+
+async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
+    row = await pool.fetchrow(
+        """SELECT id, publisher_id, destination, status = 'active' AS active,
+                  extract(epoch FROM expires_at)::float8 AS expires_at
+           FROM links WHERE code = $1""",
+        code,
+    )
+    if row is None:
+        return None
+    return EdgeLink(
+        row["id"], code, row["publisher_id"], row["destination"], row["active"], row["expires_at"]
+    )
+
+
+async def publish_change(redis: aioredis.Redis, keys: RedisKeys, code: str) -> None:
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.link(code))
+            pipe.publish(keys.links_changed_channel, code)
+            await pipe.execute()
+    except RedisError as exc:
+        log.warning(
+            "link change not announced; redirect caches catch up within %ss",
+            MIRROR_TTL_S,
+            extra={"code": code, "error": str(exc)},
+        )

@@ -1,0 +1,98 @@
+"""The one settings object, read from ``CLICKTRACK_*`` environment variables (or ``.env``).
+
+Validated once at start; the app and the flusher receive it explicitly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEVELOPMENT_COOKIE_SECRET = "development-only-cookie-secret-change-me"
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class IpMode(StrEnum):
+    full = "full"
+    truncate = "truncate"
+    hash = "hash"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLICKTRACK_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.development
+
+    # Where things live.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/clicktrack"
+    key_prefix: str = Field(default="ct", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    public_base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#]+$")
+
+    # The session cookie.
+    cookie_secret: SecretStr = SecretStr(DEVELOPMENT_COOKIE_SECRET)
+    cookie_name: str = Field(default="ct_sid", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    cookie_domain: str | None = None
+    cookie_secure: bool = True
+    cookie_max_age: int | None = Field(default=None, ge=1)
+
+    # Links and the redirect.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("example.com", "*.example.com")
+    click_id_param: str = Field(default="aff_click_id", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    link_cache_size: int = Field(default=100_000, ge=1)
+    link_cache_ttl_s: float = Field(default=60.0, gt=0)
+    link_negative_ttl_s: float = Field(default=2.0, gt=0)
+
+    # Durable write of clicks: group commit to Redis, spool on disk when Redis fails.
+    redis_timeout_ms: int = Field(default=250, ge=1)
+    commit_max_batch: int = Field(default=512, ge=1)
+    spool_dir: Path = Path(".data/spool")
+    spool_fsync: bool = False
+
+    # Flusher.
+    flush_batch_size: int = Field(default=2000, ge=1)
+    flush_block_ms: int = Field(default=200, ge=1)
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    consumer_name: str | None = None
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            bare = host.removeprefix("*.")
+            if not bare or "*" in bare or "/" in bare or ":" in bare:
+                raise ValueError(
+                    f"bad allowed host pattern {host!r}: use example.com or *.example.com"
+                )
+        return hosts
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment is Environment.production:
+            secret = self.cookie_secret.get_secret_value()
+            if secret == DEVELOPMENT_COOKIE_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "CLICKTRACK_COOKIE_SECRET must be set to at least 32 random characters "
+                    "in production"
+                )
+        return self
