@@ -1,8 +1,10 @@
 """The redirect's view of links: a compact record, mirrored in Redis, read through from Postgres.
 
-Writers (the API) change Postgres, then call ``publish_change``: it drops the Redis copy and
-tells every redirect worker to forget its in-process copy. A worker that misses the message
-(disconnected) clears its whole cache when it resubscribes.
+Writers (the API) change Postgres, then call ``publish_change``: it overwrites the Redis copy
+with the new state and tells every redirect worker to forget its in-process copy. Readers
+fill a missing Redis copy from Postgres with ``SET NX`` only, so a reader that fetched the old
+row just before a change can never overwrite the writer's newer copy. A worker that misses a
+message (disconnected) clears its whole cache when it resubscribes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from redis.exceptions import RedisError
 
 from app.db import Pool
 from app.keys import RedisKeys
+from app.links import Link, LinkStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def encode(link: EdgeLink) -> bytes:
     )
 
 
-def decode(code: str, raw: bytes) -> EdgeLink:
+def decode(code: str, raw: bytes | str) -> EdgeLink:
     link_id, publisher_id, destination, active, expires_at = orjson.loads(raw)
     return EdgeLink(link_id, code, publisher_id, destination, active, expires_at)
 
@@ -59,10 +62,22 @@ async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
     )
 
 
-async def publish_change(redis: aioredis.Redis, keys: RedisKeys, code: str) -> None:
+def from_link(link: Link) -> EdgeLink:
+    return EdgeLink(
+        link.id,
+        link.code,
+        link.publisher_id,
+        link.destination,
+        link.status is LinkStatus.active,
+        None if link.expires_at is None else link.expires_at.timestamp(),
+    )
+
+
+async def publish_change(redis: aioredis.Redis, keys: RedisKeys, link: Link) -> None:
+    code = link.code
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.link(code))
+            pipe.set(keys.link(code), encode(from_link(link)), ex=MIRROR_TTL_S)
             pipe.publish(keys.links_changed_channel, code)
             await pipe.execute()
     except RedisError as exc:

@@ -6,6 +6,7 @@ FastAPI's routing and validation would cost more than everything else the redire
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,9 +17,42 @@ from starlette.types import Receive, Scope, Send
 
 from app.api import errors, health, links, publishers
 from app.db import create_pool
+from app.edge.commit import ClickWriter
+from app.edge.linkcache import LinkCache
+from app.edge.redirect import PREFIX, Redirect
+from app.edge.session import SessionCookie
 from app.keys import RedisKeys
 from app.resources import Resources
 from app.settings import Settings
+from app.spool import Spool
+
+
+def build_redirect(
+    settings: Settings, resources: Resources, writer_redis: aioredis.Redis
+) -> Redirect:
+    cache = LinkCache(
+        resources.redis,
+        resources.pool,
+        resources.keys,
+        click_id_param=settings.click_id_param,
+        size=settings.link_cache_size,
+        ttl_s=settings.link_cache_ttl_s,
+        negative_ttl_s=settings.link_negative_ttl_s,
+    )
+    writer = ClickWriter(
+        writer_redis,
+        resources.keys,
+        Spool(settings.spool_dir, fsync=settings.spool_fsync),
+        timeout_s=settings.redis_timeout_ms / 1000,
+    )
+    session = SessionCookie(
+        settings.cookie_secret.get_secret_value().encode(),
+        name=settings.cookie_name,
+        secure=settings.cookie_secure,
+        domain=settings.cookie_domain,
+        max_age=settings.cookie_max_age,
+    )
+    return Redirect(cache, writer, session)
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -26,9 +60,20 @@ def create_api(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         pool = await create_pool(settings.database_url)
         redis = aioredis.Redis.from_url(settings.redis_url)
+        # Clicks get their own connection: a slow API call never queues in front of a batch.
+        writer_redis = aioredis.Redis.from_url(settings.redis_url, max_connections=4)
+        resources = Resources(settings, pool, redis, RedisKeys(settings.key_prefix))
+        redirect = build_redirect(settings, resources, writer_redis)
+        redirect.writer.start()
+        follower = asyncio.create_task(redirect.links.follow_changes())
         try:
-            yield {"resources": Resources(settings, pool, redis, RedisKeys(settings.key_prefix))}
+            yield {"resources": resources, "redirect": redirect}
         finally:
+            # Requests have finished (the server drains them first): write what is buffered.
+            await redirect.writer.close()
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await writer_redis.aclose()
             await redis.aclose()
             await pool.close()
 
@@ -53,7 +98,11 @@ class ClickTrackApp:
         self.api = create_api(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.api(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            redirect: Redirect = scope["state"]["redirect"]
+            await redirect(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> ClickTrackApp:

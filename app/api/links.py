@@ -103,7 +103,7 @@ async def create_link(body: LinkIn, principal: PrincipalDep, resources: Resource
         except LinkError as exc:
             raise Invalid(str(exc)) from None
     # A code may have been looked up (and remembered as unknown) before it existed.
-    await linkmirror.publish_change(resources.redis, resources.keys, link.code)
+    await linkmirror.publish_change(resources.redis, resources.keys, link)
     return _out(link, resources)
 
 
@@ -145,5 +145,5 @@ async def update_link(
             )
         else:
             link = await links.update_link(conn, link.id, status=body.status)
-    await linkmirror.publish_change(resources.redis, resources.keys, link.code)
+    await linkmirror.publish_change(resources.redis, resources.keys, link)
     return _out(link, resources)

@@ -1,0 +1,126 @@
+"""Group commit: each request waits until its click is durable, many clicks per round trip.
+
+``record()`` adds a payload to the batch being filled and waits for that batch. One batch is
+in flight at a time; the next one fills meanwhile. A batch goes to Redis in one pipelined
+round trip; when Redis errors or is slower than the timeout, the batch goes to the local
+spool instead, and the writer keeps spooling (no timeout paid per batch) until the replay
+task has found Redis answering again and emptied the spool into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app import stream
+from app.keys import RedisKeys
+from app.spool import Spool
+
+log = logging.getLogger(__name__)
+
+REPLAY_INTERVAL_S = 0.5
+
+
+class NotRecorded(Exception):
+    """Neither Redis nor the spool could take the click: it must not be acknowledged."""
+
+
+class ClickWriter:
+    def __init__(
+        self, redis: aioredis.Redis, keys: RedisKeys, spool: Spool, *, timeout_s: float
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._spool = spool
+        self._timeout_s = timeout_s
+        self._batch: list[bytes] = []
+        self._done: asyncio.Future[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self.redis_ok = True
+
+    async def record(self, payload: bytes) -> None:
+        self._batch.append(payload)
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        done = self._done
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        try:
+            while self._batch:
+                batch, done = self._batch, self._done
+                self._batch, self._done = [], None
+                assert done is not None
+                try:
+                    await self._write(batch)
+                except NotRecorded as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+        finally:
+            self._drainer = None
+
+    async def _write(self, batch: list[bytes]) -> None:
+        if self.redis_ok:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._to_redis(batch)
+                return
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.redis_ok = False
+                log.warning("redis unavailable, spooling clicks", extra={"error": repr(exc)})
+        try:
+            self._spool.append(batch)
+        except OSError as exc:
+            log.error("spool write failed, clicks refused", extra={"error": repr(exc)})
+            raise NotRecorded(str(exc)) from exc
+
+    async def _to_redis(self, payloads: list[bytes]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                stream.queue_add(pipe, self._keys, payload)
+            await pipe.execute()
+
+    async def _to_redis_in_time(self, payloads: list[bytes]) -> None:
+        async with asyncio.timeout(self._timeout_s * 4):
+            await self._to_redis(payloads)
+
+    def start(self) -> None:
+        self._replayer = asyncio.create_task(self._replay_forever())
+
+    async def _replay_forever(self) -> None:
+        """Probe Redis while spooling; move spooled clicks (ours or a dead worker's) into it."""
+        while True:
+            await asyncio.sleep(REPLAY_INTERVAL_S)
+            if self.redis_ok and not self._spool.has_data():
+                continue
+            try:
+                await self.replay_spool()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.redis_ok = False
+                log.info("redis still unavailable", extra={"error": repr(exc)})
+
+    async def replay_spool(self) -> int:
+        async with asyncio.timeout(self._timeout_s * 4):
+            await self._redis.ping()
+        self._spool.rotate()
+        replayed = await self._spool.replay(self._to_redis_in_time)
+        self.redis_ok = True
+        if replayed:
+            log.info("spooled clicks replayed into redis", extra={"clicks": replayed})
+        return replayed
+
+    async def close(self) -> None:
+        """Finish what is buffered (to Redis or the spool); stop the replayer."""
+        if self._drainer is not None:
+            await self._drainer
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
+        self._spool.close()

@@ -1,0 +1,176 @@
+"""``GET|HEAD /e/{code}``: the hot path, a plain ASGI handler, readable top to bottom:
+
+resolve the link → parse tracking strings → session → quality flags → record the click
+durably (group commit) → 302.
+
+It never redirects to a URL taken from the request: the Location is the link's stored
+destination plus the click id.
+"""
+
+from __future__ import annotations
+
+import time
+
+import uuid_utils
+from starlette.types import Receive, Scope, Send
+
+from app import events
+from app.edge.commit import ClickWriter, NotRecorded
+from app.edge.linkcache import LinkCache, LinkUnavailable
+from app.edge.params import parse_tracking
+from app.edge.quality import request_flags
+from app.edge.session import SessionCookie
+from app.events import Click, Flag
+from app.links import is_valid_code
+
+PREFIX = "/e/"
+
+_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
+    "<body style='font-family:sans-serif;margin:3em'><h1>{title}</h1><p>{text}</p></body></html>"
+)
+_NOT_FOUND = _PAGE.format(title="Link not found", text="This link does not exist.").encode()
+_GONE = _PAGE.format(title="Link expired", text="This link is no longer active.").encode()
+_UNAVAILABLE = _PAGE.format(
+    title="Try again", text="This link cannot be followed right now. Please try again."
+).encode()
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class Redirect:
+    def __init__(
+        self,
+        links: LinkCache,
+        writer: ClickWriter,
+        session: SessionCookie,
+    ) -> None:
+        self.links = links
+        self.writer = writer
+        self.session = session
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _page(send, 405, b"", method, [(b"allow", b"GET, HEAD")])
+            return
+        code: str = scope["path"][len(PREFIX) :]
+        try:
+            target = await self.links.get(code) if is_valid_code(code) else None
+        except LinkUnavailable:
+            await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
+            return
+        if target is None or not target.active:
+            await _page(send, 404, _NOT_FOUND, method)
+            return
+        now_us = time.time_ns() // 1000
+        if target.expires_at is not None and target.expires_at * 1_000_000 <= now_us:
+            await _page(send, 410, _GONE, method)
+            return
+
+        headers = _interesting_headers(scope["headers"])
+        tracking = parse_tracking(scope["query_string"])
+        session_id = self.session.from_cookie_header(headers.get(b"cookie"))
+        session_new = session_id is None
+        if session_id is None:
+            session_id = self.session.new_session_id()
+        user_agent = headers.get(b"user-agent")
+        flags = request_flags(
+            method,
+            user_agent,
+            headers.get(b"sec-fetch-dest"),
+            headers.get(b"sec-purpose") or headers.get(b"purpose") or headers.get(b"x-moz"),
+        )
+        if tracking.invalid:
+            flags |= Flag.params_invalid
+        client = scope.get("client")
+        link = target.link
+        click_id = str(uuid_utils.uuid7())
+        click = Click(
+            click_id=click_id,
+            ts_us=now_us,
+            link_id=link.id,
+            code=link.code,
+            publisher_id=link.publisher_id,
+            af=tracking.af,
+            cn=tracking.cn,
+            cv=tracking.cv,
+            dp=tracking.dp,
+            session_id=session_id,
+            session_new=session_new,
+            ip=client[0] if client else None,
+            user_agent=user_agent[: events.MAX_USER_AGENT] if user_agent else None,
+            referer=_clip(headers.get(b"referer"), events.MAX_REFERER),
+            accept_language=_clip(headers.get(b"accept-language"), events.MAX_ACCEPT_LANGUAGE),
+            method=method,
+            flags=int(flags),
+        )
+        try:
+            await self.writer.record(events.encode(click))
+        except NotRecorded:
+            await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
+            return
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [
+                    (b"location", target.location(click_id).encode("ascii")),
+                    _NO_STORE,
+                    (b"set-cookie", self.session.set_cookie_header(session_id)),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
+_INTERESTING = frozenset(
+    {
+        b"cookie",
+        b"user-agent",
+        b"referer",
+        b"accept-language",
+        b"sec-fetch-dest",
+        b"sec-purpose",
+        b"purpose",
+        b"x-moz",
+    }
+)
+
+
+def _interesting_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The request headers the redirect reads; the first of a repeated header wins, except
+    ``cookie`` whose repeats are joined as HTTP/2 splits them."""
+    found: dict[bytes, str] = {}
+    for name, value in raw:
+        if name in _INTERESTING:
+            text = value.decode("utf-8", "replace")
+            if "\x00" in text:  # Postgres text cannot hold NUL
+                text = text.replace("\x00", "")
+            if name not in found:
+                found[name] = text
+            elif name == b"cookie":
+                found[name] += "; " + text
+    return found
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+async def _page(
+    send: Send,
+    status: int,
+    body: bytes,
+    method: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        _NO_STORE,
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
