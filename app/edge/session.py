@@ -46,7 +46,7 @@ class SessionCookie:
     def verify(self, value: str) -> str | None:
         """The session id of a signed value, or None when it is absent, malformed or forged."""
         session_id, dot, _ = value.rpartition(".")
-        if not dot or not session_id.isascii() or len(value) > 100:
+        if not dot or len(value) > 100 or not value.isascii():
             return None
         return session_id if hmac.compare_digest(self.sign(session_id), value) else None
 

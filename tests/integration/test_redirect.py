@@ -37,7 +37,9 @@ async def make_link(
 
 
 async def stream_clicks(redis: aioredis.Redis, settings: Settings) -> list[Click]:
-    entries = await redis.xrange(RedisKeys(settings.key_prefix).clicks_stream)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        RedisKeys(settings.key_prefix).clicks_stream
+    )
     return [events.decode(fields[events.STREAM_FIELD]) for _, fields in entries]
 
 
@@ -330,3 +332,22 @@ async def test_quality_flags_never_block_the_redirect(
     [click] = await stream_clicks(redis, settings)
     assert Flag(click.flags) == flags
     assert click.method == method
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [b"ct_sid=\xc3\xa9.\xc3\xa9", b"ct_sid=" + b"A" * 5000, b"ct_sid", b"ct_sid=.", b";;;=;"],
+)
+async def test_hostile_cookies_start_a_new_session(
+    app_client: httpx.AsyncClient,
+    pool: Pool,
+    publisher_id: int,
+    redis: aioredis.Redis,
+    settings: Settings,
+    cookie: bytes,
+) -> None:
+    link = await make_link(pool, publisher_id, "https://example.com/")
+    response = await app_client.get(f"/e/{link.code}", headers=[(b"cookie", cookie)])
+    assert response.status_code == 302
+    [click] = await stream_clicks(redis, settings)
+    assert click.session_new

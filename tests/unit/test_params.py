@@ -1,0 +1,56 @@
+"""Tracking-string parsing: properties over arbitrary input."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.edge.params import MAX_VALUE_LENGTH, parse_tracking
+
+# Text a publisher may legitimately put in a tracking string: no control characters.
+clean_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128
+)
+
+
+@given(af=clean_text, cn=clean_text, cv=clean_text, dp=clean_text)
+def test_valid_values_round_trip_through_url_encoding(af: str, cn: str, cv: str, dp: str) -> None:
+    query = urlencode({"af": af, "cn": cn, "cv": cv, "dp": dp}).encode()
+    assert parse_tracking(query) == parse_tracking(query)
+    parsed = parse_tracking(query)
+    assert (parsed.af, parsed.cn, parsed.cv, parsed.dp) == (af, cn, cv, dp)
+    assert not parsed.invalid
+
+
+@given(value=st.text(min_size=MAX_VALUE_LENGTH + 1, max_size=300))
+def test_overlong_values_are_dropped_and_flagged(value: str) -> None:
+    parsed = parse_tracking(b"af=" + quote(value).encode())
+    assert parsed.af is None and parsed.invalid
+
+
+@given(first=clean_text, second=clean_text)
+def test_first_value_wins(first: str, second: str) -> None:
+    parsed = parse_tracking(f"dp={quote(first)}&dp={quote(second)}".encode())
+    assert parsed.dp == first
+
+
+@given(raw=st.binary(max_size=400))
+def test_any_bytes_parse_without_error_and_values_are_clean(raw: bytes) -> None:
+    parsed = parse_tracking(raw)
+    for value in (parsed.af, parsed.cn, parsed.cv, parsed.dp):
+        if value is not None:
+            assert 0 < len(value) <= MAX_VALUE_LENGTH
+            assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+
+
+def test_a_bad_value_does_not_spoil_the_others() -> None:
+    parsed = parse_tracking(b"af=%FF&cn=2&cv=" + b"x" * 200 + b"&dp=4")
+    assert (parsed.af, parsed.cn, parsed.cv, parsed.dp, parsed.invalid) == (
+        None,
+        "2",
+        None,
+        "4",
+        True,
+    )
