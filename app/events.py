@@ -99,7 +99,8 @@ def decode(raw: bytes) -> Click:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION:
+    version = body.get("v") if isinstance(body, dict) else None
+    if type(version) is not int or version != VERSION:
         raise EventError("not a click record of a known version")
     values: dict[str, Any] = {}
     for short, name in _FIELDS.items():

@@ -75,8 +75,17 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 @pytest.fixture
-def key_prefix() -> str:
-    return f"cttest:{uuid.uuid4().hex[:12]}"
+async def key_prefix() -> AsyncIterator[str]:
+    """A Redis key space of this test's own; whatever it left there is deleted afterwards."""
+    prefix = f"cttest:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -85,9 +94,6 @@ async def redis(key_prefix: str) -> AsyncIterator[aioredis.Redis]:
     try:
         yield client
     finally:
-        keys = [k async for k in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
 
 

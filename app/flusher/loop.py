@@ -1,0 +1,224 @@
+"""The flusher's consumer-group loop: click stream -> ``clicks`` table.
+
+Contract: at least once from the stream, exactly once in the table. An entry is acked only
+after its row is committed (or after it went to the dead letters), so a crash or an error at
+any point leaves it pending: this consumer reads its own pending entries again first (on start
+and after every error), and another consumer claims them after ``claim_idle_ms``. The sink
+ignores clicks already stored, so a second delivery never makes a second row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app import stream
+from app.db import Pool
+from app.events import STREAM_FIELD, EventError, decode
+from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
+from app.keys import RedisKeys
+from app.settings import Settings
+from app.stream import DeadLetter, Entry
+
+log = logging.getLogger("clicktrack.flusher")
+
+# Partitions are created for days in [today - BACK, today + AHEAD]; a click dated outside
+# (a clock gone wrong, a very old replay) goes to the default partition, which
+# ensure_click_partition() empties later, instead of littering the schema.
+PARTITION_DAYS_BACK = 31
+PARTITION_DAYS_AHEAD = 2
+PARTITION_RETRY_S = 30.0
+TRIM_INTERVAL_S = 1.0
+# Outages, not bugs: retried without a traceback in the log.
+_EXPECTED_ERRORS = (
+    OSError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    written: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    claimed: int = 0
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Flusher:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        pool: Pool,
+        *,
+        consumer: str | None = None,
+        backoff_s: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        self.settings = settings
+        self.keys = RedisKeys(settings.key_prefix)
+        self.consumer = consumer or settings.consumer_name or default_consumer_name()
+        self.stats = Stats()
+        self._redis = redis
+        self._sink = ClickSink(pool)
+        self._backoff_s = backoff_s
+        self._partitions: dict[date, float] = {}  # day -> when to try it again (inf: exists)
+        self._group_ready = False
+        self._own_pending = True
+        self._claim_cursor = b"0-0"
+        self._next_claim = 0.0
+        self._next_trim = 0.0
+        self._acked_since_trim = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush until ``stop`` is set; the batch in hand is written and acked first."""
+        log.info("flusher_started", extra={"consumer": self.consumer})
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:
+                failures += 1
+                delay = min(self._backoff_s[1], self._backoff_s[0] * 2 ** (failures - 1))
+                delay *= random.uniform(0.5, 1.0)
+                log.warning(
+                    "flusher_retry",
+                    exc_info=not isinstance(exc, _EXPECTED_ERRORS),
+                    extra={"error": f"{type(exc).__name__}: {exc}", "attempt": failures},
+                )
+                self._restart()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            else:
+                if failures:
+                    log.info("flusher_recovered", extra={"attempts": failures})
+                failures = 0
+        if self._acked_since_trim:  # leave the stream short; best effort, we are leaving
+            with contextlib.suppress(Exception):
+                await stream.trim_acknowledged(self._redis, self.keys)
+        log.info("flusher_stopped", extra={"consumer": self.consumer, **asdict(self.stats)})
+
+    async def run_once(self) -> int:
+        """One step: read a batch (own pending entries first, then idle ones claimed from
+        other consumers when due, then new ones), store it, ack it; trim when due.
+        Returns the number of entries handled."""
+        if not self._group_ready:
+            await stream.ensure_group(self._redis, self.keys)
+            self._group_ready = True
+        today = datetime.now(UTC).date()
+        horizon = range(PARTITION_DAYS_AHEAD + 1)
+        await self._ensure_partitions(today + timedelta(days=n) for n in horizon)
+        entries = await self._next_batch()
+        if entries:
+            await self._settle(entries)
+        await self._maybe_trim()
+        return len(entries)
+
+    def _restart(self) -> None:
+        """After an error: nothing in hand is trusted, start again from our pending list."""
+        self._group_ready = False
+        self._own_pending = True
+        self._claim_cursor = b"0-0"
+        self._partitions = {d: t for d, t in self._partitions.items() if t == float("inf")}
+
+    async def _next_batch(self) -> list[Entry]:
+        count = self.settings.flush_batch_size
+        if self._own_pending:
+            entries = await stream.read_own_pending(self._redis, self.keys, self.consumer, count)
+            if entries:
+                return entries
+            self._own_pending = False
+        if time.monotonic() >= self._next_claim:
+            entries = await self._claim(count)
+            if entries:
+                return entries
+        return await stream.read_new(
+            self._redis, self.keys, self.consumer, count, self.settings.flush_block_ms
+        )
+
+    async def _claim(self, count: int) -> list[Entry]:
+        idle_ms = self.settings.claim_idle_ms
+        entries, self._claim_cursor = await stream.claim_idle(
+            self._redis, self.keys, self.consumer, idle_ms, count, self._claim_cursor
+        )
+        if self._claim_cursor == b"0-0":  # scanned the whole pending list: rest a while
+            self._next_claim = time.monotonic() + idle_ms / 2000
+        if entries:
+            self.stats.claimed += len(entries)
+            log.info("entries_claimed", extra={"count": len(entries)})
+        return entries
+
+    async def _settle(self, entries: Sequence[Entry]) -> None:
+        rows, dead = _decode(entries)
+        await self._ensure_partitions({row_day(row) for row in rows})
+        new = await self._sink.write(rows)
+        await stream.ack(self._redis, self.keys, [entry_id for entry_id, _ in entries], dead)
+        self._acked_since_trim = True
+        self.stats.batches += 1
+        self.stats.written += new
+        self.stats.duplicates += len(rows) - new
+        if dead:
+            self.stats.dead_lettered += len(dead)
+            log.warning(
+                "entries_dead_lettered", extra={"count": len(dead), "reason": dead[0].reason}
+            )
+
+    async def _ensure_partitions(self, days: Iterable[date]) -> None:
+        """Create missing day partitions within the window. A failure is logged, not raised:
+        the default partition takes the rows meanwhile."""
+        today = datetime.now(UTC).date()
+        lowest = today - timedelta(days=PARTITION_DAYS_BACK)
+        highest = today + timedelta(days=PARTITION_DAYS_AHEAD)
+        now = time.monotonic()
+        for day in sorted(days):
+            if not lowest <= day <= highest or self._partitions.get(day, 0.0) > now:
+                continue
+            try:
+                await self._sink.ensure_partition(day)
+            except PartitionError as exc:
+                self._partitions[day] = now + PARTITION_RETRY_S
+                log.warning("partition_failed", extra={"day": day.isoformat(), "error": str(exc)})
+            else:
+                self._partitions[day] = float("inf")
+
+    async def _maybe_trim(self) -> None:
+        now = time.monotonic()
+        if self._acked_since_trim and now >= self._next_trim:
+            self._next_trim = now + TRIM_INTERVAL_S
+            self._acked_since_trim = False
+            await stream.trim_acknowledged(self._redis, self.keys)
+
+
+def _decode(entries: Iterable[Entry]) -> tuple[list[Row], list[DeadLetter]]:
+    rows: list[Row] = []
+    dead: list[DeadLetter] = []
+    for entry_id, fields in entries:
+        payload = fields.get(STREAM_FIELD)
+        if payload is None:
+            dead.append(DeadLetter(entry_id, "no field c", None))
+            continue
+        try:
+            rows.append(to_row(decode(payload)))
+        except EventError as exc:
+            dead.append(DeadLetter(entry_id, str(exc), payload))
+    return rows, dead

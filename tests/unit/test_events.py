@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.events import STREAM_FIELD, VERSION, Click, EventError, Flag, decode, encode
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+TRACKING = st.none() | st.text(max_size=128)
+OPTIONAL_TEXT = st.none() | st.text(max_size=300)
+
+clicks = st.builds(
+    Click,
+    click_id=st.uuids().map(str),
+    ts_us=INT64,
+    link_id=INT64,
+    code=st.text(max_size=32),
+    publisher_id=INT64,
+    af=TRACKING,
+    cn=TRACKING,
+    cv=TRACKING,
+    dp=TRACKING,
+    session_id=st.text(max_size=64),
+    session_new=st.booleans(),
+    ip=OPTIONAL_TEXT,
+    user_agent=OPTIONAL_TEXT,
+    referer=OPTIONAL_TEXT,
+    accept_language=OPTIONAL_TEXT,
+    method=st.sampled_from(["GET", "HEAD"]) | st.text(max_size=8),
+    flags=st.integers(min_value=0, max_value=int(max(Flag)) * 2 - 1),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | INT64 | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+SAMPLE = Click(
+    click_id="018f3f5e-7b1a-7cc3-9d2e-4a5b6c7d8e9f",
+    ts_us=1_717_171_717_000_001,
+    link_id=7,
+    code="summer",
+    publisher_id=3,
+    af="blog-42",
+    cn=None,
+    cv="Ünïcødé ✓",
+    dp="x" * 128,
+    session_id="s-1",
+    session_new=True,
+    ip="203.0.113.0",
+    user_agent="Mozilla/5.0",
+    referer=None,
+    accept_language="en-US,en;q=0.9",
+    method="GET",
+    flags=Flag.prefetch | Flag.head,
+)
+
+
+def body_of(click: Click) -> dict[str, Any]:
+    body = orjson.loads(encode(click))
+    assert isinstance(body, dict)
+    return body
+
+
+def assert_decodes_or_rejects(raw: bytes) -> None:
+    """The contract: a click, or EventError; never another exception."""
+    try:
+        click = decode(raw)
+    except EventError:
+        return
+    assert isinstance(click, Click)
+    assert decode(encode(click)) == click
+
+
+@given(clicks)
+def test_round_trip(click: Click) -> None:
+    assert decode(encode(click)) == click
+
+
+@given(clicks)
+def test_encoding_is_one_versioned_json_object(click: Click) -> None:
+    body = body_of(click)
+    assert body["v"] == VERSION
+    assert body["id"] == click.click_id
+    assert body["t"] == click.ts_us
+
+
+def test_stream_field_is_c() -> None:
+    assert STREAM_FIELD == b"c"
+
+
+def test_unknown_fields_are_ignored() -> None:
+    body = body_of(SAMPLE) | {"future": [1, 2, 3]}
+    assert decode(orjson.dumps(body)) == SAMPLE
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"{", b"\xff\xfe", b"null", b"[]", b'"click"', b"42", b'{"v": 1'],
+)
+def test_rejects_what_is_not_a_json_object(raw: bytes) -> None:
+    with pytest.raises(EventError):
+        decode(raw)
+
+
+@pytest.mark.parametrize("version", [None, 0, 2, "1", [1]])
+def test_rejects_unknown_versions(version: object) -> None:
+    body = body_of(SAMPLE)
+    if version is None:
+        del body["v"]
+    else:
+        body["v"] = version
+    with pytest.raises(EventError, match="version"):
+        decode(orjson.dumps(body))
+
+
+OPTIONAL = {"af": "af", "cn": "cn", "cv": "cv", "dp": "dp", "ip": "ip", "ua": "user_agent"}
+OPTIONAL |= {"ref": "referer", "lang": "accept_language"}
+
+
+@pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v"} - set(OPTIONAL)))
+def test_rejects_a_missing_required_field(field: str) -> None:
+    body = body_of(SAMPLE)
+    del body[field]
+    with pytest.raises(EventError, match=repr(field)):
+        decode(orjson.dumps(body))
+
+
+@pytest.mark.parametrize("field", sorted(OPTIONAL))
+def test_a_missing_optional_field_reads_as_none(field: str) -> None:
+    body = body_of(SAMPLE)
+    del body[field]
+    assert getattr(decode(orjson.dumps(body)), OPTIONAL[field]) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", None),
+        ("id", 5),
+        ("t", 1.5),
+        ("t", "1717171717000001"),
+        ("t", True),
+        ("l", False),
+        ("p", None),
+        ("f", True),
+        ("sn", 1),
+        ("sn", "true"),
+        ("af", 12),
+        ("ua", ["Mozilla"]),
+        ("m", None),
+        ("s", {"id": "s-1"}),
+    ],
+)
+def test_rejects_a_wrong_type(field: str, value: object) -> None:
+    body = body_of(SAMPLE) | {field: value}
+    with pytest.raises(EventError, match=repr(field)):
+        decode(orjson.dumps(body))
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_are_rejected(raw: bytes) -> None:
+    assert_decodes_or_rejects(raw)
+
+
+@given(json_values)
+def test_arbitrary_json_decodes_or_is_rejected(value: object) -> None:
+    assert_decodes_or_rejects(orjson.dumps(value))
+
+
+@given(clicks, st.sampled_from(sorted(body_of(SAMPLE))), json_values)
+def test_one_field_replaced_decodes_or_is_rejected(click: Click, field: str, value: Any) -> None:
+    body = body_of(click) | {field: value}
+    assert_decodes_or_rejects(orjson.dumps(body))
+
+
+@given(clicks, st.binary(min_size=1, max_size=8))
+def test_truncated_or_padded_payloads_are_rejected(click: Click, junk: bytes) -> None:
+    raw = encode(click)
+    with pytest.raises(EventError):
+        decode(raw[: len(raw) // 2])
+    with pytest.raises(EventError):
+        decode(raw + b"}" + junk)
