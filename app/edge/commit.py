@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app import stream
+from app.aio import raise_if_cancelling
 from app.keys import RedisKeys
 from app.spool import Spool
 
@@ -74,7 +75,7 @@ class ClickWriter:
                 return
             except (RedisError, OSError, TimeoutError) as exc:
                 self.redis_ok = False
-                log.warning("redis unavailable, spooling clicks", extra={"error": repr(exc)})
+                log.warning("redis unavailable, spooling clicks: %r", exc)
         try:
             self._spool.append(batch)
         except OSError as exc:
@@ -103,6 +104,7 @@ class ClickWriter:
             try:
                 await self.replay_spool()
             except (RedisError, OSError, TimeoutError) as exc:
+                raise_if_cancelling()
                 self.redis_ok = False
                 log.info("redis still unavailable", extra={"error": repr(exc)})
 

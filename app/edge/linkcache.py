@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app import linkmirror
+from app.aio import raise_if_cancelling
 from app.db import Pool
 from app.keys import RedisKeys
 from app.linkmirror import EdgeLink
@@ -172,5 +173,6 @@ class LinkCache:
                         if message["type"] == "message":
                             self.evict(message["data"].decode())
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 log.info("links channel lost; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
