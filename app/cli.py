@@ -9,13 +9,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 
 from app import publishers
 from app.apikeys import Role, create_key
 from app.migrate import MigrationError, migrate
 from app.publishers import PublisherError, PublisherKind
-from app.settings import Settings
+from app.settings import ConfigError, Settings, load_settings
 
 
 class CliError(Exception):
@@ -116,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"error: bad configuration:\n{exc}", file=sys.stderr)
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     command: Command = args.run
     try:

@@ -9,8 +9,13 @@ from typing import Any
 
 import orjson
 
-# Attributes every LogRecord has; anything else was passed in ``extra=`` and is logged.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else was passed in ``extra=`` and is logged
+# (except uvicorn's terminal-coloured copy of its message).
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -5,17 +5,16 @@ from __future__ import annotations
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
 from app.logs import setup_logging
-from app.settings import Settings
+from app.settings import ConfigError, load_settings
 
 
 def main() -> int:
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"error: bad configuration:\n{exc}", file=sys.stderr)
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging()
     uvicorn.run(
@@ -27,6 +26,7 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        server_header=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )

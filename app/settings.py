@@ -8,8 +8,9 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_COOKIE_SECRET = "development-only-cookie-secret-change-me"
@@ -68,6 +69,20 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(default=30_000, ge=100)
     consumer_name: str | None = None
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://, rediss:// or unix://")
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected postgresql://")
+        return url
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -96,3 +111,19 @@ class Settings(BaseSettings):
                     "in production"
                 )
         return self
+
+
+class ConfigError(Exception):
+    """The environment does not make valid settings; the message names each variable."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = "_".join(str(part) for part in err["loc"]).upper()
+            name = f"CLICKTRACK_{field}" if field else "settings"
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None

@@ -7,54 +7,17 @@ configuration. Outages of Redis or Postgres are waited out, never a reason to ex
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
-from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
-import orjson
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 
 from app.db import create_pool
 from app.flusher.loop import Flusher, log
-from app.settings import Settings
+from app.logs import setup_logging
+from app.settings import ConfigError, Settings, load_settings
 
 EXIT_BAD_CONFIG = 2
-_RECORD_ATTRIBUTES = {*vars(logging.makeLogRecord({})), "message", "asctime", "taskName"}
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object per line: time, level, logger, event, then the record's extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        body.update((k, v) for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES)
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(body, default=str).decode()
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-
-
-def config_errors(settings: Settings) -> list[str]:
-    """What pydantic cannot see: URLs that the clients would only refuse later."""
-    errors = []
-    if urlsplit(settings.database_url).scheme not in ("postgresql", "postgres"):
-        errors.append("CLICKTRACK_DATABASE_URL: expected postgresql://...")
-    if urlsplit(settings.redis_url).scheme not in ("redis", "rediss", "unix"):
-        errors.append("CLICKTRACK_REDIS_URL: expected redis://, rediss:// or unix://")
-    return errors
 
 
 async def serve(settings: Settings) -> None:
@@ -77,17 +40,11 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    configure_logging()
+    setup_logging()
     try:
-        settings = Settings()
-        errors = config_errors(settings)
-    except ValidationError as exc:
-        errors = [
-            f"CLICKTRACK_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}"
-            for err in exc.errors()
-        ]
-    if errors:
-        log.error("invalid_configuration", extra={"errors": errors})
+        settings = load_settings()
+    except ConfigError as exc:
+        log.error("invalid_configuration", extra={"error": str(exc)})
         return EXIT_BAD_CONFIG
     asyncio.run(serve(settings))
     return 0

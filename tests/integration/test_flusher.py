@@ -423,7 +423,7 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
             process.kill()
             await process.wait()
     assert process.returncode == 0, err.decode()
-    events = [orjson.loads(line)["event"] for line in err.splitlines()]
+    events = [orjson.loads(line)["msg"] for line in err.splitlines()]
     assert events[0] == "flusher_started" and events[-1] == "flusher_stopped"
 
     (group,) = await redis.xinfo_groups(keys.clicks_stream)
@@ -454,5 +454,5 @@ async def test_bad_configuration_exits_non_zero_with_a_clear_message(settings: S
     assert process.returncode == 2
     (line,) = err.splitlines()
     message = orjson.loads(line)
-    assert message["event"] == "invalid_configuration"
-    assert any("CLICKTRACK_FLUSH_BATCH_SIZE" in error for error in message["errors"])
+    assert message["msg"] == "invalid_configuration"
+    assert "CLICKTRACK_FLUSH_BATCH_SIZE" in message["error"]
