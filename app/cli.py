@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -74,6 +75,19 @@ async def cmd_create_api_key(settings: Settings, args: argparse.Namespace) -> No
     print(key)
 
 
+async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> None:
+    days = args.days if args.days is not None else settings.click_retention_days
+    if not days:
+        raise CliError("no retention: pass --days N or set CLICKTRACK_CLICK_RETENTION_DAYS")
+    cutoff = datetime.now(UTC).date() - timedelta(days=days)
+    conn = await _connect(settings)
+    try:
+        dropped = await conn.fetchval("SELECT drop_click_partitions_before($1::date)", cutoff)
+    finally:
+        await conn.close()
+    print(f"dropped {dropped} click partitions before {cutoff}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -109,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("publisher_id", type=_positive_int)
     key.add_argument("--name", default="")
     key.set_defaults(run=cmd_create_api_key)
+
+    drop = sub.add_parser("drop-old-clicks", help="drop clicks older than the retention")
+    drop.add_argument("--days", type=_positive_int, default=None, help="keep this many days")
+    drop.set_defaults(run=cmd_drop_old_clicks)
     return parser
 
 

@@ -27,3 +27,11 @@ class RedisKeys:
 
     def link(self, code: str) -> str:
         return f"{self.prefix}:link:{code}"
+
+    def seen_by_session(self, link_id: int, session_id: str) -> str:
+        """Recent clicks of one session on one link (duplicate detection)."""
+        return f"{self.prefix}:seen:s:{link_id}:{session_id}"
+
+    def seen_by_ip(self, link_id: int, ip: str) -> str:
+        """Recent clicks from one IP on one link (duplicate detection)."""
+        return f"{self.prefix}:seen:ip:{link_id}:{ip}"

@@ -19,6 +19,8 @@ from app.api import errors, health, links, publishers
 from app.db import create_pool
 from app.edge.commit import ClickWriter
 from app.edge.linkcache import LinkCache
+from app.edge.privacy import IpMasker
+from app.edge.quality import enabled_flags
 from app.edge.redirect import PREFIX, Redirect
 from app.edge.session import SessionCookie
 from app.keys import RedisKeys
@@ -52,7 +54,16 @@ def build_redirect(
         domain=settings.cookie_domain,
         max_age=settings.cookie_max_age,
     )
-    return Redirect(cache, writer, session)
+    secret = settings.cookie_secret.get_secret_value()
+    if settings.ip_hash_secret is not None:
+        secret = settings.ip_hash_secret.get_secret_value()
+    return Redirect(
+        cache,
+        writer,
+        session,
+        mask_ip=IpMasker(settings.ip_mode, secret.encode()),
+        enabled_flags=enabled_flags(settings),
+    )
 
 
 def create_api(settings: Settings) -> FastAPI:

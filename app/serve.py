@@ -27,6 +27,10 @@ def main() -> int:
         http="httptools",
         access_log=False,
         server_header=False,
+        # Behind a load balancer: take the client address from X-Forwarded-For, but only
+        # when the connection comes from one of these addresses.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         timeout_graceful_shutdown=10,
     )

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,9 +58,27 @@ class Settings(BaseSettings):
     link_cache_ttl_s: float = Field(default=60.0, gt=0)
     link_negative_ttl_s: float = Field(default=2.0, gt=0)
 
+    # Traffic quality: which flags are raised (a flagged click is stored, never billed).
+    flag_bots: bool = True
+    flag_prefetch: bool = True
+    flag_iframe: bool = True
+    flag_head: bool = True
+    duplicate_window_s: float = Field(default=30.0, ge=0)
+    ip_clicks_per_minute: int = Field(default=20, ge=0)
+    bot_patterns_file: Path | None = None
+
+    # Privacy.
+    ip_mode: IpMode = IpMode.full
+    ip_hash_secret: SecretStr | None = None
+    click_retention_days: int = Field(default=0, ge=0)
+    forwarded_allow_ips: str | None = None
+
+    # Orders and money.
+    period_timezone: str = "UTC"
+    postback_max_skew_s: int = Field(default=300, ge=1, le=86_400)
+
     # Durable write of clicks: group commit to Redis, spool on disk when Redis fails.
     redis_timeout_ms: int = Field(default=250, ge=1)
-    commit_max_batch: int = Field(default=512, ge=1)
     spool_dir: Path = Path(".data/spool")
     spool_fsync: bool = False
 
@@ -82,6 +101,26 @@ class Settings(BaseSettings):
         if urlsplit(url).scheme not in ("postgresql", "postgres"):
             raise ValueError("expected postgresql://")
         return url
+
+    @field_validator("bot_patterns_file")
+    @classmethod
+    def _check_patterns_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @field_validator("period_timezone")
+    @classmethod
+    def _check_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as UTC") from None
+        return name
+
+    @property
+    def period_tz(self) -> ZoneInfo:
+        return ZoneInfo(self.period_timezone)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -1,19 +1,29 @@
-"""Quality flags from the request alone (pure, cheap): robots, prefetch, frames, HEAD.
+"""Quality flags from the request alone: pure and cheap, so they run on the hot path.
 
-Flags never block a redirect; they keep a click out of billable counts.
+Flags never block a redirect; they keep a click out of billable counts. The costlier checks
+(user agents against the crawler list, duplicates over time) run in the flusher
+(``app.flusher.quality``); ``docs/architecture.md`` says why.
 """
 
 from __future__ import annotations
 
-import re
-
 from app.events import Flag
+from app.settings import Settings
 
-_BOT_USER_AGENT = re.compile(
-    r"bot\b|crawl|spider|slurp|curl/|wget/|python-requests|python-urllib|python-httpx|httpclient|"
-    r"go-http-client|okhttp|headless",
-    re.IGNORECASE,
-)
+
+def enabled_flags(settings: Settings) -> Flag:
+    """The flags the operator wants raised; ``params_invalid`` is always on."""
+    enabled = Flag.params_invalid
+    for flag, on in (
+        (Flag.bot, settings.flag_bots),
+        (Flag.prefetch, settings.flag_prefetch),
+        (Flag.iframe, settings.flag_iframe),
+        (Flag.head, settings.flag_head),
+        (Flag.duplicate, settings.duplicate_window_s > 0 or settings.ip_clicks_per_minute > 0),
+    ):
+        if on:
+            enabled |= flag
+    return enabled
 
 
 def request_flags(
@@ -25,8 +35,8 @@ def request_flags(
     flags = Flag(0)
     if method == "HEAD":
         flags |= Flag.head
-    if not user_agent or _BOT_USER_AGENT.search(user_agent):
-        flags |= Flag.bot
+    if not user_agent or not user_agent.strip():
+        flags |= Flag.bot  # browsers always send one
     if fetch_dest is not None and fetch_dest.lower() == "iframe":
         flags |= Flag.iframe
     if purpose is not None and "prefetch" in purpose.lower():

@@ -18,6 +18,7 @@ from app import events
 from app.edge.commit import ClickWriter, NotRecorded
 from app.edge.linkcache import LinkCache, LinkUnavailable
 from app.edge.params import parse_tracking
+from app.edge.privacy import IpMasker
 from app.edge.quality import request_flags
 from app.edge.session import SessionCookie
 from app.events import Click, Flag
@@ -43,10 +44,15 @@ class Redirect:
         links: LinkCache,
         writer: ClickWriter,
         session: SessionCookie,
+        *,
+        mask_ip: IpMasker,
+        enabled_flags: Flag,
     ) -> None:
         self.links = links
         self.writer = writer
         self.session = session
+        self.mask_ip = mask_ip
+        self.enabled_flags = enabled_flags
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
@@ -82,6 +88,7 @@ class Redirect:
         )
         if tracking.invalid:
             flags |= Flag.params_invalid
+        flags &= self.enabled_flags
         client = scope.get("client")
         link = target.link
         click_id = str(uuid_utils.uuid7())
@@ -97,7 +104,7 @@ class Redirect:
             dp=tracking.dp,
             session_id=session_id,
             session_new=session_new,
-            ip=client[0] if client else None,
+            ip=self.mask_ip(client[0]) if client else None,
             user_agent=user_agent[: events.MAX_USER_AGENT] if user_agent else None,
             referer=_clip(headers.get(b"referer"), events.MAX_REFERER),
             accept_language=_clip(headers.get(b"accept-language"), events.MAX_ACCEPT_LANGUAGE),

@@ -27,7 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import stream
 from app.db import Pool
-from app.events import STREAM_FIELD, EventError, decode
+from app.events import STREAM_FIELD, Click, EventError, decode, encode
+from app.flusher.quality import ClickClassifier
 from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
 from app.keys import RedisKeys
 from app.settings import Settings
@@ -42,6 +43,7 @@ PARTITION_DAYS_BACK = 31
 PARTITION_DAYS_AHEAD = 2
 PARTITION_RETRY_S = 30.0
 TRIM_INTERVAL_S = 1.0
+RETENTION_INTERVAL_S = 3600.0
 # Outages, not bugs: retried without a traceback in the log.
 _EXPECTED_ERRORS = (
     OSError,
@@ -81,6 +83,7 @@ class Flusher:
         self.stats = Stats()
         self._redis = redis
         self._sink = ClickSink(pool)
+        self._classifier = ClickClassifier(settings, redis, self.keys)
         self._backoff_s = backoff_s
         self._partitions: dict[date, float] = {}  # day -> when to try it again (inf: exists)
         self._group_ready = False
@@ -88,6 +91,7 @@ class Flusher:
         self._claim_cursor = b"0-0"
         self._next_claim = 0.0
         self._next_trim = 0.0
+        self._next_retention = 0.0
         self._acked_since_trim = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -132,6 +136,7 @@ class Flusher:
         if entries:
             await self._settle(entries)
         await self._maybe_trim()
+        await self._maybe_apply_retention()
         return len(entries)
 
     def _restart(self) -> None:
@@ -169,7 +174,9 @@ class Flusher:
         return entries
 
     async def _settle(self, entries: Sequence[Entry]) -> None:
-        rows, dead = _decode(entries)
+        clicks, dead = _decode(entries)
+        await self._classifier.classify([click for _, click in clicks])
+        rows = _to_rows(clicks, dead)
         await self._ensure_partitions({row_day(row) for row in rows})
         new = await self._sink.write(rows)
         await stream.ack(self._redis, self.keys, [entry_id for entry_id, _ in entries], dead)
@@ -201,6 +208,17 @@ class Flusher:
             else:
                 self._partitions[day] = float("inf")
 
+    async def _maybe_apply_retention(self) -> None:
+        days = self.settings.click_retention_days
+        now = time.monotonic()
+        if not days or now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_INTERVAL_S
+        cutoff = datetime.now(UTC).date() - timedelta(days=days)
+        dropped = await self._sink.drop_partitions_before(cutoff)
+        if dropped:
+            log.info("click_partitions_dropped", extra={"count": dropped, "before": str(cutoff)})
+
     async def _maybe_trim(self) -> None:
         now = time.monotonic()
         if self._acked_since_trim and now >= self._next_trim:
@@ -209,8 +227,8 @@ class Flusher:
             await stream.trim_acknowledged(self._redis, self.keys)
 
 
-def _decode(entries: Iterable[Entry]) -> tuple[list[Row], list[DeadLetter]]:
-    rows: list[Row] = []
+def _decode(entries: Iterable[Entry]) -> tuple[list[tuple[bytes, Click]], list[DeadLetter]]:
+    clicks: list[tuple[bytes, Click]] = []
     dead: list[DeadLetter] = []
     for entry_id, fields in entries:
         payload = fields.get(STREAM_FIELD)
@@ -218,7 +236,18 @@ def _decode(entries: Iterable[Entry]) -> tuple[list[Row], list[DeadLetter]]:
             dead.append(DeadLetter(entry_id, "no field c", None))
             continue
         try:
-            rows.append(to_row(decode(payload)))
+            clicks.append((entry_id, decode(payload)))
         except EventError as exc:
             dead.append(DeadLetter(entry_id, str(exc), payload))
-    return rows, dead
+    return clicks, dead
+
+
+def _to_rows(clicks: Iterable[tuple[bytes, Click]], dead: list[DeadLetter]) -> list[Row]:
+    """Rows of the clicks Postgres will take; the others join the dead letters."""
+    rows: list[Row] = []
+    for entry_id, click in clicks:
+        try:
+            rows.append(to_row(click))
+        except EventError as exc:
+            dead.append(DeadLetter(entry_id, str(exc), encode(click)))
+    return rows

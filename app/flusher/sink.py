@@ -127,3 +127,10 @@ class ClickSink:
                 await conn.execute("SELECT ensure_click_partition($1::date)", day)
             except asyncpg.PostgresError as exc:
                 raise PartitionError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def drop_partitions_before(self, cutoff: date) -> int:
+        """Retention: drop day partitions (and default-partition rows) older than cutoff."""
+        dropped: int = await self._pool.fetchval(
+            "SELECT drop_click_partitions_before($1::date)", cutoff
+        )
+        return dropped

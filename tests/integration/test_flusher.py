@@ -49,6 +49,15 @@ TRACKING_SAMPLES = [
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests check that every field arrives as sent: no quality flags added here
+    (tests/integration/test_quality.py covers them)."""
+    return settings.model_copy(
+        update={"flag_bots": False, "duplicate_window_s": 0, "ip_clicks_per_minute": 0}
+    )
+
+
+@pytest.fixture
 def keys(key_prefix: str) -> RedisKeys:
     return RedisKeys(key_prefix)
 

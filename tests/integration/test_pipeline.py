@@ -44,6 +44,13 @@ class Sent:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every request here comes from one client with one cookie jar: quality rules would
+    flag them as duplicates. They are tested in test_quality.py; here, transport only."""
+    return settings.model_copy(update={"duplicate_window_s": 0, "ip_clicks_per_minute": 0})
+
+
+@pytest.fixture
 async def link(pool: Pool) -> links.Link:
     async with pool.acquire() as conn:
         publisher_id = await conn.fetchval(

@@ -306,16 +306,16 @@ async def test_destination_keeps_its_query_and_gains_the_click_id(
         ("GET", {"user-agent": "Mozilla/5.0 Chrome/130"}, Flag(0)),
         ("HEAD", {"user-agent": "Mozilla/5.0 Chrome/130"}, Flag.head),
         ("GET", {"user-agent": ""}, Flag.bot),
-        ("GET", {"user-agent": "python-httpx/0.28"}, Flag.bot),
-        ("GET", {"user-agent": "curl/8.5.0"}, Flag.bot),
-        ("GET", {"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1)"}, Flag.bot),
+        ("GET", {"user-agent": "   "}, Flag.bot),
+        # Known crawlers are recognised by the flusher (tests/integration/test_quality.py).
+        ("GET", {"user-agent": "curl/8.5.0"}, Flag(0)),
         ("GET", {"user-agent": "Mozilla/5.0", "sec-fetch-dest": "iframe"}, Flag.iframe),
         ("GET", {"user-agent": "Mozilla/5.0", "sec-purpose": "prefetch"}, Flag.prefetch),
         ("GET", {"user-agent": "Mozilla/5.0", "purpose": "prefetch"}, Flag.prefetch),
         ("GET", {"user-agent": "Mozilla/5.0", "x-moz": "prefetch"}, Flag.prefetch),
     ],
 )
-async def test_quality_flags_never_block_the_redirect(
+async def test_request_flags_never_block_the_redirect(
     app_client: httpx.AsyncClient,
     pool: Pool,
     publisher_id: int,
