@@ -7,13 +7,18 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from app import publishers
+from app import merchants, publishers
 from app.apikeys import Role, create_key
+from app.db import create_pool
 from app.migrate import MigrationError, migrate
+from app.money import closing, plans_store
+from app.money.periods import Period
+from app.money.plan import DEFAULT_PLAN_FILE, PlanError, read_plan_file
 from app.publishers import PublisherError, PublisherKind
 from app.settings import ConfigError, Settings, load_settings
 
@@ -88,6 +93,68 @@ async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> N
     print(f"dropped {dropped} click partitions before {cutoff}")
 
 
+async def cmd_create_merchant(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        merchant, secret = await merchants.create_merchant(conn, args.name)
+    except merchants.MerchantError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await conn.close()
+    print(f"merchant {merchant.id} created: {merchant.name}; its postback secret, shown only now:")
+    print(secret)
+
+
+async def cmd_rotate_merchant_secret(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await _connect(settings)
+    try:
+        merchant, secret = await merchants.rotate_secret(conn, args.name)
+    except merchants.MerchantError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await conn.close()
+    print(f"merchant {merchant.id} has a new postback secret (the old one no longer works):")
+    print(secret)
+
+
+async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        plan = read_plan_file(args.file)
+    except PlanError as exc:
+        raise CliError(str(exc)) from None
+    conn = await _connect(settings)
+    try:
+        outcome = await plans_store.put_plan(conn, plan)
+    except plans_store.PlanInUse as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await conn.close()
+    print(f"plan effective {plan.effective_from} ({plan.name}): {outcome}")
+
+
+async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        period = Period.parse(args.period)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        report = await closing.close_period(
+            pool, period, settings.period_tz, datetime.now(UTC), publisher_id=args.publisher_id
+        )
+    except (closing.PeriodNotEnded, closing.BeforeHistory) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await pool.close()
+    credited = sum(c.credited for c in report.closed)
+    charged_back = sum(c.charged_back for c in report.closed)
+    print(
+        f"period {period}: {len(report.closed)} publisher periods closed now "
+        f"(credited {credited}, charged back {charged_back}), "
+        f"{report.already_closed} already closed, {report.skipped} skipped"
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -127,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     drop = sub.add_parser("drop-old-clicks", help="drop clicks older than the retention")
     drop.add_argument("--days", type=_positive_int, default=None, help="keep this many days")
     drop.set_defaults(run=cmd_drop_old_clicks)
+
+    merchant = sub.add_parser(
+        "create-merchant", help="create a merchant and print its postback secret"
+    )
+    merchant.add_argument("name")
+    merchant.set_defaults(run=cmd_create_merchant)
+
+    rotate = sub.add_parser("rotate-merchant-secret", help="give a merchant a new secret")
+    rotate.add_argument("name")
+    rotate.set_defaults(run=cmd_rotate_merchant_secret)
+
+    plan = sub.add_parser("load-plan", help="load a commission plan (TOML or JSON) into Postgres")
+    plan.add_argument(
+        "file", type=Path, nargs="?", default=DEFAULT_PLAN_FILE, help="default: the bundled plan"
+    )
+    plan.set_defaults(run=cmd_load_plan)
+
+    close = sub.add_parser("close-period", help="close a calculation period (YYYY-MM)")
+    close.add_argument("period", help="YYYY-MM: the period from the 10th of that month")
+    close.add_argument("--publisher-id", type=_positive_int, default=None)
+    close.set_defaults(run=cmd_close_period)
     return parser
 
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import errors, health, links, publishers
+from app.api import errors, health, links, money, orders, plans, postback, publishers
 from app.db import create_pool
 from app.edge.commit import ClickWriter
 from app.edge.linkcache import LinkCache
@@ -98,6 +98,10 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(health.router)
     api.include_router(publishers.router, prefix="/api/v1")
     api.include_router(links.router, prefix="/api/v1")
+    api.include_router(postback.router, prefix="/api/v1")
+    api.include_router(orders.router, prefix="/api/v1")
+    api.include_router(money.router, prefix="/api/v1")
+    api.include_router(plans.router, prefix="/api/v1")
     return api
 
 

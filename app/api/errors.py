@@ -5,6 +5,7 @@
  ├── ``Conflict``        409
  ├── ``Forbidden``       403
  ├── ``Unauthorized``    401
+ ├── ``TooLarge``        413
  └── ``Invalid``         422
 """
 
@@ -48,6 +49,11 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     kind = "conflict"
+
+
+class TooLarge(ApiError):
+    status = 413
+    kind = "too_large"
 
 
 class Invalid(ApiError):

@@ -1,0 +1,172 @@
+"""Orders: a publisher lists its own; an admin lists any (unattributed ones included),
+disqualifies orders and retries attribution."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel, Field
+
+from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.errors import NotFound
+from app.api.postback import PRINTABLE
+from app.api.scope import acting_for
+from app.apikeys import Principal, Role
+from app.orders import store
+from app.orders.attribution import reattribute
+from app.orders.status import Attribution, OrderStatus
+from app.orders.store import Order, OrderQuery
+
+router = APIRouter(tags=["orders"])
+
+
+class OrderOut(BaseModel):
+    id: int
+    merchant_id: int
+    order_id: str = Field(description="The merchant's order id.")
+    click_id: str
+    order_time: datetime
+    amount: Decimal
+    currency: str
+    category: str
+    new_buyer: bool
+    status: OrderStatus
+    status_time: datetime
+    completed_time: datetime | None
+    attribution: Attribution
+    disqualified_reason: str | None
+    qualifies: bool = Field(description="Completed within 60 days, on a clean click.")
+    publisher_id: int | None
+    code: str | None
+    af: str | None
+    cn: str | None
+    cv: str | None
+    dp: str | None
+    commission: Decimal | None = Field(description="Credited by a period close, if it was.")
+    charged_back: Decimal | None = Field(description="Taken back by a later close, if it was.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_after: int | None = Field(description="Pass as `after` for the next page.")
+
+
+class DisqualifyIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, pattern=PRINTABLE)
+
+
+class ReattributeOut(BaseModel):
+    attributed: int = Field(description="Orders whose click was found (clean or flagged).")
+
+
+def order_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        merchant_id=order.merchant_id,
+        order_id=order.order_ref,
+        click_id=order.click_ref,
+        order_time=order.ordered_at,
+        amount=order.amount,
+        currency=order.currency,
+        category=order.category,
+        new_buyer=order.new_buyer,
+        status=order.status,
+        status_time=order.status_at,
+        completed_time=order.completed_at,
+        attribution=order.attribution,
+        disqualified_reason=order.disqualified_reason,
+        qualifies=order.qualifies,
+        publisher_id=order.publisher_id,
+        code=order.code,
+        af=order.af,
+        cn=order.cn,
+        cv=order.cv,
+        dp=order.dp,
+        commission=order.commission,
+        charged_back=order.charged_back,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def _visible(order: Order | None, principal: Principal) -> Order:
+    if order is None or (
+        principal.role is not Role.admin and order.publisher_id != principal.publisher_id
+    ):
+        raise NotFound("no such order")
+    return order
+
+
+Tracking = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
+
+
+@router.get("/orders")
+async def list_orders(
+    principal: PrincipalDep,
+    resources: ResourcesDep,
+    ordered_from: Annotated[AwareDatetime | None, Query(description="Order time >= this")] = None,
+    ordered_before: Annotated[AwareDatetime | None, Query(description="Order time < this")] = None,
+    status: Annotated[list[OrderStatus] | None, Query(description="Any of these")] = None,
+    attribution: Attribution | None = None,
+    af: Tracking = None,
+    cn: Tracking = None,
+    cv: Tracking = None,
+    dp: Tracking = None,
+    publisher_id: Annotated[
+        int | None, Query(ge=1, description="Admin keys only; omitted: every order")
+    ] = None,
+    after: Annotated[int, Query(ge=0, description="Cursor: `next_after` of the previous page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> OrderPage:
+    async with resources.pool.acquire() as conn:
+        if principal.role is Role.admin and publisher_id is None:
+            owner = None
+        else:
+            owner = await acting_for(conn, principal, publisher_id)
+        query = OrderQuery(
+            publisher_id=owner,
+            ordered_from=ordered_from,
+            ordered_before=ordered_before,
+            statuses=tuple(status or ()),
+            attribution=attribution,
+            af=af,
+            cn=cn,
+            cv=cv,
+            dp=dp,
+        )
+        page = await store.list_orders(conn, query, after=after, limit=limit)
+    return OrderPage(
+        items=[order_out(o) for o in page], next_after=page[-1].id if len(page) == limit else None
+    )
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: int, principal: PrincipalDep, resources: ResourcesDep) -> OrderOut:
+    async with resources.pool.acquire() as conn:
+        order = _visible(await store.get_order(conn, order_id), principal)
+    return order_out(order)
+
+
+@router.post("/orders/{order_id}/disqualify")
+async def disqualify_order(
+    order_id: int, body: DisqualifyIn, _admin: AdminDep, resources: ResourcesDep
+) -> OrderOut:
+    """Disqualify an order (fraud, invalid traffic). A credited order is charged back by the
+    next period close."""
+    async with resources.pool.acquire() as conn:
+        order = await store.disqualify(conn, order_id, body.reason)
+    if order is None:
+        raise NotFound("no such order")
+    return order_out(order)
+
+
+@router.post("/orders/reattribute")
+async def reattribute_orders(_admin: AdminDep, resources: ResourcesDep) -> ReattributeOut:
+    """Attribute the orders whose clicks have arrived since they were reported."""
+    async with resources.pool.acquire() as conn:
+        return ReattributeOut(attributed=await reattribute(conn))

@@ -1,0 +1,150 @@
+"""The merchant's postback: an order reported server to server, signed with HMAC-SHA256.
+
+Authentication is the signature (``app.merchants``), not an API key. The body is read raw,
+checked, and only then parsed: the signature covers the exact bytes sent.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from app.api.deps import ResourcesDep
+from app.api.errors import Conflict, Invalid, TooLarge, Unauthorized
+from app.merchants import (
+    MERCHANT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    merchant_secret,
+    verify,
+)
+from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
+from app.orders.status import Attribution, OrderStatus
+from app.orders.store import OrderConflict, OrderReport, RecordOutcome, record_postback
+
+router = APIRouter(tags=["postback"])
+
+MAX_BODY_BYTES = 16 * 1024
+# Orders older than this are surely a mistake (and would fall before any period or plan).
+EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+# Postgres text cannot hold NUL, and no id has a use for control characters.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+class PostbackIn(BaseModel):
+    order_id: str = Field(
+        min_length=1, max_length=128, pattern=PRINTABLE, description="The merchant's order id."
+    )
+    click_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=PRINTABLE,
+        description="The click id the redirect sent the merchant.",
+    )
+    order_time: AwareDatetime = Field(description="When the buyer paid for the order.")
+    amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2, description="US dollars.")
+    currency: Literal["USD"] = "USD"
+    category: str = Field(
+        max_length=MAX_CATEGORY_LENGTH,
+        pattern=CATEGORY_PATTERN,
+        description="Product category: lowercase slugs, '/' between levels.",
+    )
+    new_buyer: bool
+    status: OrderStatus
+    status_time: AwareDatetime | None = Field(
+        default=None,
+        description="When the status took effect (for 'completed': the transaction time); "
+        "default: when the postback is received.",
+    )
+
+
+class PostbackOut(BaseModel):
+    outcome: RecordOutcome
+    order_id: str
+    status: OrderStatus
+    attribution: Attribution
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge(f"a postback body is at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise TooLarge(f"a postback body is at most {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderReport:
+    latest = received_at + skew
+    if not EARLIEST_ORDER <= sent.order_time <= latest:
+        raise Invalid("order_time: must be after 2000 and not in the future")
+    status_at = sent.status_time or max(received_at, sent.order_time)
+    if not sent.order_time <= status_at <= latest:
+        raise Invalid("status_time: must be between order_time and now")
+    return OrderReport(
+        order_ref=sent.order_id,
+        click_ref=sent.click_id,
+        ordered_at=sent.order_time,
+        amount=sent.amount,
+        currency=sent.currency,
+        category=sent.category,
+        new_buyer=sent.new_buyer,
+        status=sent.status,
+        status_at=status_at,
+    )
+
+
+@router.post(
+    "/postback",
+    responses={401: {"description": "Unknown merchant, bad signature or stale timestamp"}},
+)
+async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
+    """Report an order, or a change of its status. Idempotent: the same postback again
+    changes nothing; a status older than the order's is ignored."""
+    settings = resources.settings
+    merchant = request.headers.get(MERCHANT_HEADER, "")
+    if not merchant.isascii() or not merchant.isdigit() or len(merchant) > 18:
+        raise Unauthorized("missing or malformed X-Clicktrack-Merchant header")
+    body = await _read_body(request)
+    async with resources.pool.acquire() as conn:
+        secret = await merchant_secret(conn, int(merchant))
+        if secret is None:
+            raise Unauthorized("unknown or disabled merchant")
+        try:
+            verify(
+                secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+                now=time.time(),
+                max_skew_s=settings.postback_max_skew_s,
+            )
+        except SignatureError as exc:
+            raise Unauthorized(str(exc)) from None
+        try:
+            sent = PostbackIn.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))
+        try:
+            order, outcome = await record_postback(conn, int(merchant), report)
+        except OrderConflict as exc:
+            raise Conflict(str(exc)) from None
+    return PostbackOut(
+        outcome=outcome,
+        order_id=order.order_ref,
+        status=order.status,
+        attribution=order.attribution,
+    )

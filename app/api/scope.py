@@ -1,0 +1,22 @@
+"""Which publisher a call acts for: a publisher key its own; an admin key the one it names."""
+
+from __future__ import annotations
+
+from app.api.errors import Invalid, NotFound
+from app.apikeys import Principal, Role
+from app.db import Conn
+from app.publishers import get_publisher
+
+
+async def acting_for(conn: Conn, principal: Principal, requested: int | None) -> int:
+    """The publisher id a call concerns; another publisher's id answers like a missing one."""
+    if principal.role is Role.admin:
+        if requested is None:
+            raise Invalid("publisher_id: required with an admin key")
+        if await get_publisher(conn, requested) is None:
+            raise NotFound(f"publisher {requested} does not exist")
+        return requested
+    assert principal.publisher_id is not None
+    if requested is not None and requested != principal.publisher_id:
+        raise NotFound(f"publisher {requested} does not exist")
+    return principal.publisher_id

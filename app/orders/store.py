@@ -1,0 +1,241 @@
+"""Orders in Postgres: recording a postback, reading orders, disqualifying one.
+
+Recording is idempotent and order-insensitive. The facts of an order (its click, time,
+amount, category, new-buyer flag) are fixed by its first postback; a later postback must
+repeat them (else it is refused as a conflict) and can only move the status forward (see
+``status``). Racing postbacks for one order serialise on the order's row: the first inserts
+it, the others wait for that, lock the row and apply themselves in turn, so the order ends
+in the most advanced status reported, whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+from app.db import Conn
+from app.orders.attribution import attribute_order, canonical_click_ref, parse_click_ref
+from app.orders.status import Attribution, OrderStatus, advances, qualifies
+
+
+class OrderConflict(Exception):
+    """A postback contradicts the facts an order was first reported with."""
+
+
+class RecordOutcome(StrEnum):
+    created = "created"
+    updated = "updated"  # the status moved forward
+    unchanged = "unchanged"  # a repeat, or a stale update that arrived out of order
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """What a postback says about an order."""
+
+    order_ref: str
+    click_ref: str
+    ordered_at: datetime
+    amount: Decimal
+    currency: str
+    category: str
+    new_buyer: bool
+    status: OrderStatus
+    status_at: datetime
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    merchant_id: int
+    order_ref: str
+    click_ref: str
+    ordered_at: datetime
+    amount: Decimal
+    currency: str
+    category: str
+    new_buyer: bool
+    status: OrderStatus
+    status_at: datetime
+    completed_at: datetime | None
+    attribution: Attribution
+    disqualified_reason: str | None
+    publisher_id: int | None
+    code: str | None
+    af: str | None
+    cn: str | None
+    cv: str | None
+    dp: str | None
+    created_at: datetime
+    updated_at: datetime
+    commission: Decimal | None  # credited to the publisher, when it has been
+    charged_back: Decimal | None  # taken back, when it has been (a negative amount)
+
+    @property
+    def qualifies(self) -> bool:
+        return self.attribution is Attribution.attributed and qualifies(
+            self.status, self.ordered_at, self.completed_at
+        )
+
+
+_SELECT = """
+    SELECT o.id, o.merchant_id, o.order_ref, o.click_ref, o.ordered_at, o.amount, o.currency,
+           o.category, o.new_buyer, o.status, o.status_at, o.completed_at, o.attribution,
+           o.disqualified_reason, o.publisher_id, o.code, o.af, o.cn, o.cv, o.dp,
+           o.created_at, o.updated_at, cr.amount AS commission, cb.amount AS charged_back
+    FROM orders o
+    LEFT JOIN ledger cr ON cr.order_id = o.id AND cr.kind = 'credit'
+    LEFT JOIN ledger cb ON cb.order_id = o.id AND cb.kind = 'chargeback'"""
+
+
+def _order(row: asyncpg.Record) -> Order:
+    values = dict(row)
+    values["status"] = OrderStatus(row["status"])
+    values["attribution"] = Attribution(row["attribution"])
+    return Order(**values)
+
+
+def _differences(row: asyncpg.Record, report: OrderReport, click_ref: str) -> list[str]:
+    reported: dict[str, Any] = {
+        "click_id": (row["click_ref"], click_ref),
+        "order_time": (row["ordered_at"], report.ordered_at),
+        "amount": (row["amount"], report.amount),
+        "currency": (row["currency"], report.currency),
+        "category": (row["category"], report.category),
+        "new_buyer": (row["new_buyer"], report.new_buyer),
+    }
+    return [name for name, (stored, sent) in reported.items() if stored != sent]
+
+
+async def record_postback(
+    conn: Conn, merchant_id: int, report: OrderReport
+) -> tuple[Order, RecordOutcome]:
+    click_ref = canonical_click_ref(report.click_ref)
+    ref = parse_click_ref(click_ref)
+    completed_at = report.status_at if report.status is OrderStatus.completed else None
+    async with conn.transaction():
+        order_id: int | None = await conn.fetchval(
+            """INSERT INTO orders (merchant_id, order_ref, click_ref, click_id, click_time,
+                   ordered_at, amount, currency, category, new_buyer, status, status_at,
+                   completed_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               ON CONFLICT (merchant_id, order_ref) DO NOTHING RETURNING id""",
+            merchant_id,
+            report.order_ref,
+            click_ref,
+            None if ref is None else ref.click_id,
+            None if ref is None else ref.made_at,
+            report.ordered_at,
+            report.amount,
+            report.currency,
+            report.category,
+            report.new_buyer,
+            report.status.value,
+            report.status_at,
+            completed_at,
+        )
+        outcome = RecordOutcome.created
+        waiting = True
+        if order_id is None:
+            row = await conn.fetchrow(
+                """SELECT id, click_ref, ordered_at, amount, currency, category, new_buyer,
+                          status, attribution
+                   FROM orders WHERE merchant_id = $1 AND order_ref = $2 FOR NO KEY UPDATE""",
+                merchant_id,
+                report.order_ref,
+            )
+            assert row is not None  # the conflicting row exists and orders are never deleted
+            order_id = row["id"]
+            waiting = row["attribution"] == Attribution.unattributed
+            differing = _differences(row, report, click_ref)
+            if differing:
+                raise OrderConflict(
+                    f"order {report.order_ref!r} was first reported with other "
+                    f"{', '.join(differing)}; only its status may change"
+                )
+            outcome = RecordOutcome.unchanged
+            if advances(OrderStatus(row["status"]), report.status):
+                outcome = RecordOutcome.updated
+                await conn.execute(
+                    """UPDATE orders SET status = $2, status_at = $3,
+                           completed_at = coalesce($4, completed_at), updated_at = now()
+                       WHERE id = $1""",
+                    order_id,
+                    report.status.value,
+                    report.status_at,
+                    completed_at,
+                )
+        if waiting and ref is not None:
+            # Its click may have arrived since the last postback (cheap: one partition).
+            await attribute_order(conn, order_id, ref)
+        order = await get_order(conn, order_id)
+    assert order is not None
+    return order, outcome
+
+
+async def get_order(conn: Conn, order_id: int) -> Order | None:
+    row = await conn.fetchrow(f"{_SELECT} WHERE o.id = $1", order_id)
+    return None if row is None else _order(row)
+
+
+@dataclass(frozen=True)
+class OrderQuery:
+    """Filters of an order listing; None means any."""
+
+    publisher_id: int | None = None
+    ordered_from: datetime | None = None
+    ordered_before: datetime | None = None
+    statuses: tuple[OrderStatus, ...] = ()
+    attribution: Attribution | None = None
+    af: str | None = None
+    cn: str | None = None
+    cv: str | None = None
+    dp: str | None = None
+
+
+async def list_orders(
+    conn: Conn, query: OrderQuery, *, after: int = 0, limit: int = 50
+) -> list[Order]:
+    conditions = ["o.id > $1"]
+    params: list[Any] = [after]
+
+    def where(sql: str, value: Any) -> None:
+        params.append(value)
+        conditions.append(sql.replace("?", f"${len(params)}"))
+
+    if query.publisher_id is not None:
+        where("o.publisher_id = ?", query.publisher_id)
+    if query.ordered_from is not None:
+        where("o.ordered_at >= ?", query.ordered_from)
+    if query.ordered_before is not None:
+        where("o.ordered_at < ?", query.ordered_before)
+    if query.statuses:
+        where("o.status = ANY(?::text[])", [s.value for s in query.statuses])
+    if query.attribution is not None:
+        where("o.attribution = ?", query.attribution.value)
+    for column in ("af", "cn", "cv", "dp"):
+        value = getattr(query, column)
+        if value is not None:
+            where(f"o.{column} = ?", value)
+    params.append(limit)
+    rows = await conn.fetch(
+        f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY o.id LIMIT ${len(params)}", *params
+    )
+    return [_order(r) for r in rows]
+
+
+async def disqualify(conn: Conn, order_id: int, reason: str) -> Order | None:
+    """Mark an order disqualified (fraud, invalid traffic); once credited, the next period
+    close charges it back. Idempotent: an order already disqualified keeps its first reason."""
+    await conn.execute(
+        """UPDATE orders SET attribution = 'disqualified', disqualified_reason = $2,
+               disqualified_at = now(), updated_at = now()
+           WHERE id = $1 AND attribution <> 'disqualified'""",
+        order_id,
+        reason,
+    )
+    return await get_order(conn, order_id)

@@ -1,0 +1,113 @@
+"""The commission plan: the default plan's known points, validation, and how tables combine."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.money.plan import DEFAULT_PLAN_FILE, Plan, PlanError, plan_from_data, read_plan_file
+
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return read_plan_file(DEFAULT_PLAN_FILE)
+
+
+def base_data() -> dict[str, Any]:
+    return {
+        "name": "Test",
+        "effective_from": "2030-01-10",
+        "minimum_rate": "8",
+        "standard_rates": {"*": "8", "toys": "9", "toys/dolls": "10"},
+        "incentive_tiers": [
+            {"min_sales": "0", "bonus": "0"},
+            {"min_sales": "50000", "bonus": "1"},
+            {"min_sales": "400000", "bonus": "2"},
+        ],
+        "new_buyer_rates": {"*": "14", "toys": "15"},
+        "new_buyer_excluded": ["computer-office/tablets"],
+    }
+
+
+def test_default_plan_has_the_known_points(plan: Plan) -> None:
+    assert plan.minimum_rate == 8
+    assert plan.rate("home-garden", False, D(0)).total == 8
+    assert plan.rate("home-garden", False, D("399999.99")).total == 8
+    assert plan.rate("home-garden", False, D(400000)).total == 10
+    assert plan.rate("home-garden", True, D(400000)).total == 16  # the worked example
+    for excluded in ("computer-office/tablets", "phones-telecommunications/mobile-phones"):
+        assert plan.rate(excluded, True, D(0)).total == 8
+        assert plan.rate(excluded, True, D(400000)).total == 10
+        assert not plan.rate(excluded, True, D(0)).new_buyer_rate
+    # Another product of the same top-level category is not excluded.
+    assert plan.rate("computer-office/laptops", True, D(0)).total == 14
+    assert plan.withdrawal_rules.minimum_balance == 16
+    assert plan.withdrawal_rules.fee == 15
+
+
+def test_the_ladder_is_derived_and_checked(plan: Plan) -> None:
+    assert plan.ladder is not None
+    rows = {(r.min_sales, r.category): (r.standard, r.new_buyer) for r in plan.ladder}
+    assert rows[(D(400000), "*")] == (D(10), D(16))
+    assert rows[(D(0), "computer-office/tablets")] == (D(8), D(8))
+    data = base_data()
+    data["ladder"] = [{"min_sales": "0", "category": "*", "standard": "8", "new_buyer": "15"}]
+    with pytest.raises(PlanError, match="does not match"):
+        plan_from_data(data)
+
+
+def test_most_specific_category_wins() -> None:
+    plan = plan_from_data(base_data())
+    assert plan.standard_rate("toys/dolls/porcelain") == 10
+    assert plan.standard_rate("toys/cars") == 9
+    assert plan.standard_rate("books") == 8
+    assert plan.rate("toys/dolls", True, D(60000)).total == 16  # 15 (toys, Table 3) + 1
+    assert plan.rate("computer-office/tablets/kids", True, D(0)).total == 8
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(effective_from="2030-01-01"), "start of a period"),
+        (lambda d: d["standard_rates"].pop("*"), "'\\*' rate"),
+        (lambda d: d["standard_rates"].update(toys="7.5"), "below the minimum"),
+        (lambda d: d["new_buyer_rates"].update({"computer-office/tablets": "12"}), "excluded"),
+        (lambda d: d["incentive_tiers"].pop(0), "start at min_sales 0"),
+        (lambda d: d["incentive_tiers"].reverse(), "start at min_sales 0"),
+        (lambda d: d["incentive_tiers"][2].update(bonus="0.5"), "smaller bonus"),
+        (lambda d: d["incentive_tiers"][2].update(min_sales="50000"), "ascending"),
+        (lambda d: d["standard_rates"].update(Toys="9"), "not a category"),
+        (lambda d: d["standard_rates"].update(toys="9.12345"), "decimal places"),
+        (lambda d: d["standard_rates"].update(toys="99"), "more than 100"),
+        (lambda d: d.update(surprise=1), "Extra inputs"),
+        (lambda d: d.update(incentive_tiers=[]), "at least 1"),
+    ],
+)
+def test_bad_plans_are_refused_with_a_reason(change: Any, message: str) -> None:
+    data = copy.deepcopy(base_data())
+    change(data)
+    with pytest.raises(PlanError, match=message):
+        plan_from_data(data)
+
+
+def test_plan_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = ")
+    with pytest.raises(PlanError, match="not valid TOML"):
+        read_plan_file(broken)
+    with pytest.raises(PlanError, match="cannot read"):
+        read_plan_file(tmp_path / "missing.toml")
+    as_json = tmp_path / "plan.json"
+    as_json.write_text(
+        '{"name": "J", "effective_from": "2030-02-10", "minimum_rate": 0.1,'
+        ' "standard_rates": {"*": 0.1}, "incentive_tiers": '
+        '[{"min_sales": 0, "bonus": 0}]}'
+    )
+    plan = read_plan_file(as_json)
+    assert plan.standard_rate("x") == D("0.1")  # read exactly, never through a float
