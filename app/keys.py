@@ -1,4 +1,10 @@
-"""Every Redis key and channel name, in one place. All live under ``settings.key_prefix``."""
+"""Every Redis key and channel name, in one place. All live under ``settings.key_prefix``.
+
+Clicks are spread over ``stream_shards`` streams. A shard's stream and its dead letters
+carry the shard number as a Redis Cluster hash tag (``ct:clicks:{3}``), so that both live
+in one slot (the flusher moves dead letters and acks in one MULTI) while different shards
+spread over the cluster's nodes.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,18 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RedisKeys:
     prefix: str
+    shard: int = 0
+
+    def for_shard(self, shard: int) -> RedisKeys:
+        return RedisKeys(self.prefix, shard)
 
     @property
     def clicks_stream(self) -> str:
-        return f"{self.prefix}:clicks"
+        return f"{self.prefix}:clicks:{{{self.shard}}}"
 
     @property
     def dead_letter_stream(self) -> str:
-        return f"{self.prefix}:clicks:dead"
+        return f"{self.prefix}:clicks:dead:{{{self.shard}}}"
 
     @property
     def consumer_group(self) -> str:

@@ -24,6 +24,7 @@ from app.edge.quality import enabled_flags
 from app.edge.redirect import PREFIX, Redirect
 from app.edge.session import SessionCookie
 from app.keys import RedisKeys
+from app.limits import RequestLimits
 from app.resources import Resources
 from app.settings import Settings
 from app.spool import Spool
@@ -40,12 +41,14 @@ def build_redirect(
         size=settings.link_cache_size,
         ttl_s=settings.link_cache_ttl_s,
         negative_ttl_s=settings.link_negative_ttl_s,
+        redis_timeout_s=settings.redis_timeout_ms / 1000,
     )
     writer = ClickWriter(
         writer_redis,
         resources.keys,
         Spool(settings.spool_dir, fsync=settings.spool_fsync),
         timeout_s=settings.redis_timeout_ms / 1000,
+        shards=settings.stream_shards,
     )
     session = SessionCookie(
         settings.cookie_secret.get_secret_value().encode(),
@@ -63,6 +66,7 @@ def build_redirect(
         session,
         mask_ip=IpMasker(settings.ip_mode, secret.encode()),
         enabled_flags=enabled_flags(settings),
+        shards=settings.stream_shards,
     )
 
 
@@ -76,13 +80,14 @@ def create_api(settings: Settings) -> FastAPI:
         resources = Resources(settings, pool, redis, RedisKeys(settings.key_prefix))
         redirect = build_redirect(settings, resources, writer_redis)
         redirect.writer.start()
-        follower = asyncio.create_task(redirect.links.follow_changes())
+        stop_following = asyncio.Event()
+        follower = asyncio.create_task(redirect.links.follow_changes(stop_following))
         try:
             yield {"resources": resources, "redirect": redirect}
         finally:
             # Requests have finished (the server drains them first): write what is buffered.
             await redirect.writer.close()
-            follower.cancel()
+            stop_following.set()
             await asyncio.gather(follower, return_exceptions=True)
             await writer_redis.aclose()
             await redis.aclose()
@@ -111,8 +116,16 @@ class ClickTrackApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.api = create_api(settings)
+        self.limits = RequestLimits(
+            max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            admitted = await self.limits.admit(scope, receive, send)
+            if admitted is None:  # answered 414 or 413
+                return
+            receive = admitted
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             redirect: Redirect = scope["state"]["redirect"]
             await redirect(scope, receive, send)

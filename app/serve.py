@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 import uvicorn
 
@@ -17,6 +19,10 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging()
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several worker processes: each writes its metrics to files here, and /metrics in
+        # any worker adds them up. A fresh folder, so that no dead worker's values linger.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clicktrack-metrics-")
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     link_cache_ttl_s: float = Field(default=60.0, gt=0)
     link_negative_ttl_s: float = Field(default=2.0, gt=0)
 
+    # What a request may bring: a longer query string gets a 414, a larger body a 413.
+    max_query_bytes: int = Field(default=8192, ge=256)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+
     # Traffic quality: which flags are raised (a flagged click is stored, never billed).
     flag_bots: bool = True
     flag_prefetch: bool = True
@@ -87,6 +91,9 @@ class Settings(BaseSettings):
     flush_block_ms: int = Field(default=200, ge=1)
     claim_idle_ms: int = Field(default=30_000, ge=100)
     consumer_name: str | None = None
+    stream_shards: int = Field(default=1, ge=1, le=1024)
+    flusher_shards: Annotated[tuple[int, ...], NoDecode] = ()
+    flusher_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @field_validator("redis_url")
     @classmethod
@@ -121,6 +128,26 @@ class Settings(BaseSettings):
     @property
     def period_tz(self) -> ZoneInfo:
         return ZoneInfo(self.period_timezone)
+
+    @field_validator("flusher_shards", mode="before")
+    @classmethod
+    def _split_shards(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _shards_exist(self) -> Settings:
+        for shard in self.flusher_shards:
+            if not 0 <= shard < self.stream_shards:
+                raise ValueError(
+                    f"CLICKTRACK_FLUSHER_SHARDS: shard {shard} is not below "
+                    f"CLICKTRACK_STREAM_SHARDS ({self.stream_shards})"
+                )
+        return self
+
+    def shards_to_flush(self) -> tuple[int, ...]:
+        return self.flusher_shards or tuple(range(self.stream_shards))
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

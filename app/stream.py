@@ -8,13 +8,14 @@ what every group has acked. Entry ids and fields are bytes: use a client without
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from app.events import STREAM_FIELD
 from app.keys import RedisKeys
@@ -32,6 +33,77 @@ class DeadLetter:
     entry_id: bytes
     reason: str
     payload: bytes | None
+
+
+# Appends every argument to the stream: one command and one reply for a whole batch, atomic.
+_ADD_ALL = b"for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'c', ARGV[i]) end return #ARGV"
+_ADD_ALL_SHA = hashlib.sha1(_ADD_ALL).hexdigest().encode()
+ADD_ALL_CHUNK = 1000
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def packed_add_all(keys: RedisKeys, payloads: list[bytes], *, by_sha: bool = True) -> bytes:
+    """``EVALSHA <add-all> 1 <clicks stream> <payload>...`` in the Redis protocol (RESP),
+    or ``EVAL`` with the script's text when Redis does not know it yet (``by_sha=False``)."""
+    head = [b"EVALSHA", _ADD_ALL_SHA] if by_sha else [b"EVAL", _ADD_ALL]
+    head += [b"1", keys.clicks_stream.encode()]
+    return b"*%d\r\n%s%s" % (
+        len(head) + len(payloads),
+        b"".join(map(_bulk, head)),
+        b"".join(map(_bulk, payloads)),
+    )
+
+
+async def add_batch(sender: PackedSender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
+    """Append every (stream, payload) of a batch: one round trip, one command per stream and
+    chunk. Raises when anything failed (the caller spools the whole batch)."""
+    by_stream: dict[RedisKeys, list[bytes]] = {}
+    for keys, payload in batch:
+        by_stream.setdefault(keys, []).append(payload)
+    chunks = [
+        (keys, payloads[start : start + ADD_ALL_CHUNK])
+        for keys, payloads in by_stream.items()
+        for start in range(0, len(payloads), ADD_ALL_CHUNK)
+    ]
+    try:
+        await sender.send([packed_add_all(keys, chunk) for keys, chunk in chunks])
+    except NoScriptError:
+        # Redis restarted and forgot the script: send its text (it caches it again). Nothing
+        # of the batch was applied: NOSCRIPT fails before the script runs.
+        await sender.send([packed_add_all(k, c, by_sha=False) for k, c in chunks])
+
+
+class PackedSender:
+    """Sends pre-encoded commands in one write on a connection it keeps, and reads one reply
+    per command. The redirect's group commit uses it: redis-py's pipeline costs tens of
+    microseconds per command in Python, this costs one bytes join."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._pool = redis.connection_pool
+        self._connection: Any = None
+
+    async def send(self, commands: list[bytes]) -> None:
+        """Raises on any failure; the connection is then dropped, since replies may be left
+        unread on it."""
+        connection = self._connection or await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        self._connection = connection
+        try:
+            await connection.send_packed_command(commands, check_health=False)
+            for _ in commands:
+                await connection.read_response(disable_decoding=True)
+        except BaseException:
+            self._connection = None
+            await connection.disconnect()
+            await self._pool.release(connection)
+            raise
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._pool.release(self._connection)
+            self._connection = None
 
 
 def queue_add(pipe: Pipeline, keys: RedisKeys, payload: bytes) -> None:
@@ -169,6 +241,37 @@ async def trim_acknowledged(redis: aioredis.Redis, keys: RedisKeys) -> int:
     if (ms, seq) <= (0, 1):
         return 0
     return int(await redis.xtrim(keys.clicks_stream, minid=f"{ms}-{seq}", approximate=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    length: int  # entries in the stream
+    pending: int  # delivered, not acked
+    oldest_ms: int | None  # time of the oldest entry not acked yet (None: all acked)
+
+
+async def backlog(redis: aioredis.Redis, keys: RedisKeys) -> Backlog:
+    """How far behind the flushers are: what is still to be stored, and since when."""
+    try:
+        length = int(await redis.xlen(keys.clicks_stream))
+        groups = await redis.xinfo_groups(keys.clicks_stream)
+    except ResponseError:  # no stream yet
+        return Backlog(0, 0, None)
+    group = next((g for g in groups if _as_bytes(g["name"]) == keys.consumer_group.encode()), None)
+    if group is None:
+        return Backlog(length, 0, None)
+    pending = int(group["pending"])
+    oldest: tuple[int, int] | None = None
+    if pending:
+        summary = await redis.xpending(keys.clicks_stream, keys.consumer_group)
+        oldest = _parse_id(summary["min"])
+    else:
+        # The first entry after the last delivered one, if any, has waited the longest.
+        after = _next_id(_parse_id(group["last-delivered-id"]))
+        first = await redis.xrange(keys.clicks_stream, min=f"{after[0]}-{after[1]}", count=1)
+        if first and first[0][0] is not None:
+            oldest = _parse_id(first[0][0])
+    return Backlog(length, pending, None if oldest is None else oldest[0])
 
 
 def _entries(response: Any) -> list[Entry]:

@@ -1,14 +1,24 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and the metrics page."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
 from app.api.deps import ResourcesDep
+from app.metrics import exposition
+from app.settings import Settings
 
 router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_S = 1.0
+# Below this much free disk the spool is not counted on to take clicks.
+SPOOL_MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 @router.get("/healthz")
@@ -19,17 +29,45 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(resources: ResourcesDep) -> JSONResponse:
-    """Ready when Redis answers and links can be resolved from Postgres."""
-    checks: dict[str, str] = {}
+    """Ready when clicks can be recorded (Redis, or else the spool) and links can be
+    resolved (the Redis mirror, or else Postgres). Redis down alone is not a reason to take
+    every replica out of the load balancer at once: the spool holds the clicks."""
+    checks = {"redis": "ok", "postgres": "ok", "spool": "ok"}
+    # Each check is bounded: a store that hangs (dropped packets) must fail the check well
+    # within the probe's own timeout, not make every replica's probe time out at once.
     try:
-        await resources.redis.ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = f"down: {exc}"
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await resources.redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        checks["redis"] = f"down: {exc!r}"
     try:
-        await resources.pool.fetchval("SELECT 1")
-        checks["postgres"] = "ok"
-    except Exception as exc:  # any failure means not ready; never a 500 here
-        checks["postgres"] = f"down: {exc}"
-    ready = all(v == "ok" for v in checks.values())
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await resources.pool.fetchval("SELECT 1")
+    except Exception as exc:  # any failure means "cannot resolve from Postgres"; never a 500
+        checks["postgres"] = f"down: {exc!r}"
+    problem = spool_problem(resources.settings)
+    if problem:
+        checks["spool"] = problem
+    redis_ok = checks["redis"] == "ok"
+    ready = (redis_ok or checks["spool"] == "ok") and (redis_ok or checks["postgres"] == "ok")
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+def spool_problem(settings: Settings) -> str | None:
+    folder = settings.spool_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"unusable: {exc}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "unusable: not writable"
+    if shutil.disk_usage(folder).free < SPOOL_MIN_FREE_BYTES:
+        return "unusable: disk almost full"
+    return None
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of this process (of every worker with several)."""
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)

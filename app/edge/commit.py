@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +19,13 @@ from redis.exceptions import RedisError
 from app import stream
 from app.aio import raise_if_cancelling
 from app.keys import RedisKeys
+from app.metrics import (
+    CLICKS_ACCEPTED,
+    CLICKS_REPLAYED,
+    CLICKS_SPOOLED,
+    COMMIT_BATCH_SIZE,
+    COMMIT_SECONDS,
+)
 from app.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -31,20 +39,27 @@ class NotRecorded(Exception):
 
 class ClickWriter:
     def __init__(
-        self, redis: aioredis.Redis, keys: RedisKeys, spool: Spool, *, timeout_s: float
+        self,
+        redis: aioredis.Redis,
+        keys: RedisKeys,
+        spool: Spool,
+        *,
+        timeout_s: float,
+        shards: int = 1,
     ) -> None:
         self._redis = redis
-        self._keys = keys
+        self._sender = stream.PackedSender(redis)
+        self._shard_keys = [keys.for_shard(n) for n in range(shards)]
         self._spool = spool
         self._timeout_s = timeout_s
-        self._batch: list[bytes] = []
+        self._batch: list[tuple[int, bytes]] = []
         self._done: asyncio.Future[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self.redis_ok = True
 
-    async def record(self, payload: bytes) -> None:
-        self._batch.append(payload)
+    async def record(self, payload: bytes, shard: int = 0) -> None:
+        self._batch.append((shard, payload))
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         done = self._done
@@ -67,30 +82,42 @@ class ClickWriter:
         finally:
             self._drainer = None
 
-    async def _write(self, batch: list[bytes]) -> None:
+    async def _write(self, batch: list[tuple[int, bytes]]) -> None:
+        started = time.perf_counter()
+        COMMIT_BATCH_SIZE.observe(len(batch))
         if self.redis_ok:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._to_redis(batch)
+                CLICKS_ACCEPTED.inc(len(batch))
+                COMMIT_SECONDS.observe(time.perf_counter() - started)
                 return
             except (RedisError, OSError, TimeoutError) as exc:
                 self.redis_ok = False
                 log.warning("redis unavailable, spooling clicks: %r", exc)
         try:
-            self._spool.append(batch)
+            # A spool line is "<shard> <payload>": the replay puts it back where it belongs.
+            self._spool.append([b"%d %s" % entry for entry in batch])
         except OSError as exc:
             log.error("spool write failed, clicks refused", extra={"error": repr(exc)})
             raise NotRecorded(str(exc)) from exc
+        CLICKS_SPOOLED.inc(len(batch))
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
 
-    async def _to_redis(self, payloads: list[bytes]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for payload in payloads:
-                stream.queue_add(pipe, self._keys, payload)
-            await pipe.execute()
+    async def _to_redis(self, batch: list[tuple[int, bytes]]) -> None:
+        keys = self._shard_keys
+        await stream.add_batch(self._sender, [(keys[shard], payload) for shard, payload in batch])
 
-    async def _to_redis_in_time(self, payloads: list[bytes]) -> None:
+    async def _replay_lines(self, lines: list[bytes]) -> None:
+        batch = []
+        for line in lines:
+            shard, space, payload = line.partition(b" ")
+            if space and shard.isdigit():
+                batch.append((int(shard) % len(self._shard_keys), payload))
+            else:  # not ours to parse: the flusher dead-letters what is not a click
+                batch.append((0, line))
         async with asyncio.timeout(self._timeout_s * 4):
-            await self._to_redis(payloads)
+            await self._to_redis(batch)
 
     def start(self) -> None:
         self._replayer = asyncio.create_task(self._replay_forever())
@@ -107,13 +134,18 @@ class ClickWriter:
                 raise_if_cancelling()
                 self.redis_ok = False
                 log.info("redis still unavailable", extra={"error": repr(exc)})
+            except Exception:  # this loop must outlive any surprise, or spooling never ends
+                raise_if_cancelling()
+                self.redis_ok = False
+                log.exception("spool replay failed; retrying")
 
     async def replay_spool(self) -> int:
         async with asyncio.timeout(self._timeout_s * 4):
             await self._redis.ping()
         self._spool.rotate()
-        replayed = await self._spool.replay(self._to_redis_in_time)
+        replayed = await self._spool.replay(self._replay_lines)
         self.redis_ok = True
+        CLICKS_REPLAYED.inc(replayed)
         if replayed:
             log.info("spooled clicks replayed into redis", extra={"clicks": replayed})
         return replayed
@@ -125,4 +157,5 @@ class ClickWriter:
         if self._replayer is not None:
             self._replayer.cancel()
             await asyncio.gather(self._replayer, return_exceptions=True)
+        await self._sender.close()
         self._spool.close()

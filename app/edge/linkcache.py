@@ -9,6 +9,7 @@ unreachable, an expired entry is served rather than failing the redirect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from urllib.parse import quote
@@ -21,12 +22,18 @@ from app.aio import raise_if_cancelling
 from app.db import Pool
 from app.keys import RedisKeys
 from app.linkmirror import EdgeLink
+from app.metrics import LINK_CACHE
 
 log = logging.getLogger(__name__)
 
 # Every printable ASCII character but space passes; anything else is percent-encoded so that
 # the Location header stays ASCII.
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+FOLLOW_POLL_S = 0.5
+_COUNT_HIT = LINK_CACHE.labels("hit").inc
+_COUNT_MISS = LINK_CACHE.labels("miss").inc
 
 
 class LinkUnavailable(Exception):
@@ -69,8 +76,12 @@ class LinkCache:
         size: int,
         ttl_s: float,
         negative_ttl_s: float,
+        redis_timeout_s: float = 0.25,
     ) -> None:
         self._redis = redis
+        # A Redis that accepts connections but does not answer (frozen, overloaded, a network
+        # that drops packets) must not hold redirects up: past this, Postgres is asked.
+        self._redis_timeout_s = redis_timeout_s
         self._pool = pool
         self._keys = keys
         self._param = click_id_param
@@ -82,15 +93,13 @@ class LinkCache:
         self._loading: dict[str, asyncio.Future[RedirectTarget | None]] = {}
         # Bumped by every eviction: a load that started before one must not store its result.
         self._generation = 0
-        self.hits = 0
-        self.misses = 0
 
     async def get(self, code: str) -> RedirectTarget | None:
         entry = self._entries.get(code)
         if entry is not None and entry[1] > time.monotonic():
-            self.hits += 1
+            _COUNT_HIT()
             return entry[0]
-        self.misses += 1
+        _COUNT_MISS()
         loading = self._loading.get(code)
         if loading is not None:  # a concurrent request is already fetching this code
             return await asyncio.shield(loading)
@@ -125,8 +134,9 @@ class LinkCache:
     async def _fetch(self, code: str) -> EdgeLink | None:
         key = self._keys.link(code)
         try:
-            raw = await self._redis.get(key)
-        except (RedisError, OSError):
+            async with asyncio.timeout(self._redis_timeout_s):
+                raw = await self._redis.get(key)
+        except (RedisError, OSError, TimeoutError):
             raw = None
             redis_up = False
         else:
@@ -139,10 +149,11 @@ class LinkCache:
             raise LinkUnavailable(code) from exc
         if link is not None and redis_up:
             try:
-                await self._redis.set(
-                    key, linkmirror.encode(link), ex=linkmirror.MIRROR_TTL_S, nx=True
-                )
-            except (RedisError, OSError):
+                async with asyncio.timeout(self._redis_timeout_s):
+                    await self._redis.set(
+                        key, linkmirror.encode(link), ex=linkmirror.MIRROR_TTL_S, nx=True
+                    )
+            except (RedisError, OSError, TimeoutError):
                 pass  # the mirror is only a cache
         return link
 
@@ -161,18 +172,25 @@ class LinkCache:
         self._generation += 1
         self._entries.clear()
 
-    async def follow_changes(self) -> None:
-        """Evict codes announced on the links channel; runs until cancelled."""
+    async def follow_changes(self, stop: asyncio.Event) -> None:
+        """Evict codes announced on the links channel until ``stop`` is set.
+
+        Polls with a short timeout instead of waiting to be cancelled: redis-py's pub/sub can
+        swallow a cancellation and go on listening."""
         channel = self._keys.links_changed_channel
-        while True:
+        while not stop.is_set():
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     self.clear()  # anything may have changed while we were not listening
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
+                    while not stop.is_set():
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=FOLLOW_POLL_S
+                        )
+                        if message is not None and message["type"] == "message":
                             self.evict(message["data"].decode())
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 log.info("links channel lost; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)

@@ -50,7 +50,7 @@ def parse_tracking(query_string: bytes) -> TrackingStrings:
     invalid = False
     for pair in query_string.split(b"&"):
         raw_name, _, raw_value = pair.partition(b"=")
-        name = _decode(raw_name)
+        name = raw_name if raw_name in TRACKING_NAMES else _decode(raw_name)
         if name not in TRACKING_NAMES or name in seen:
             continue
         seen.add(name)

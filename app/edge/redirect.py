@@ -10,6 +10,8 @@ destination plus the click id.
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Callable
 
 import uuid_utils
 from starlette.types import Receive, Scope, Send
@@ -23,6 +25,7 @@ from app.edge.quality import request_flags
 from app.edge.session import SessionCookie
 from app.events import Click, Flag
 from app.links import is_valid_code
+from app.metrics import REDIRECT_SECONDS
 
 PREFIX = "/e/"
 
@@ -47,38 +50,50 @@ class Redirect:
         *,
         mask_ip: IpMasker,
         enabled_flags: Flag,
+        shards: int = 1,
     ) -> None:
         self.links = links
         self.writer = writer
         self.session = session
         self.mask_ip = mask_ip
         self.enabled_flags = enabled_flags
+        # A session's clicks share a shard: one flusher sees them in order.
+        self.shards = shards
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        outcome = await self.answer(scope, send)
+        outcome(time.perf_counter() - started)
+
+    async def answer(self, scope: Scope, send: Send) -> Callable[[float], None]:
+        """Answer the request; return the latency observer of its outcome."""
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
             await _page(send, 405, b"", method, [(b"allow", b"GET, HEAD")])
-            return
+            return _OBSERVE_NOT_ALLOWED
         code: str = scope["path"][len(PREFIX) :]
         try:
             target = await self.links.get(code) if is_valid_code(code) else None
         except LinkUnavailable:
             await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
-            return
+            return _OBSERVE_UNAVAILABLE
         if target is None or not target.active:
             await _page(send, 404, _NOT_FOUND, method)
-            return
+            return _OBSERVE_NOT_FOUND
         now_us = time.time_ns() // 1000
         if target.expires_at is not None and target.expires_at * 1_000_000 <= now_us:
             await _page(send, 410, _GONE, method)
-            return
+            return _OBSERVE_GONE
 
         headers = _interesting_headers(scope["headers"])
         tracking = parse_tracking(scope["query_string"])
-        session_id = self.session.from_cookie_header(headers.get(b"cookie"))
-        session_new = session_id is None
-        if session_id is None:
+        signed_session = self.session.from_cookie_header(headers.get(b"cookie"))
+        session_new = signed_session is None
+        if signed_session is None:
             session_id = self.session.new_session_id()
+            signed_session = self.session.sign(session_id)
+        else:
+            session_id = self.session.session_id(signed_session)
         user_agent = headers.get(b"user-agent")
         flags = request_flags(
             method,
@@ -111,11 +126,12 @@ class Redirect:
             method=method,
             flags=int(flags),
         )
+        shard = zlib.crc32(session_id.encode()) % self.shards if self.shards > 1 else 0
         try:
-            await self.writer.record(events.encode(click))
+            await self.writer.record(events.encode(click), shard)
         except NotRecorded:
             await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
-            return
+            return _OBSERVE_UNAVAILABLE
 
         await send(
             {
@@ -124,13 +140,21 @@ class Redirect:
                 "headers": [
                     (b"location", target.location(click_id).encode("ascii")),
                     _NO_STORE,
-                    (b"set-cookie", self.session.set_cookie_header(session_id)),
+                    (b"set-cookie", self.session.set_cookie_header(signed_session)),
                     (b"content-length", b"0"),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": b""})
+        return _OBSERVE_REDIRECT
 
+
+# Bound once: looking a labelled child up per request would cost more than observing.
+_OBSERVE_REDIRECT = REDIRECT_SECONDS.labels("redirect").observe
+_OBSERVE_NOT_FOUND = REDIRECT_SECONDS.labels("not_found").observe
+_OBSERVE_GONE = REDIRECT_SECONDS.labels("gone").observe
+_OBSERVE_UNAVAILABLE = REDIRECT_SECONDS.labels("unavailable").observe
+_OBSERVE_NOT_ALLOWED = REDIRECT_SECONDS.labels("method_not_allowed").observe
 
 _INTERESTING = frozenset(
     {

@@ -54,15 +54,21 @@ class SessionCookie:
         return _b64(secrets.token_bytes(16))
 
     def from_cookie_header(self, header: str | None) -> str | None:
-        """Find our cookie in a ``Cookie:`` header and verify it."""
+        """Find our cookie in a ``Cookie:`` header; its signed value if it verifies."""
         if not header:
             return None
         prefix = self.name + "="
         for part in header.split(";"):
             part = part.strip()
             if part.startswith(prefix):
-                return self.verify(part[len(prefix) :])
+                value = part[len(prefix) :]
+                return value if self.verify(value) is not None else None
         return None
 
-    def set_cookie_header(self, session_id: str) -> bytes:
-        return f"{self.name}={self.sign(session_id)}{self._attributes}".encode("ascii")
+    @staticmethod
+    def session_id(signed_value: str) -> str:
+        return signed_value.rpartition(".")[0]
+
+    def set_cookie_header(self, signed_value: str) -> bytes:
+        """The Set-Cookie value for a signed session (``sign()``, or a verified cookie)."""
+        return f"{self.name}={signed_value}{self._attributes}".encode("ascii")

@@ -11,9 +11,10 @@ import signal
 import sys
 
 import redis.asyncio as aioredis
+from prometheus_client import start_http_server
 
 from app.db import create_pool
-from app.flusher.loop import Flusher, log
+from app.flusher.loop import Flusher, default_consumer_name, log
 from app.logs import setup_logging
 from app.settings import ConfigError, Settings, load_settings
 
@@ -31,9 +32,21 @@ async def serve(settings: Settings) -> None:
         socket_timeout=settings.flush_block_ms / 1000 + 10,
         socket_connect_timeout=5,
     )
-    pool = await create_pool(settings.database_url, min_size=0, max_size=2)  # connects lazily
+    shards = settings.shards_to_flush()
+    # One connection per shard's loop, plus one for partitions and retention.
+    pool = await create_pool(settings.database_url, min_size=0, max_size=len(shards) + 1)
+    base_name = settings.consumer_name or default_consumer_name()
+    flushers = [Flusher(settings, redis, pool, consumer=base_name, shard=shard) for shard in shards]
+    if settings.flusher_metrics_port:
+        try:
+            start_http_server(settings.flusher_metrics_port)
+        except OSError as exc:  # flushing matters more than being watched
+            log.error(
+                "metrics_port_unavailable",
+                extra={"port": settings.flusher_metrics_port, "error": str(exc)},
+            )
     try:
-        await Flusher(settings, redis, pool).run(stop)
+        await asyncio.gather(*(flusher.run(stop) for flusher in flushers))
     finally:
         await pool.close()
         await redis.aclose()

@@ -10,6 +10,7 @@ ignores clicks already stored, so a second delivery never makes a second row.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -27,10 +28,23 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import stream
 from app.db import Pool
-from app.events import STREAM_FIELD, Click, EventError, decode, encode
+from app.events import STREAM_FIELD, Click, EventError, Flag, decode, encode
 from app.flusher.quality import ClickClassifier
 from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
 from app.keys import RedisKeys
+from app.metrics import (
+    CLICK_FLAGS,
+    FLUSHER_BATCH_SIZE,
+    FLUSHER_CLAIMED,
+    FLUSHER_DEAD_LETTERS,
+    FLUSHER_DUPLICATES,
+    FLUSHER_LAG,
+    FLUSHER_RETRIES,
+    FLUSHER_ROWS,
+    FLUSHER_WRITE_SECONDS,
+    STREAM_LENGTH,
+    STREAM_PENDING,
+)
 from app.settings import Settings
 from app.stream import DeadLetter, Entry
 
@@ -75,10 +89,11 @@ class Flusher:
         pool: Pool,
         *,
         consumer: str | None = None,
+        shard: int = 0,
         backoff_s: tuple[float, float] = (0.1, 5.0),
     ) -> None:
         self.settings = settings
-        self.keys = RedisKeys(settings.key_prefix)
+        self.keys = RedisKeys(settings.key_prefix, shard)
         self.consumer = consumer or settings.consumer_name or default_consumer_name()
         self.stats = Stats()
         self._redis = redis
@@ -103,6 +118,7 @@ class Flusher:
                 await self.run_once()
             except Exception as exc:
                 failures += 1
+                FLUSHER_RETRIES.inc()
                 delay = min(self._backoff_s[1], self._backoff_s[0] * 2 ** (failures - 1))
                 delay *= random.uniform(0.5, 1.0)
                 log.warning(
@@ -170,6 +186,7 @@ class Flusher:
             self._next_claim = time.monotonic() + idle_ms / 2000
         if entries:
             self.stats.claimed += len(entries)
+            FLUSHER_CLAIMED.inc(len(entries))
             log.info("entries_claimed", extra={"count": len(entries)})
         return entries
 
@@ -178,14 +195,21 @@ class Flusher:
         await self._classifier.classify([click for _, click in clicks])
         rows = _to_rows(clicks, dead)
         await self._ensure_partitions({row_day(row) for row in rows})
+        started = time.perf_counter()
         new = await self._sink.write(rows)
+        FLUSHER_WRITE_SECONDS.observe(time.perf_counter() - started)
         await stream.ack(self._redis, self.keys, [entry_id for entry_id, _ in entries], dead)
         self._acked_since_trim = True
         self.stats.batches += 1
         self.stats.written += new
         self.stats.duplicates += len(rows) - new
+        FLUSHER_BATCH_SIZE.observe(len(entries))
+        FLUSHER_ROWS.inc(new)
+        FLUSHER_DUPLICATES.inc(len(rows) - new)
+        _count_flags(click for _, click in clicks)
         if dead:
             self.stats.dead_lettered += len(dead)
+            FLUSHER_DEAD_LETTERS.inc(len(dead))
             log.warning(
                 "entries_dead_lettered", extra={"count": len(dead), "reason": dead[0].reason}
             )
@@ -220,11 +244,29 @@ class Flusher:
             log.info("click_partitions_dropped", extra={"count": dropped, "before": str(cutoff)})
 
     async def _maybe_trim(self) -> None:
+        """Once a second: trim what was acked, and report the backlog."""
         now = time.monotonic()
-        if self._acked_since_trim and now >= self._next_trim:
-            self._next_trim = now + TRIM_INTERVAL_S
+        if now < self._next_trim:
+            return
+        self._next_trim = now + TRIM_INTERVAL_S
+        if self._acked_since_trim:
             self._acked_since_trim = False
             await stream.trim_acknowledged(self._redis, self.keys)
+        backlog = await stream.backlog(self._redis, self.keys)
+        shard = str(self.keys.shard)
+        STREAM_LENGTH.labels(shard).set(backlog.length)
+        STREAM_PENDING.labels(shard).set(backlog.pending)
+        lag = 0.0 if backlog.oldest_ms is None else max(0.0, time.time() - backlog.oldest_ms / 1000)
+        FLUSHER_LAG.labels(shard).set(lag)
+
+
+def _count_flags(clicks: Iterable[Click]) -> None:
+    counts: collections.Counter[str] = collections.Counter()
+    for click in clicks:
+        if click.flags:
+            counts.update(flag.name for flag in Flag if click.flags & flag and flag.name)
+    for name, count in counts.items():
+        CLICK_FLAGS.labels(name).inc(count)
 
 
 def _decode(entries: Iterable[Entry]) -> tuple[list[tuple[bytes, Click]], list[DeadLetter]]:

@@ -387,6 +387,7 @@ def flusher_env(settings: Settings, **extra: str) -> dict[str, str]:
         "CLICKTRACK_KEY_PREFIX": settings.key_prefix,
         "CLICKTRACK_FLUSH_BATCH_SIZE": "200",
         "CLICKTRACK_FLUSH_BLOCK_MS": "50",
+        "CLICKTRACK_FLUSHER_METRICS_PORT": "0",
     }
     return env | extra
 

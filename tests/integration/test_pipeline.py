@@ -75,7 +75,11 @@ async def running_flushers(
 ) -> AsyncIterator[list[Flusher]]:
     redis = aioredis.Redis.from_url(TEST_REDIS_URL)
     stop = asyncio.Event()
-    flushers = [Flusher(settings, redis, pool, consumer=f"f{n}") for n in range(count)]
+    flushers = [
+        Flusher(settings, redis, pool, consumer=f"f{n}", shard=shard)
+        for n in range(count)
+        for shard in range(settings.stream_shards)
+    ]
     tasks = [asyncio.create_task(f.run(stop)) for f in flushers]
     try:
         yield flushers
@@ -114,6 +118,7 @@ async def click_many(
 
     async def worker() -> None:
         for query, sent in queue:
+            client.cookies.clear()  # a new visitor each time: sessions spread over shards
             response = await client.get(
                 f"/e/{code}?{query}",
                 headers={"user-agent": sent.user_agent, "referer": sent.referer},
@@ -158,23 +163,31 @@ async def assert_stored_exactly(pool: Pool, link: links.Link, accepted: dict[str
         assert (now - row["ts"]).total_seconds() < 300
 
 
-@pytest.mark.parametrize("flusher_count", [1, 2])
+@pytest.mark.parametrize(("flusher_count", "shards"), [(1, 1), (2, 1), (2, 4)])
 async def test_ten_thousand_clicks_become_ten_thousand_rows(
-    settings: Settings, pool: Pool, link: links.Link, flusher_count: int
+    settings: Settings, pool: Pool, link: links.Link, flusher_count: int, shards: int
 ) -> None:
+    settings = settings.model_copy(update={"stream_shards": shards})
     async with (
         running_flushers(settings, pool, flusher_count) as flushers,
         running_app(settings) as client,
     ):
-        accepted = await click_many(client, link.code, 10_000, seed=flusher_count)
+        accepted = await click_many(client, link.code, 10_000, seed=flusher_count * shards)
         await assert_stored_exactly(pool, link, accepted)
-    if flusher_count == 2:
-        assert all(f.stats.written > 0 for f in flushers), "both flushers should have worked"
+    if flusher_count == 2 and shards == 1:
+        assert all(f.stats.written > 0 for f in flushers), "every flusher should have worked"
     redis = aioredis.Redis.from_url(TEST_REDIS_URL)
     try:
-        assert await redis.xlen(RedisKeys(settings.key_prefix).clicks_stream) == 0  # trimmed
+        for shard in range(shards):
+            stream = RedisKeys(settings.key_prefix, shard).clicks_stream
+            assert await redis.xlen(stream) == 0  # trimmed
     finally:
         await redis.aclose()
+    if shards > 1:
+        by_shard = [
+            sum(f.stats.written for f in flushers if f.keys.shard == n) for n in range(shards)
+        ]
+        assert all(by_shard), f"every shard should have had clicks: {by_shard}"
 
 
 async def test_redis_unreachable_clicks_are_spooled_then_stored_once(

@@ -44,7 +44,8 @@ def test_another_secret_does_not_verify() -> None:
 def test_cookie_header_parsing() -> None:
     cookie = make()
     signed = cookie.sign("abc")
-    assert cookie.from_cookie_header(f"a=1; ct_sid={signed}; b=2") == "abc"
+    assert cookie.from_cookie_header(f"a=1; ct_sid={signed}; b=2") == signed
+    assert cookie.session_id(signed) == "abc"
     assert cookie.from_cookie_header(f"xct_sid={signed}") is None
     assert cookie.from_cookie_header("") is None
     assert cookie.from_cookie_header(None) is None

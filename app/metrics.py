@@ -1,0 +1,82 @@
+"""Every Prometheus metric, defined once. Label sets are small and fixed: never a link code,
+a tracking string or a user agent as a label.
+
+With several uvicorn workers, prometheus-client's multiprocess mode is used
+(``PROMETHEUS_MULTIPROC_DIR``, set by ``app.serve``): each worker writes its values to a
+file, and ``/metrics`` adds them up, so any worker answers for all.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Redirect latencies are sub-millisecond when all is well; the tail matters.
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+# The redirect.
+REDIRECT_SECONDS = Histogram(
+    "clicktrack_redirect_seconds",
+    "Time to answer /e/{code}, by outcome.",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+CLICKS_ACCEPTED = Counter("clicktrack_clicks_accepted", "Clicks written to the Redis stream.")
+CLICKS_SPOOLED = Counter("clicktrack_clicks_spooled", "Clicks written to the local spool.")
+CLICKS_REPLAYED = Counter("clicktrack_clicks_replayed", "Spooled clicks moved into Redis.")
+LINK_CACHE = Counter("clicktrack_link_cache", "Link lookups by the redirect.", ["result"])
+COMMIT_BATCH_SIZE = Histogram(
+    "clicktrack_commit_batch_size", "Clicks per group commit.", buckets=_BATCH_BUCKETS
+)
+COMMIT_SECONDS = Histogram(
+    "clicktrack_commit_seconds",
+    "Round trip of one group commit to Redis (or the spool).",
+    buckets=_LATENCY_BUCKETS,
+)
+
+# The flusher (its own process and port).
+CLICK_FLAGS = Counter("clicktrack_click_flags", "Stored clicks by quality flag.", ["flag"])
+STREAM_LENGTH = Gauge("clicktrack_stream_length", "Entries in the click stream.", ["shard"])
+STREAM_PENDING = Gauge(
+    "clicktrack_stream_pending", "Entries delivered to a flusher, not acked.", ["shard"]
+)
+FLUSHER_LAG = Gauge(
+    "clicktrack_flusher_lag_seconds",
+    "Age of the oldest click not yet stored (0 when the stream is drained).",
+    ["shard"],
+)
+FLUSHER_BATCH_SIZE = Histogram(
+    "clicktrack_flusher_batch_size", "Entries per flusher batch.", buckets=_BATCH_BUCKETS
+)
+FLUSHER_ROWS = Counter("clicktrack_flusher_rows", "Rows inserted into clicks.")
+FLUSHER_DUPLICATES = Counter(
+    "clicktrack_flusher_duplicates", "Entries already stored (re-deliveries), skipped."
+)
+FLUSHER_DEAD_LETTERS = Counter("clicktrack_flusher_dead_letters", "Entries dead-lettered.")
+FLUSHER_WRITE_SECONDS = Histogram(
+    "clicktrack_flusher_write_seconds",
+    "Postgres write of one batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+FLUSHER_RETRIES = Counter("clicktrack_flusher_retries", "Flusher steps failed and retried.")
+FLUSHER_CLAIMED = Counter("clicktrack_flusher_claimed", "Entries claimed from idle consumers.")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics page: this process's registry, or every worker's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
