@@ -96,7 +96,8 @@ class PackedSender:
                 await connection.read_response(disable_decoding=True)
         except BaseException:
             self._connection = None
-            await connection.disconnect()
+            # nowait: this may run for a cancellation (a timeout), it must not wait again.
+            await connection.disconnect(nowait=True)
             await self._pool.release(connection)
             raise
 

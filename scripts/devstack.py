@@ -27,6 +27,7 @@ import abc
 import argparse
 import asyncio
 import hashlib
+import http.client
 import importlib.util
 import os
 import pwd
@@ -489,9 +490,18 @@ def _refuse_busy_port(port: int, name: str) -> None:
 
 
 def start_redis(
-    data_dir: Path, port: int, *, appendonly: bool = False, timeout: float = 20.0
+    data_dir: Path,
+    port: int,
+    *,
+    appendonly: bool | None = None,
+    config: Path | None = None,
+    timeout: float = 20.0,
 ) -> RedisServer:
-    """Start redis-server on 127.0.0.1:port with its files in data_dir; return when it answers."""
+    """Start redis-server on 127.0.0.1:port with its files in data_dir; return when it answers.
+
+    config: a redis.conf to start from (deploy/redis/redis.conf, say); the address, the data
+    directory, no RDB snapshots and, unless None, appendonly are set here over it. Without a
+    config, appendonly defaults to no."""
     executable = find_redis_server()
     if executable is None:
         raise MissingBinaries(["redis"])
@@ -501,10 +511,13 @@ def start_redis(
     log_path = data_dir / "redis.log"
     command = [
         str(executable),
+        *([str(config.absolute())] if config is not None else []),
         *("--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"),
-        *("--save", "", "--appendonly", "yes" if appendonly else "no"),
+        *("--save", ""),
         *("--dir", str(data_dir), "--pidfile", str(data_dir / "redis.pid"), "--logfile", ""),
     ]
+    if appendonly is not None or config is None:
+        command += ["--appendonly", "yes" if appendonly else "no"]
     with log_path.open("ab") as log_file:  # own session: a Ctrl-C reaches devstack only
         process = subprocess.Popen(
             command,
@@ -976,7 +989,33 @@ def cmd_run(extra: list[str]) -> int:
         return supervise(children, env, stack, _announcer(stack, env))
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """The dashboard's browser test drives Debian's Chromium (never a browser Playwright
+    downloads). Install it when it is missing and we may: root, on Debian. Otherwise say so;
+    the test then skips with the reason (and fails under CI)."""
+    if CHROMIUM.exists():
+        return
+    apt = shutil.which("apt-get")
+    if os.geteuid() != 0 or apt is None or not Path("/etc/debian_version").exists():
+        log(f"{CHROMIUM} is missing and cannot be installed here (needs root on Debian): "
+            "the dashboard's browser test will be skipped")  # fmt: skip
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        [apt, "update", "-q"],
+        [apt, "install", "-y", "-q", "--no-install-recommends", "chromium"],
+    ):
+        log(f"installing Chromium for the browser test: {shlex.join(command)}")
+        if subprocess.run(command, env=env, check=False).returncode != 0:
+            log(f"{shlex.join(command)} failed: the dashboard's browser test will be skipped")
+            return
+
+
 def cmd_test(extra: list[str]) -> int:
+    ensure_chromium()
     steps = [
         ("ruff check", [PYTHON, "-m", "ruff", "check", "."]),
         ("ruff format --check", [PYTHON, "-m", "ruff", "format", "--check", "."]),
@@ -1016,32 +1055,130 @@ def cmd_faults(extra: list[str]) -> int:
         return _not_available("the fault suite", suite)
     with DevStack() as stack:
         env = _test_env(*stack.up())
+        env.setdefault("CLICKTRACK_FAULTS", "full")  # every scenario at full length
         code, _ = run_step("fault suite", [PYTHON, "-m", "pytest", "tests/faults", *extra], env)
         return code
 
 
 def cmd_bench(extra: list[str]) -> int:
+    """The benchmark starts Redis and Postgres of its own (nothing else may share them while it
+    measures), so only the binaries are needed here."""
     script = PROJECT_ROOT / "bench" / "run.py"
     if not script.is_file():
         return _not_available("the benchmark", script)
-    with DevStack() as stack:
-        redis_service, postgres_service = stack.up()
-        env = _app_env(stack, redis_service, postgres_service)
-        env.update(_test_env(redis_service, postgres_service))
-        code, _ = run_step("bench", [PYTHON, "bench/run.py", *extra], env)
-        return code
+    missing = [
+        kind
+        for kind, found in (("redis", find_redis_server()), ("postgres", find_postgres_bin_dir()))
+        if found is None
+    ]
+    if missing:
+        raise MissingBinaries(missing)
+    code, _ = run_step("bench", [PYTHON, "-m", "bench.run", *extra], _child_env({}))
+    return code
+
+
+LOADTEST_DATABASE = "clicktrack_loadtest"
+LOADTEST_DATA = PROJECT_ROOT / "test-artifacts" / "loadtest-data.json"
+LOADTEST_REPORTS = PROJECT_ROOT / "test-artifacts" / "loadtest"
+# Defaults of `make loadtest`; ARGS given after -- come later on locust's command line, so
+# they win (e.g. make loadtest ARGS="--users 200 --run-time 5m --p95-ms 50").
+LOADTEST_LOCUST_ARGS = ["--headless", "--users", "50", "--spawn-rate", "25", "--run-time", "60s"]
+
+
+def _loadtest_env(
+    stack: DevStack, redis_service: Service, postgres_service: Service
+) -> dict[str, str]:
+    """The app's environment for the load test: its own database and Redis key prefix (the
+    developer's data stays apart), on a free port."""
+    if ensure_database(postgres_service.url, LOADTEST_DATABASE):
+        log(f"created database {LOADTEST_DATABASE}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return _child_env(
+        {
+            REDIS_URL_ENV: redis_service.url,
+            DATABASE_URL_ENV: with_database(postgres_service.url, LOADTEST_DATABASE),
+            "CLICKTRACK_KEY_PREFIX": "ctload",
+            "CLICKTRACK_HOST": "127.0.0.1",
+            "CLICKTRACK_PORT": str(port),
+            "CLICKTRACK_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "CLICKTRACK_COOKIE_SECURE": "false",
+            "CLICKTRACK_SPOOL_DIR": str(DATA_ROOT / "loadtest-spool"),
+        }
+    )
+
+
+def _admin_key(env: Mapping[str, str]) -> str:
+    command = [PYTHON, "-m", "app.cli", "create-admin-key", "--name", "loadtest"]
+    result = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise DevstackError(f"create-admin-key failed: {result.stderr.strip()[-500:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _http_ok(url: str) -> bool:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
+    try:
+        conn.request("GET", parts.path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def cmd_loadtest(extra: list[str]) -> int:
+    """Start the app and a flusher on the development stack, create links through the API,
+    run locust headless for a bounded time; exit non-zero if a threshold was missed."""
     locustfile = PROJECT_ROOT / "loadtests" / "locustfile.py"
     if not locustfile.is_file():
         return _not_available("the load test", locustfile)
     if importlib.util.find_spec("locust") is None:
         log("locust is not installed: .venv/bin/pip install -e '.[load]'")
         return 1
-    command = [PYTHON, "-m", "locust", "-f", "loadtests/locustfile.py", *extra]
-    code, _ = run_step("locust", command, os.environ)
-    return code
+    with DevStack() as stack:
+        env = _loadtest_env(stack, *stack.up())
+        code, _ = run_step("migrate", [PYTHON, "-m", "app.cli", "migrate"], env)
+        if code != 0:
+            return code
+        env["LOADTEST_ADMIN_KEY"] = _admin_key(env)
+        base_url = f"http://127.0.0.1:{env['CLICKTRACK_PORT']}"
+        started: list[tuple[str, subprocess.Popen[bytes]]] = []
+        try:
+            for name, module in (("web", "app.serve"), ("flusher", "app.flusher")):
+                log(f"starting {name}: python -m {module}")
+                process = subprocess.Popen(
+                    [PYTHON, "-m", module], cwd=PROJECT_ROOT, env=env, start_new_session=True
+                )
+                started.append((name, process))
+            if not wait_until(lambda: _http_ok(f"{base_url}/healthz"), 30):
+                raise DevstackError(f"the app did not answer at {base_url}/healthz")
+            setup = [PYTHON, "-m", "loadtests.setup_data", "--host", base_url,
+                     "--out", str(LOADTEST_DATA)]  # fmt: skip
+            code, _ = run_step("create load test data (API)", setup, env)
+            if code != 0:
+                return code
+            LOADTEST_REPORTS.parent.mkdir(parents=True, exist_ok=True)
+            locust = [
+                PYTHON, "-m", "locust", "-f", str(locustfile), "--host", base_url,
+                "--data-file", str(LOADTEST_DATA), "--csv", str(LOADTEST_REPORTS),
+                "--html", f"{LOADTEST_REPORTS}.html", "--only-summary",
+                *LOADTEST_LOCUST_ARGS, *extra,
+            ]  # fmt: skip
+            code, _ = run_step("locust", locust, env)
+            for name, process in started:
+                if process.poll() is not None:
+                    log(f"{name} died during the load test (exit code {process.returncode})")
+                    code = code or 1
+            rel = LOADTEST_REPORTS.relative_to(PROJECT_ROOT)
+            log(f"reports: {rel}_stats.csv, {rel}_failures.csv, {rel}.html")
+            return code
+        finally:
+            _stop_children(started)
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -93,6 +94,14 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, kind, str(exc.detail))
 
 
+async def _argument_refused(request: Request, exc: Exception) -> JSONResponse:
+    """asyncpg refused a value before sending it (an id past 2**63 - 1, say): the request's
+    fault, though it passed validation. Postgres's own data errors (subclasses) are bugs."""
+    if type(exc) is not asyncpg.DataError:
+        return await _unexpected(request, exc)
+    return error_response(422, "invalid", "a value is out of the range the API accepts")
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal", "internal error; the request was not applied")
@@ -102,4 +111,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(asyncpg.DataError, _argument_refused)
     app.add_exception_handler(Exception, _unexpected)

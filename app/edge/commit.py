@@ -49,6 +49,9 @@ class ClickWriter:
     ) -> None:
         self._redis = redis
         self._sender = stream.PackedSender(redis)
+        # The replay has a connection of its own: it runs while batches are written, and one
+        # connection can carry only one exchange at a time.
+        self._replay_sender = stream.PackedSender(redis)
         self._shard_keys = [keys.for_shard(n) for n in range(shards)]
         self._spool = spool
         self._timeout_s = timeout_s
@@ -104,9 +107,13 @@ class ClickWriter:
         CLICKS_SPOOLED.inc(len(batch))
         COMMIT_SECONDS.observe(time.perf_counter() - started)
 
-    async def _to_redis(self, batch: list[tuple[int, bytes]]) -> None:
+    async def _to_redis(
+        self, batch: list[tuple[int, bytes]], sender: stream.PackedSender | None = None
+    ) -> None:
         keys = self._shard_keys
-        await stream.add_batch(self._sender, [(keys[shard], payload) for shard, payload in batch])
+        await stream.add_batch(
+            sender or self._sender, [(keys[shard], payload) for shard, payload in batch]
+        )
 
     async def _replay_lines(self, lines: list[bytes]) -> None:
         batch = []
@@ -117,7 +124,7 @@ class ClickWriter:
             else:  # not ours to parse: the flusher dead-letters what is not a click
                 batch.append((0, line))
         async with asyncio.timeout(self._timeout_s * 4):
-            await self._to_redis(batch)
+            await self._to_redis(batch, self._replay_sender)
 
     def start(self) -> None:
         self._replayer = asyncio.create_task(self._replay_forever())
@@ -158,4 +165,5 @@ class ClickWriter:
             self._replayer.cancel()
             await asyncio.gather(self._replayer, return_exceptions=True)
         await self._sender.close()
+        await self._replay_sender.close()
         self._spool.close()

@@ -54,3 +54,30 @@ def test_a_bad_value_does_not_spoil_the_others() -> None:
         "4",
         True,
     )
+
+
+@given(value=clean_text)
+def test_a_double_encoded_value_is_decoded_once(value: str) -> None:
+    once = quote(value, safe="")
+    parsed = parse_tracking(b"cv=" + quote(once, safe="").encode())
+    if len(once) <= MAX_VALUE_LENGTH:
+        assert parsed.cv == once and not parsed.invalid
+    else:
+        assert parsed.cv is None and parsed.invalid
+
+
+@given(first=clean_text, rest=st.binary(max_size=300))
+def test_nothing_after_a_value_changes_it(first: str, rest: bytes) -> None:
+    parsed = parse_tracking(b"af=" + quote(first).encode() + b"&" + rest)
+    assert parsed.af == first
+
+
+@given(junk=st.sampled_from(["\r", "\n", "\x00", "\x7f", "\x85", "\u0080"]), value=clean_text)
+def test_control_characters_anywhere_drop_the_value(junk: str, value: str) -> None:
+    for raw in (junk + value, value + junk, value[:1] + junk + value[1:]):
+        as_sent = [quote(raw).encode()]
+        if value.isalnum():  # unencoded, as a server might pass it on
+            as_sent.append(raw.encode("utf-8"))
+        for encoded in as_sent:
+            parsed = parse_tracking(b"dp=" + encoded)
+            assert parsed.dp is None and parsed.invalid

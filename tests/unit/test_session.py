@@ -60,3 +60,43 @@ def test_set_cookie_attributes() -> None:
     assert full.decode().endswith(
         "; Path=/; HttpOnly; SameSite=Lax; Domain=example.com; Max-Age=60"
     )
+
+
+# Arbitrary input: whatever a client sends as a Cookie header, parsing never raises, and only
+# a value we signed comes back (so only such a value is ever echoed into a Set-Cookie).
+cookie_text = st.text(max_size=300) | st.binary(max_size=300).map(
+    lambda raw: raw.decode("utf-8", "replace")
+)
+
+
+@given(header=cookie_text, inject=st.booleans())
+def test_any_cookie_header_parses_without_error(header: str, inject: bool) -> None:
+    cookie = make()
+    if inject:
+        header = f"{header}; ct_sid={header}"
+    found = cookie.from_cookie_header(header)
+    assert found is None or cookie.verify(found) == cookie.session_id(found)
+
+
+session_ids = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=";,"),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(session_id=session_ids)
+def test_what_we_sign_verifies_and_round_trips_through_the_headers(session_id: str) -> None:
+    cookie = make()
+    signed = cookie.sign(session_id)
+    assert cookie.verify(signed) == session_id
+    header = cookie.set_cookie_header(signed)
+    assert b"\r" not in header and b"\n" not in header
+    assert cookie.from_cookie_header(f"other=1; {header.decode().split(';')[0]}") == signed
+
+
+@given(session_id=session_ids, cut=st.integers(min_value=1, max_value=30))
+def test_a_truncated_signed_value_never_verifies(session_id: str, cut: int) -> None:
+    cookie = make()
+    signed = cookie.sign(session_id)
+    assert cookie.verify(signed[:-cut]) is None

@@ -1,0 +1,44 @@
+"""The group-commit writer while its spool is replayed: both talk to Redis at once.
+
+Found by the fault suite (scenario 11, the network to Redis cut then healed): the replay and
+the next batch shared one connection, their replies crossed, a batch's future was never
+resolved and its redirects waited until the server was stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from app.edge.commit import ClickWriter
+from app.keys import RedisKeys
+from app.spool import Spool
+from tests.conftest import TEST_REDIS_URL
+
+
+async def test_batches_and_a_replay_at_the_same_time_all_arrive(
+    tmp_path: Path, key_prefix: str, redis: aioredis.Redis
+) -> None:
+    keys = RedisKeys(key_prefix)
+    spooled = [f"spooled-{n}".encode() for n in range(3000)]
+    dead_worker = Spool(tmp_path)
+    dead_worker.append([b"0 " + payload for payload in spooled])
+    dead_worker.close()
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    writer = ClickWriter(client, keys, Spool(tmp_path), timeout_s=2.0)
+    recorded = [uuid.uuid4().hex.encode() for _ in range(2000)]
+    try:
+        async with asyncio.timeout(20):
+            replay = asyncio.create_task(writer.replay_spool())
+            await asyncio.gather(*(writer.record(payload) for payload in recorded))
+            assert await replay == len(spooled)
+    finally:
+        await writer.close()
+        await client.aclose()
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.clicks_stream
+    )
+    assert {fields[b"c"] for _, fields in entries} == {*spooled, *recorded}
