@@ -34,7 +34,16 @@ async def serve(settings: Settings) -> None:
     )
     shards = settings.shards_to_flush()
     # One connection per shard's loop, plus one for partitions and retention.
-    pool = await create_pool(settings.database_url, min_size=0, max_size=len(shards) + 1)
+    # A flusher frozen mid-transaction (paused, swapped out, partitioned) must not hold its
+    # row locks for ever: the others, claiming its entries, would queue behind them.
+    # Postgres ends such a transaction well before the entries can be claimed.
+    idle_ms = max(1000, settings.claim_idle_ms // 2)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=0,
+        max_size=len(shards) + 1,
+        server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},
+    )
     base_name = settings.consumer_name or default_consumer_name()
     flushers = [Flusher(settings, redis, pool, consumer=base_name, shard=shard) for shard in shards]
     if settings.flusher_metrics_port:
