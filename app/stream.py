@@ -265,7 +265,8 @@ async def backlog(redis: aioredis.Redis, keys: RedisKeys) -> Backlog:
     oldest: tuple[int, int] | None = None
     if pending:
         summary = await redis.xpending(keys.clicks_stream, keys.consumer_group)
-        oldest = _parse_id(summary["min"])
+        if summary["min"] is not None:  # None: all acked since XINFO was read
+            oldest = _parse_id(summary["min"])
     else:
         # The first entry after the last delivered one, if any, has waited the longest.
         after = _next_id(_parse_id(group["last-delivered-id"]))

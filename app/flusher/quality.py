@@ -95,7 +95,7 @@ class ClickClassifier:
         if self._bots is not None:
             for click in clicks:
                 if click.user_agent and self._bots.is_bot(click.user_agent):
-                    click.flags |= Flag.bot
+                    click.flags |= Flag.bot.value
         checks: list[tuple[Click, int]] = []  # (click, threshold) per script call
         async with self._redis.pipeline(transaction=False) as pipe:
             for click in clicks:
@@ -121,4 +121,4 @@ class ClickClassifier:
             counts = await pipe.execute()
         for (click, threshold), earlier in zip(checks, counts, strict=True):
             if earlier >= threshold:
-                click.flags |= Flag.duplicate
+                click.flags |= Flag.duplicate.value

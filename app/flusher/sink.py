@@ -2,7 +2,8 @@
 
 A batch is copied into a per-connection temporary staging table, then inserted into
 ``clicks`` with ``ON CONFLICT DO NOTHING``, in one transaction: a replayed or re-claimed click
-never makes a second row, and a batch is either wholly committed or not at all.
+never makes a second row, and a batch is either wholly committed or not at all. The same
+statement counts the rows it inserted into the traffic rollups (``rollups.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from asyncpg.pgproto.pgproto import UUID  # uuid.UUID's subclass, parsed in C: 1
 
 from app.db import Pool
 from app.events import Click, EventError
+from app.flusher import rollups
 
 COLUMNS = (
     "click_id",
@@ -53,6 +55,7 @@ _INSERT = (
     f"INSERT INTO clicks ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
     "ORDER BY click_id ON CONFLICT DO NOTHING"
 )
+_INSERT_AND_COUNT = rollups.counting(f"{_INSERT} RETURNING {rollups.SOURCE_COLUMNS}")
 
 
 def to_row(click: Click) -> Row:
@@ -63,9 +66,11 @@ def to_row(click: Click) -> Row:
         ts = _EPOCH + click.ts_us * _MICROSECOND
     except (ValueError, OverflowError) as exc:
         raise EventError(f"bad click id or time: {exc}") from None
-    if click.link_id not in _BIGINT or click.publisher_id not in _BIGINT:
+    if int(click.link_id) not in _BIGINT or int(click.publisher_id) not in _BIGINT:
         raise EventError("link or publisher id out of range")
-    if click.flags not in _SMALLINT:
+    # int(): after classification flags is an IntFlag, and `in range` is a linear scan for
+    # anything but a plain int.
+    if int(click.flags) not in _SMALLINT:
         raise EventError("flags out of range")
     for name in _TEXT:
         value = getattr(click, name)
@@ -104,8 +109,10 @@ class PartitionError(Exception):
 
 
 class ClickSink:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, count_traffic: bool = True) -> None:
+        """``count_traffic=False`` skips the traffic rollups: only to measure their cost."""
         self._pool = pool
+        self._count_traffic = count_traffic
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Store rows not stored yet, in one transaction; return how many were new."""
@@ -114,6 +121,9 @@ class ClickSink:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
+            if self._count_traffic:
+                new: int = await conn.fetchval(_INSERT_AND_COUNT)
+                return new
             status = await conn.execute(_INSERT)
         return int(status.rsplit(" ", 1)[-1])
 
