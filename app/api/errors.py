@@ -94,9 +94,19 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, kind, str(exc.detail))
 
 
+# Text Postgres cannot store (a NUL character): the request's fault, whatever the field.
+_UNSTORABLE_TEXT = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
 async def _argument_refused(request: Request, exc: Exception) -> JSONResponse:
-    """asyncpg refused a value before sending it (an id past 2**63 - 1, say): the request's
-    fault, though it passed validation. Postgres's own data errors (subclasses) are bugs."""
+    """asyncpg refused a value before sending it (an id past 2**63 - 1, say), or Postgres
+    refused a text's characters: the request's fault, though it passed validation. Other
+    Postgres data errors are bugs."""
+    if isinstance(exc, _UNSTORABLE_TEXT):
+        return error_response(422, "invalid", "a text contains a character that cannot be stored")
     if type(exc) is not asyncpg.DataError:
         return await _unexpected(request, exc)
     return error_response(422, "invalid", "a value is out of the range the API accepts")

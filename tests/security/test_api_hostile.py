@@ -240,3 +240,15 @@ async def test_ids_past_what_postgres_stores_are_422(
     """Found by the schemathesis run: such an id passed validation and made a 500."""
     response = await client.request(method, url, json=body, headers=bearer(target.admin_key))
     assert_json_error(response, 404, 422)
+
+
+async def test_nul_in_any_text_is_a_422_not_a_500(
+    app_client: httpx.AsyncClient, admin_key: str
+) -> None:
+    response = await app_client.post(
+        "/api/v1/publishers",
+        json={"name": "bad\u0000name"},
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid"
