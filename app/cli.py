@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import asyncpg
 from app import merchants, publishers
 from app.apikeys import Role, create_key
 from app.db import create_pool
+from app.flusher import rollups
 from app.migrate import MigrationError, migrate
 from app.money import closing, plans_store
 from app.money.periods import Period
@@ -155,6 +156,31 @@ async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None
     )
 
 
+async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> None:
+    first: date | None = args.from_day
+    last: date | None = args.to_day
+    if first is not None and last is not None and last < first:
+        raise CliError("--to is before --from")
+    conn = await _connect(settings)
+    try:
+        days = await rollups.days_with_clicks(conn, first, last)
+        total = 0
+        for day in days:
+            counted = await rollups.backfill_day(conn, day)
+            total += counted
+            print(f"{day}: {counted} clicks")
+    finally:
+        await conn.close()
+    print(f"rebuilt the traffic rollups of {len(days)} days from {total} clicks")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -215,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("period", help="YYYY-MM: the period from the 10th of that month")
     close.add_argument("--publisher-id", type=_positive_int, default=None)
     close.set_defaults(run=cmd_close_period)
+
+    backfill = sub.add_parser(
+        "backfill-rollups",
+        help="rebuild the traffic rollups from raw clicks (days that have clicks; UTC days)",
+    )
+    backfill.add_argument("--from", dest="from_day", type=_day, default=None, help="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="to_day", type=_day, default=None, help="YYYY-MM-DD")
+    backfill.set_defaults(run=cmd_backfill_rollups)
     return parser
 
 

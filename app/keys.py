@@ -45,3 +45,7 @@ class RedisKeys:
     def seen_by_ip(self, link_id: int, ip: str) -> str:
         """Recent clicks from one IP on one link (duplicate detection)."""
         return f"{self.prefix}:seen:ip:{link_id}:{ip}"
+
+    def dashboard_session(self, session_id: str) -> str:
+        """A signed-in dashboard session (the API key's id, never the key)."""
+        return f"{self.prefix}:dash:{session_id}"

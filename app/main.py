@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import errors, health, links, money, orders, plans, postback, publishers
+from app.api import errors, health, links, money, orders, plans, postback, publishers, reports
+from app.dashboard import routes as dashboard
 from app.db import create_pool
 from app.edge.commit import ClickWriter
 from app.edge.linkcache import LinkCache
@@ -107,6 +108,8 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(orders.router, prefix="/api/v1")
     api.include_router(money.router, prefix="/api/v1")
     api.include_router(plans.router, prefix="/api/v1")
+    api.include_router(reports.router, prefix="/api/v1")
+    api.include_router(dashboard.router)
     return api
 
 

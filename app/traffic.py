@@ -1,16 +1,283 @@
-"""Traffic counts: clicks, billable clicks (no quality flag) and unique clicks (distinct
-sessions among the billable ones), by UTC day and link."""
+"""Traffic counts: clicks, unique clicks and flagged clicks, by UTC day, link, af, cn, cv.
+
+- *clicks*: every stored click; *flagged*: those with a quality flag (never billed);
+  *billable*: clicks - flagged.
+- *unique clicks*: the first billable click of each session per (day, link, af, cn, cv).
+  A coarser row (a day, a link, an af) adds up the unique clicks of the keys it covers, so
+  a session that clicks two links, or one link with two af values, is unique in each.
+
+Reports read the rollups the flusher maintains (``app/flusher/rollups.py``), never the raw
+clicks, except for ``dp``: it is not in the rollups (it is free text, often one value per
+click), so a report by dp counts raw clicks, over at most ``MAX_RAW_DAYS`` days, and its
+unique clicks are per (day, link, af, cn, cv, dp). The ``recount_*`` functions count the
+raw clicks by the rollups' rules: what the rollups are checked against.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Any
 
-from app.db import Conn
+import asyncpg
+
+from app.db import Conn, Pool
+from app.flusher.rollups import day_bounds
+
+MAX_DAYS = 366  # the longest range a report covers
+# The days a report may name (as for months in money.periods).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+MAX_RAW_DAYS = 31  # the longest range a report by dp (raw clicks) covers
+PREFETCH = 2000
+
+
+class Dimension(StrEnum):
+    day = "day"
+    link = "link"
+    af = "af"
+    cn = "cn"
+    cv = "cv"
+    dp = "dp"
+
+
+TRACKING = (Dimension.af, Dimension.cn, Dimension.cv)
+
+
+class RangeError(ValueError):
+    """A report's range is reversed or too long (the message says which)."""
+
+
+@dataclass(frozen=True)
+class TrafficQuery:
+    publisher_id: int
+    first_day: date
+    last_day: date  # included
+    group_by: tuple[Dimension, ...] = (Dimension.day,)
+    link: str | None = None  # filters: exact values
+    af: str | None = None
+    cn: str | None = None
+    cv: str | None = None
+    dp: str | None = None
+
+    @property
+    def from_raw_clicks(self) -> bool:
+        return Dimension.dp in self.group_by or self.dp is not None
+
+    def check(self) -> None:
+        days = (self.last_day - self.first_day).days + 1
+        limit = MAX_RAW_DAYS if self.from_raw_clicks else MAX_DAYS
+        if days < 1:
+            raise RangeError("the range ends before it starts")
+        if self.first_day < FIRST_DAY or self.last_day > LAST_DAY:
+            raise RangeError(f"days run from {FIRST_DAY} to {LAST_DAY}")
+        if days > limit:
+            why = " (a report by dp counts raw clicks)" if self.from_raw_clicks else ""
+            raise RangeError(f"the range covers {days} days; at most {limit}{why}")
 
 
 @dataclass(frozen=True)
 class TrafficRow:
+    """One row of a report; only the dimensions grouped by are set."""
+
+    day: date | None
+    link: str | None
+    af: str | None
+    cn: str | None
+    cv: str | None
+    dp: str | None
+    clicks: int
+    unique_clicks: int
+    flagged: int
+
+    @property
+    def billable(self) -> int:
+        return self.clicks - self.flagged
+
+    def value(self, dimension: Dimension) -> date | str | None:
+        found: date | str | None = getattr(self, dimension.value)
+        return found
+
+
+def _filters(query: TrafficQuery, table: str, params: list[Any]) -> list[str]:
+    conditions = []
+    for name in ("af", "cn", "cv", "dp"):
+        value = getattr(query, name)
+        if value is not None:
+            params.append(value)
+            conditions.append(f"{table}.{name} = ${len(params)}")
+    if query.link is not None:
+        params.append(query.link)
+        conditions.append(f"l.code = ${len(params)}")
+    return conditions
+
+
+def _report_sql(query: TrafficQuery, params: list[Any]) -> str:
+    by_tracking = any(d in TRACKING for d in query.group_by) or any(
+        getattr(query, d.value) is not None for d in TRACKING
+    )
+    join_links = Dimension.link in query.group_by or query.link is not None
+    if query.from_raw_clicks:
+        start, _ = day_bounds(query.first_day)
+        _, end = day_bounds(query.last_day)
+        params += [query.publisher_id, start, end]
+        table = "c"
+        day = "(c.ts AT TIME ZONE 'UTC')::date"
+        source = "clicks c"
+        where = ["c.publisher_id = $1", "c.ts >= $2", "c.ts < $3"]
+        sessions = f"({day}, c.link_id, c.af, c.cn, c.cv, c.dp, c.session_id)"
+        counts = (
+            f"count(*), count(DISTINCT {sessions}) FILTER (WHERE c.flags = 0), "
+            "count(*) FILTER (WHERE c.flags <> 0)"
+        )
+    else:
+        params += [query.publisher_id, query.first_day, query.last_day]
+        table = "r"
+        day = "r.day"
+        source = "traffic_tracking_days r" if by_tracking else "traffic_link_days r"
+        where = ["r.publisher_id = $1", "r.day BETWEEN $2 AND $3"]
+        counts = "sum(r.clicks)::bigint, sum(r.unique_clicks)::bigint, sum(r.flagged)::bigint"
+    if join_links:  # the publisher's links only: a few rows by index, not the whole table
+        source += f" JOIN links l ON l.id = {table}.link_id AND l.publisher_id = $1"
+    where += _filters(query, table, params)
+    columns = {Dimension.day: day, Dimension.link: "l.code"}
+    dims = [columns.get(d, f"{table}.{d.value}") for d in query.group_by]
+    select = ", ".join([*dims, counts])
+    sql = f"SELECT {select} FROM {source} WHERE {' AND '.join(where)}"
+    if dims:
+        positions = ", ".join(str(n + 1) for n in range(len(dims)))
+        order = ", ".join(f"{n + 1} NULLS FIRST" for n in range(len(dims)))
+        sql += f" GROUP BY {positions} ORDER BY {order}"
+    return sql
+
+
+def _row(record: asyncpg.Record, query: TrafficQuery) -> TrafficRow | None:
+    values: dict[str, Any] = dict.fromkeys(Dimension.__members__)
+    for n, dimension in enumerate(query.group_by):
+        values[dimension.value] = record[n]
+    width = len(query.group_by)
+    clicks, unique, flagged = record[width], record[width + 1], record[width + 2]
+    if not clicks:  # the one row of totals (no dimension) of an empty range
+        return None
+    return TrafficRow(**values, clicks=clicks, unique_clicks=unique, flagged=flagged)
+
+
+async def traffic_report(
+    conn: Conn, query: TrafficQuery, *, limit: int | None = None
+) -> list[TrafficRow]:
+    """The rows of a traffic report (the first ``limit`` of them), ordered by the dimensions
+    grouped by. Raises ``RangeError`` for a range that is reversed or too long."""
+    query.check()
+    params: list[Any] = []
+    sql = _report_sql(query, params)
+    if limit is not None:
+        params.append(limit)
+        sql += f" LIMIT ${len(params)}"
+    rows = [_row(record, query) for record in await conn.fetch(sql, *params)]
+    return [row for row in rows if row is not None]
+
+
+async def iter_traffic(pool: Pool, query: TrafficQuery) -> AsyncIterator[TrafficRow]:
+    """Every row of a traffic report, from a server-side cursor (for CSV exports). Call
+    ``query.check()`` first."""
+    params: list[Any] = []
+    sql = _report_sql(query, params)
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        async for record in conn.cursor(sql, *params, prefetch=PREFETCH):
+            row = _row(record, query)
+            if row is not None:
+                yield row
+
+
+def totals(rows: list[TrafficRow]) -> TrafficRow:
+    return TrafficRow(
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        clicks=sum(r.clicks for r in rows),
+        unique_clicks=sum(r.unique_clicks for r in rows),
+        flagged=sum(r.flagged for r in rows),
+    )
+
+
+def days_of(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# -- recounts from raw clicks: the rollups' definition, applied to the stored rows ---------
+
+FineKey = tuple[int, date, int, str | None, str | None, str | None]
+Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
+
+
+async def recount_tracking_days(conn: Conn, first: date, last: date) -> dict[FineKey, Counts]:
+    """Counts per (publisher, day, link, af, cn, cv), recounted from the raw clicks."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    records = await conn.fetch(
+        """SELECT publisher_id, (ts AT TIME ZONE 'UTC')::date AS day, link_id, af, cn, cv,
+                  count(*) AS clicks,
+                  count(DISTINCT session_id) FILTER (WHERE flags = 0) AS unique_clicks,
+                  count(*) FILTER (WHERE flags <> 0) AS flagged
+           FROM clicks WHERE ts >= $1 AND ts < $2
+           GROUP BY 1, 2, 3, 4, 5, 6""",
+        start,
+        end,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"], r["af"], r["cn"], r["cv"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+async def rollup_tracking_days(conn: Conn, first: date, last: date) -> dict[FineKey, Counts]:
+    """The same counts as ``recount_tracking_days``, read from the rollups."""
+    records = await conn.fetch(
+        """SELECT publisher_id, day, link_id, af, cn, cv, clicks, unique_clicks, flagged
+           FROM traffic_tracking_days WHERE day BETWEEN $1 AND $2""",
+        first,
+        last,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"], r["af"], r["cn"], r["cv"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+async def rollup_link_days(
+    conn: Conn, first: date, last: date
+) -> dict[tuple[int, date, int], Counts]:
+    """Counts per (publisher, day, link) from the coarser rollup."""
+    records = await conn.fetch(
+        """SELECT publisher_id, day, link_id, clicks, unique_clicks, flagged
+           FROM traffic_link_days WHERE day BETWEEN $1 AND $2""",
+        first,
+        last,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+@dataclass(frozen=True)
+class LinkDay:
     day: date
     link_id: int
     clicks: int
@@ -21,24 +288,26 @@ class TrafficRow:
 
 async def traffic_by_day_and_link(
     conn: Conn, publisher_id: int, first_day: date, last_day: date
-) -> list[TrafficRow]:
+) -> list[LinkDay]:
+    """One publisher's counts per (day, link), recounted from its raw clicks."""
+    start, _ = day_bounds(first_day)
+    _, end = day_bounds(last_day)
     rows = await conn.fetch(
         """SELECT (ts AT TIME ZONE 'UTC')::date AS day, link_id,
                   count(*) AS clicks,
                   count(*) FILTER (WHERE flags = 0) AS billable,
-                  count(DISTINCT session_id) FILTER (WHERE flags = 0) AS unique_clicks,
+                  count(DISTINCT (af, cn, cv, session_id)) FILTER (WHERE flags = 0)
+                      AS unique_clicks,
                   count(*) FILTER (WHERE flags <> 0) AS flagged
            FROM clicks
-           WHERE publisher_id = $1
-             AND ts >= ($2::date::timestamp AT TIME ZONE 'UTC')
-             AND ts < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
+           WHERE publisher_id = $1 AND ts >= $2 AND ts < $3
            GROUP BY 1, 2 ORDER BY 1, 2""",
         publisher_id,
-        first_day,
-        last_day,
+        start,
+        end,
     )
     return [
-        TrafficRow(
+        LinkDay(
             r["day"], r["link_id"], r["clicks"], r["billable"], r["unique_clicks"], r["flagged"]
         )
         for r in rows

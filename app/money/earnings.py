@@ -19,9 +19,9 @@ from decimal import Decimal
 
 from app.db import Conn
 from app.money.closing import closed_sales
-from app.money.commission import ZERO, order_commission
+from app.money.commission import ZERO, commission
 from app.money.periods import Month, Period
-from app.money.plans_store import load_book
+from app.money.plans_store import PlanBook, load_book
 from app.orders.status import QUALIFYING_WINDOW, OrderStatus, can_still_qualify
 
 
@@ -45,7 +45,7 @@ class MonthIncome:
         return self.credited + self.charged_back
 
 
-async def _projected_sales(conn: Conn, publisher_id: int, period: Period, tz: tzinfo) -> Decimal:
+async def projected_sales(conn: Conn, publisher_id: int, period: Period, tz: tzinfo) -> Decimal:
     """What ``period`` would close with now: qualifying orders completed by its end and not
     credited yet."""
     total: Decimal = await conn.fetchval(
@@ -62,46 +62,104 @@ async def _projected_sales(conn: Conn, publisher_id: int, period: Period, tz: tz
     return total
 
 
-async def estimate_month(
-    conn: Conn, publisher_id: int, month: Month, tz: tzinfo, now: datetime
-) -> MonthEstimate:
+class CommissionEstimator:
+    """What a publisher's orders not credited yet would earn if they completed: at the plan
+    of the period each was placed in, with the incentive earned by the period before (its
+    closed sales; for a period not closed yet, the sales it would close with now). Rates are
+    worked out once per (period, category, new buyer) and reused."""
+
+    def __init__(
+        self,
+        conn: Conn,
+        publisher_id: int,
+        tz: tzinfo,
+        book: PlanBook,
+        history: dict[Period, Decimal],
+    ) -> None:
+        self._conn = conn
+        self._publisher_id = publisher_id
+        self._tz = tz
+        self._book = book
+        self._history = history
+        self._first_closed = min(history, default=None)
+        self._previous_sales: dict[Period, Decimal] = {}
+        self._rates: dict[tuple[Period, str, bool], Decimal | None] = {}
+
+    @classmethod
+    async def load(cls, conn: Conn, publisher_id: int, tz: tzinfo) -> CommissionEstimator:
+        return cls(
+            conn, publisher_id, tz, await load_book(conn), await closed_sales(conn, publisher_id)
+        )
+
+    async def _sales_before(self, placed: Period) -> Decimal:
+        before = placed.previous()
+        if before not in self._previous_sales:
+            if before in self._history:
+                self._previous_sales[before] = self._history[before]
+            elif self._first_closed is not None and before < self._first_closed:
+                self._previous_sales[before] = ZERO  # before the publisher's history
+            else:
+                self._previous_sales[before] = await projected_sales(
+                    self._conn, self._publisher_id, before, self._tz
+                )
+        return self._previous_sales[before]
+
+    async def commission(
+        self, amount: Decimal, category: str, new_buyer: bool, ordered_at: datetime
+    ) -> Decimal | None:
+        """The order's commission if it completes in time; None when no plan covers the
+        period it was placed in."""
+        placed = Period.containing(ordered_at, self._tz)
+        key = (placed, category, new_buyer)
+        if key not in self._rates:
+            plan = self._book.for_period(placed)
+            if plan is None:
+                self._rates[key] = None
+            else:
+                sales = await self._sales_before(placed)
+                self._rates[key] = plan.rate(category, new_buyer, sales).total
+        rate = self._rates[key]
+        return None if rate is None else commission(amount, rate)
+
+
+async def estimate_placed(
+    conn: Conn, publisher_id: int, start: datetime, end: datetime, tz: tzinfo, now: datetime
+) -> tuple[int, Decimal, Decimal, int]:
+    """Orders placed in ``[start, end)`` that earn or may still earn: how many, their sales,
+    their estimated commission, and how many of them no plan covers (not counted)."""
     rows = await conn.fetch(
         """SELECT amount, category, new_buyer, ordered_at, status, completed_at FROM orders
            WHERE publisher_id = $1 AND attribution = 'attributed'
              AND ordered_at >= $2 AND ordered_at < $3""",
         publisher_id,
-        month.starts_at(tz),
-        month.ends_at(tz),
+        start,
+        end,
     )
-    book = await load_book(conn)
-    history = await closed_sales(conn, publisher_id)
-    first_closed = min(history, default=None)
-    previous_sales: dict[Period, Decimal] = {}
+    estimator = await CommissionEstimator.load(conn, publisher_id, tz)
     orders, sales, estimated, unpriced = 0, ZERO, ZERO, 0
     for row in rows:
         status = OrderStatus(row["status"])
         if not can_still_qualify(status, row["ordered_at"], row["completed_at"], now):
             continue
-        placed = Period.containing(row["ordered_at"], tz)
-        plan = book.for_period(placed)
-        if plan is None:
+        earned = await estimator.commission(
+            row["amount"], row["category"], row["new_buyer"], row["ordered_at"]
+        )
+        if earned is None:
             unpriced += 1
             continue
-        before = placed.previous()
-        if before not in previous_sales:
-            if before in history:
-                previous_sales[before] = history[before]
-            elif first_closed is not None and before < first_closed:
-                previous_sales[before] = ZERO  # before the publisher's history
-            else:
-                previous_sales[before] = await _projected_sales(conn, publisher_id, before, tz)
-        earned = order_commission(
-            plan, row["amount"], row["category"], row["new_buyer"], previous_sales[before]
-        )
         orders += 1
         sales += row["amount"]
-        estimated += earned.amount
-    return MonthEstimate(month, orders, sales, estimated, unpriced)
+        estimated += earned
+    return orders, sales, estimated, unpriced
+
+
+async def estimate_month(
+    conn: Conn, publisher_id: int, month: Month, tz: tzinfo, now: datetime
+) -> MonthEstimate:
+    found = await estimate_placed(
+        conn, publisher_id, month.starts_at(tz), month.ends_at(tz), tz, now
+    )
+    return MonthEstimate(month, *found)
 
 
 async def income_month(conn: Conn, publisher_id: int, month: Month, tz: tzinfo) -> MonthIncome:

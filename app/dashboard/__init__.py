@@ -1,0 +1,1 @@
+"""The publisher dashboard, served by the app under ``/dashboard``."""

@@ -1,0 +1,120 @@
+"""Traffic rollups: counted in as clicks are written, rebuilt from raw clicks on demand.
+
+Reports read ``traffic_link_days`` and ``traffic_tracking_days`` (migrations/020), never the
+raw clicks. One statement counts a set of click rows into them:
+
+1. ``new_clicks``: the rows to count. For the flusher, the ``INSERT … ON CONFLICT DO NOTHING
+   RETURNING`` of its batch, so only the rows actually inserted are counted: a click
+   delivered twice is counted once, and the rollups commit or roll back with the rows.
+2. ``firsts``: each billable (unflagged) session's key ``(day, link, af, cn, cv)`` inserted
+   into ``traffic_sessions`` ON CONFLICT DO NOTHING; what it returns are the unique clicks.
+3. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
+   are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``.
+
+Rows are inserted in key order, so two flushers adding to the same rollup rows lock them in
+the same order. ``backfill_day`` runs the same statement over one day of raw clicks after
+deleting that day's rollups, under a table lock that makes flushers wait for it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from app.db import Conn
+
+# What a source of ``new_clicks`` must return.
+SOURCE_COLUMNS = "ts, publisher_id, link_id, af, cn, cv, session_id, flags"
+_KEY = "publisher_id, day, link_id, af, cn, cv"
+_ADD = (
+    "clicks = t.clicks + excluded.clicks, "
+    "unique_clicks = t.unique_clicks + excluded.unique_clicks, "
+    "flagged = t.flagged + excluded.flagged"
+)
+_TABLES = ("traffic_sessions", "traffic_tracking_days", "traffic_link_days")
+
+
+def counting(source: str) -> str:
+    """One statement: count the rows of ``source`` (a query or an ``INSERT … RETURNING`` of
+    ``SOURCE_COLUMNS``) into the rollups; it returns how many rows it counted."""
+    return f"""
+    WITH new_clicks AS ({source}),
+    firsts AS (
+        INSERT INTO traffic_sessions (day, link_id, session_id, af, cn, cv, publisher_id)
+        SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, link_id, session_id, af, cn, cv,
+               publisher_id
+        FROM new_clicks WHERE flags = 0
+        ORDER BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT DO NOTHING
+        RETURNING {_KEY}
+    ),
+    counted AS (
+        SELECT {_KEY}, sum(clicks) AS clicks, sum(firsts) AS unique_clicks,
+               sum(flagged) AS flagged
+        FROM (
+            SELECT publisher_id, (ts AT TIME ZONE 'UTC')::date AS day, link_id, af, cn, cv,
+                   1 AS clicks, 0 AS firsts, (flags <> 0)::int AS flagged
+            FROM new_clicks
+            UNION ALL
+            SELECT {_KEY}, 0, 1, 0 FROM firsts
+        ) AS c
+        GROUP BY {_KEY}
+    ),
+    by_tracking AS (
+        INSERT INTO traffic_tracking_days AS t ({_KEY}, clicks, unique_clicks, flagged)
+        SELECT * FROM counted ORDER BY {_KEY}
+        ON CONFLICT ON CONSTRAINT traffic_tracking_days_key DO UPDATE SET {_ADD}
+    ),
+    by_link AS (
+        INSERT INTO traffic_link_days AS t
+            (publisher_id, day, link_id, clicks, unique_clicks, flagged)
+        SELECT publisher_id, day, link_id, sum(clicks), sum(unique_clicks), sum(flagged)
+        FROM counted GROUP BY publisher_id, day, link_id ORDER BY publisher_id, day, link_id
+        ON CONFLICT (publisher_id, day, link_id) DO UPDATE SET {_ADD}
+    )
+    SELECT count(*) FROM new_clicks"""
+
+
+_RECOUNT_DAY = counting(
+    f"SELECT {SOURCE_COLUMNS} FROM clicks WHERE ts >= $1::timestamptz AND ts < $2::timestamptz"
+)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+async def backfill_day(conn: Conn, day: date) -> int:
+    """Rebuild one UTC day's rollups from its raw clicks; return the clicks counted.
+
+    Runs in one transaction that locks the rollup tables against writers first: a flusher
+    writing meanwhile waits, then adds its clicks to the rebuilt counts."""
+    start, end = day_bounds(day)
+    async with conn.transaction():
+        await conn.execute(f"LOCK TABLE {', '.join(_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
+        for table in _TABLES:
+            await conn.execute(f"DELETE FROM {table} WHERE day = $1", day)
+        counted: int = await conn.fetchval(_RECOUNT_DAY, start, end)
+    return counted
+
+
+async def days_with_clicks(conn: Conn, first: date | None, last: date | None) -> list[date]:
+    """The UTC days between ``first`` and ``last`` (default: every stored day) that have
+    raw clicks. Days without any are left alone by a backfill: their raw clicks may have
+    been dropped by the retention while their rollups are still wanted."""
+    if first is None or last is None:
+        row = await conn.fetchrow("SELECT min(ts) AS lo, max(ts) AS hi FROM clicks")
+        if row is None or row["lo"] is None:
+            return []
+        first = first or row["lo"].astimezone(UTC).date()
+        last = last or row["hi"].astimezone(UTC).date()
+    found = []
+    day = first
+    while day <= last:
+        start, end = day_bounds(day)
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM clicks WHERE ts >= $1 AND ts < $2)", start, end
+        ):
+            found.append(day)
+        day += timedelta(days=1)
+    return found

@@ -1,0 +1,123 @@
+"""The overview: the glossary's figures for one publisher, and the order counts the
+dashboard charts.
+
+- *This Month Estimated Commission*, *Income Last Month*, *Account Balance*: as
+  ``/money/summary`` (``money.earnings``, ``money.ledger``; months in the period time zone).
+- over a range of UTC days: *clicks* (all, billable, unique, flagged: ``app.traffic``),
+  *orders* (attributed orders placed in the range, every status: the glossary's All Orders),
+  *completed orders*, *total amount* (the amount of those orders, refunded and invalid ones
+  left out), *conversion rate* = completed orders / billable clicks (flagged clicks are not
+  advertisement clicks: no user reached the shop through them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+
+from app import traffic
+from app.db import Conn
+from app.flusher.rollups import day_bounds
+from app.money import earnings, ledger
+from app.money.periods import Month
+
+RATE_PLACES = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class OrderCounts:
+    orders: int
+    completed: int
+    amount: Decimal  # refunded and invalid orders left out
+
+
+@dataclass(frozen=True)
+class Overview:
+    publisher_id: int
+    first_day: date
+    last_day: date
+    this_month: Month
+    this_month_estimated_commission: Decimal
+    last_month: Month
+    income_last_month: Decimal
+    account_balance: Decimal
+    clicks: int
+    billable_clicks: int
+    unique_clicks: int
+    flagged_clicks: int
+    orders: OrderCounts
+
+    @property
+    def conversion_rate(self) -> Decimal | None:
+        """Completed orders / billable clicks, as a fraction; None without clicks."""
+        return conversion_rate(self.orders.completed, self.billable_clicks)
+
+
+def conversion_rate(completed: int, billable_clicks: int) -> Decimal | None:
+    if billable_clicks <= 0:
+        return None
+    return (Decimal(completed) / Decimal(billable_clicks)).quantize(
+        RATE_PLACES, rounding=ROUND_HALF_UP
+    )
+
+
+_ORDER_COUNTS = """
+    SELECT {key} count(*) AS orders,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           coalesce(sum(amount) FILTER (WHERE status NOT IN ('refunded', 'invalid')), 0.00)
+               AS amount
+    FROM orders
+    WHERE publisher_id = $1 AND attribution = 'attributed'
+      AND ordered_at >= $2 AND ordered_at < $3"""
+
+
+async def order_counts(conn: Conn, publisher_id: int, first: date, last: date) -> OrderCounts:
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    row = await conn.fetchrow(_ORDER_COUNTS.format(key=""), publisher_id, start, end)
+    assert row is not None
+    return OrderCounts(row["orders"], row["completed"], row["amount"])
+
+
+async def order_counts_by(
+    conn: Conn, publisher_id: int, first: date, last: date, dimension: traffic.Dimension
+) -> dict[date | str | None, OrderCounts]:
+    """Order counts per UTC day of the order time, or per tracking string."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    if dimension is traffic.Dimension.day:
+        key = "(ordered_at AT TIME ZONE 'UTC')::date"
+    elif dimension is traffic.Dimension.link:
+        key = "code"
+    else:
+        key = dimension.value
+    sql = _ORDER_COUNTS.format(key=f"{key} AS key,") + " GROUP BY 1"
+    rows = await conn.fetch(sql, publisher_id, start, end)
+    return {r["key"]: OrderCounts(r["orders"], r["completed"], r["amount"]) for r in rows}
+
+
+async def overview(
+    conn: Conn, publisher_id: int, first: date, last: date, tz: tzinfo, now: datetime
+) -> Overview:
+    this_month = Month.containing(now, tz)
+    estimate = await earnings.estimate_month(conn, publisher_id, this_month, tz, now)
+    income = await earnings.income_month(conn, publisher_id, this_month.previous(), tz)
+    balance = await ledger.balance(conn, publisher_id)
+    query = traffic.TrafficQuery(publisher_id, first, last, group_by=())
+    counted = traffic.totals(await traffic.traffic_report(conn, query))
+    return Overview(
+        publisher_id=publisher_id,
+        first_day=first,
+        last_day=last,
+        this_month=this_month,
+        this_month_estimated_commission=estimate.estimated_commission,
+        last_month=this_month.previous(),
+        income_last_month=income.net,
+        account_balance=balance,
+        clicks=counted.clicks,
+        billable_clicks=counted.billable,
+        unique_clicks=counted.unique_clicks,
+        flagged_clicks=counted.flagged,
+        orders=await order_counts(conn, publisher_id, first, last),
+    )

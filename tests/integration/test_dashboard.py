@@ -1,0 +1,185 @@
+"""The dashboard's sign-in, session cookie, CSRF and escaping, over HTTP in-process.
+(tests/integration/test_dashboard_browser.py drives it in Chromium.)"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+
+from app.apikeys import Role, create_key
+from app.dashboard.sessions import COOKIE, LOGIN_CSRF_COOKIE
+from app.db import Pool
+from app.main import create_app
+from app.settings import Settings
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def publisher(pool: Pool) -> tuple[int, str]:
+    async with pool.acquire() as conn:
+        publisher_id = await conn.fetchval(
+            "INSERT INTO publishers (name) VALUES ('Dash <b>Blog</b>') RETURNING id"
+        )
+        _, key = await create_key(conn, Role.publisher, publisher_id)
+    return publisher_id, key
+
+
+async def login_token(client: httpx.AsyncClient) -> str:
+    page = await client.get("/dashboard/login")
+    assert page.status_code == 200
+    found = CSRF.search(page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
+    token = await login_token(client)
+    return await client.post("/dashboard/login", data={"api_key": key, "csrf": token})
+
+
+def set_cookie_headers(response: httpx.Response, name: str) -> list[str]:
+    return [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
+
+
+async def test_signing_in_sets_an_httponly_session_that_never_holds_the_key(
+    app_client: httpx.AsyncClient,
+    publisher: tuple[int, str],
+    redis: aioredis.Redis,
+    settings: Settings,
+) -> None:
+    _, key = publisher
+    first = await app_client.get("/dashboard")
+    assert first.status_code == 303 and first.headers["location"] == "/dashboard/login"
+
+    page = await app_client.get("/dashboard/login")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    [login_cookie] = set_cookie_headers(page, LOGIN_CSRF_COOKIE)
+    assert "HttpOnly" in login_cookie and "SameSite=lax" in login_cookie
+
+    signed_in = await sign_in(app_client, key)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard"
+    [cookie] = set_cookie_headers(signed_in, COOKIE)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/dashboard" in cookie
+    assert "Secure" not in cookie  # CLICKTRACK_COOKIE_SECURE=false in tests
+    assert key not in cookie and key[4:20] not in cookie
+    stored = [
+        await redis.get(k)
+        async for k in redis.scan_iter(match=f"{settings.key_prefix}:dash:*", count=100)
+    ]
+    assert len(stored) == 1 and stored[0] is not None and key.encode() not in stored[0]
+
+    shown = await app_client.get("/dashboard")
+    assert shown.status_code == 200
+    assert "Dash &lt;b&gt;Blog&lt;/b&gt;" in shown.text  # escaped
+    assert shown.headers["cache-control"] == "no-store"
+    assert key not in shown.text
+
+
+async def test_the_cookie_is_secure_when_configured(
+    settings: Settings, publisher: tuple[int, str]
+) -> None:
+    app = create_app(settings.model_copy(update={"cookie_secure": True}))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="https://testserver"
+        ) as client,
+    ):
+        signed_in = await sign_in(client, publisher[1])
+        [cookie] = set_cookie_headers(signed_in, COOKIE)
+        assert "Secure" in cookie
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        ({"api_key": "ctk_nope", "csrf": None}, 401, "not valid"),
+        ({"api_key": "KEY", "csrf": "forged.token"}, 403, "expired"),
+        ({"api_key": "KEY"}, 403, "expired"),
+        ({"api_key": "", "csrf": None}, 401, "not valid"),
+    ],
+)
+async def test_a_bad_sign_in_is_refused(
+    app_client: httpx.AsyncClient,
+    publisher: tuple[int, str],
+    form: dict[str, str | None],
+    status: int,
+    message: str,
+) -> None:
+    token = await login_token(app_client)
+    data = {k: (publisher[1] if v == "KEY" else token if v is None else v) for k, v in form.items()}
+    answer = await app_client.post("/dashboard/login", data=data)
+    assert answer.status_code == status
+    assert message in answer.text
+    assert not set_cookie_headers(answer, COOKIE)
+
+
+async def test_admin_keys_cannot_use_the_publisher_dashboard(
+    app_client: httpx.AsyncClient, admin_key: str
+) -> None:
+    answer = await sign_in(app_client, admin_key)
+    assert answer.status_code == 403 and "publisher keys" in answer.text
+
+
+async def test_signing_out_needs_the_sessions_token_and_ends_the_session(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str]
+) -> None:
+    await sign_in(app_client, publisher[1])
+    page = await app_client.get("/dashboard")
+    found = CSRF.search(page.text)
+    assert found is not None
+    refused = await app_client.post("/dashboard/logout", data={"csrf": "guess"})
+    assert refused.status_code == 403
+    assert (await app_client.get("/dashboard")).status_code == 200
+    out = await app_client.post("/dashboard/logout", data={"csrf": found.group(1)})
+    assert out.status_code == 303 and out.headers["location"] == "/dashboard/login"
+    assert (await app_client.get("/dashboard")).status_code == 303
+
+
+async def test_a_tampered_or_revoked_session_signs_out(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str], pool: Pool
+) -> None:
+    await sign_in(app_client, publisher[1])
+    value = app_client.cookies.get(COOKIE, path="/dashboard")
+    assert value is not None
+    session_id, _, mac = value.partition(".")
+    app_client.cookies.set(COOKIE, f"{session_id}.{mac[::-1]}", path="/dashboard")
+    assert (await app_client.get("/dashboard")).status_code == 303
+    app_client.cookies.set(COOKIE, value, path="/dashboard")
+    assert (await app_client.get("/dashboard")).status_code == 200
+    await pool.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE publisher_id = $1", publisher[0]
+    )
+    assert (await app_client.get("/dashboard")).status_code == 303
+
+
+async def test_tracking_strings_are_escaped_and_downloads_need_a_session(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str], pool: Pool
+) -> None:
+    publisher_id, key = publisher
+    evil = '<script>alert("x")</script>'
+    await pool.execute(
+        """INSERT INTO traffic_tracking_days
+               (publisher_id, day, link_id, af, clicks, unique_clicks, flagged)
+           VALUES ($1, $2, 1, $3, 5, 4, 1)""",
+        publisher_id,
+        datetime.now(UTC).date(),
+        evil,
+    )
+    assert (await app_client.get("/dashboard/export/orders.csv")).status_code == 303
+    await sign_in(app_client, key)
+    page = await app_client.get("/dashboard")
+    assert evil not in page.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page.text
+    export = await app_client.get("/dashboard/export/traffic.csv", params={"group_by": "af"})
+    assert export.status_code == 200
+    assert export.text.splitlines()[1] == '"<script>alert(""x"")</script>",5,4,4,1'
+    css = await app_client.get("/dashboard/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
