@@ -11,7 +11,7 @@ DEVSTACK := $(PY) scripts/devstack.py
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test services lint fmt clean faults bench loadtest
+.PHONY: help run test services lint fmt clean faults bench bench-reports loadtest
 
 help:
 	@echo "make run        migrate, then run the app (and the flusher) at http://127.0.0.1:8000"
@@ -20,8 +20,9 @@ help:
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make fmt        sort imports and format the code"
 	@echo "make faults     the fault-injection suite (tests/faults)"
-	@echo "make bench      the benchmark (bench/run.py)"
-	@echo "make loadtest   the locust load test (loadtests/locustfile.py)"
+	@echo "make bench      the benchmark (bench/run.py; ARGS=\"--quick\"; docs/performance.md)"
+	@echo "make bench-reports  reports on 10M clicks, rollups' flusher cost (bench/reports.py)"
+	@echo "make loadtest   the locust load test, headless, pass/fail (loadtests/locustfile.py)"
 	@echo "make clean      remove .data/ (throwaway servers' data) and tool caches"
 
 $(PY):
@@ -46,6 +47,10 @@ faults: $(STAMP)
 
 bench: $(STAMP)
 	$(DEVSTACK) bench -- $(ARGS)
+
+# Starts its own throwaway Redis and Postgres (needs their binaries, like make run).
+bench-reports: $(STAMP)
+	$(PY) -m bench.reports $(ARGS)
 
 loadtest: $(STAMP)
 	$(DEVSTACK) loadtest -- $(ARGS)

@@ -1,0 +1,1 @@
+"""Locust load tests (see docs/performance.md)."""
