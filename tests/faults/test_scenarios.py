@@ -211,7 +211,11 @@ async def test_07_paused_flusher_resumes_with_a_stale_batch(faults: Faults) -> N
                 sc.mark("f1 paused")
             await claimed_from(sc, "f1")
             sc.mark("f2 claimed")
-            stale.resume()  # it goes on with the batch it had: committed, then acked
+            # It goes on with the batch it had. Postgres has usually ended its transaction
+            # meanwhile (idle_in_transaction_session_timeout, half the claim time): the
+            # commit fails and the flusher starts again; else it commits and f2's copy of
+            # the batch is absorbed as already there.
+            stale.resume()
             sc.mark("f1 resumed")
             await sc.tail()
         row = await sc.check()
@@ -224,7 +228,7 @@ async def test_07_paused_flusher_resumes_with_a_stale_batch(faults: Faults) -> N
         )
         row.note = "; ".join(sc.notes)
     row.assert_exactly_once()
-    assert f1.get("duplicates", 0) + f2.get("duplicates", 0) >= held
+    assert f2.get("claimed", 0) >= held  # the paused flusher's batch was taken over
 
 
 async def test_08_flusher_killed_between_commit_and_ack(faults: Faults) -> None:
