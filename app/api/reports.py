@@ -416,7 +416,7 @@ async def overview_report(
     tz = resources.settings.period_tz
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
-        found = await overview.overview(conn, owner, first, last, tz, datetime.now(UTC))
+    found = await overview.overview(resources.pool, owner, first, last, tz, datetime.now(UTC))
     return overview_out(found)
 
 

@@ -5,8 +5,10 @@ downloads are the API's own CSV routes, called for the signed-in publisher."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from importlib import resources as package_files
 from typing import Annotated
@@ -30,11 +32,12 @@ from app.dashboard.sessions import (
     Sessions,
     same_token,
 )
-from app.db import Conn
+from app.db import Pool
 from app.publishers import get_publisher
 from app.reports import income, overview
+from app.reports.income import PeriodIncome
 from app.resources import Resources
-from app.traffic import Dimension, TrafficQuery
+from app.traffic import Dimension, TrafficQuery, TrafficRow
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
@@ -157,48 +160,69 @@ def _range(first: date | None, last: date | None) -> tuple[date, date]:
     return first, last
 
 
+@dataclass(frozen=True)
+class _Breakdowns:
+    publisher_name: str
+    by_day: list[TrafficRow]
+    by_af: list[TrafficRow]
+    orders_by_day: dict[date | str | None, overview.OrderCounts]
+    orders_by_af: dict[date | str | None, overview.OrderCounts]
+
+
+async def _breakdowns(pool: Pool, owner: int, first: date, last: date) -> _Breakdowns:
+    async with pool.acquire() as conn:
+        publisher = await get_publisher(conn, owner)
+        assert publisher is not None  # a key's publisher is never deleted
+        return _Breakdowns(
+            publisher.name,
+            await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.day,))),
+            await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.af,))),
+            await overview.order_counts_by(conn, owner, first, last, Dimension.day),
+            await overview.order_counts_by(conn, owner, first, last, Dimension.af),
+        )
+
+
+async def _periods(pool: Pool, owner: int, tz: tzinfo, now: datetime) -> list[PeriodIncome]:
+    async with pool.acquire() as conn:
+        periods = income.default_periods(now, tz, INCOME_PERIODS)
+        return await income.income_by_period(conn, owner, *periods, tz, now)
+
+
 async def _view(
-    conn: Conn, session: DashboardSession, resources: Resources, first: date, last: date
+    session: DashboardSession, resources: Resources, first: date, last: date
 ) -> pages.DashboardView:
+    """Everything the page shows, read on several connections at once."""
     tz = resources.settings.period_tz
     now = datetime.now(UTC)
-    owner = session.publisher_id
-    publisher = await get_publisher(conn, owner)
-    assert publisher is not None  # a key's publisher is never deleted
-    found = await overview.overview(conn, owner, first, last, tz, now)
-    by_day = await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.day,)))
-    by_af = await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.af,)))
-    orders_by_af = await overview.order_counts_by(conn, owner, first, last, Dimension.af)
+    owner, pool = session.publisher_id, resources.pool
+    found, parts, periods = await asyncio.gather(
+        overview.overview(pool, owner, first, last, tz, now),
+        _breakdowns(pool, owner, first, last),
+        _periods(pool, owner, tz, now),
+    )
     none = overview.OrderCounts(0, 0, Decimal(0))
-    top = sorted(by_af, key=lambda r: (-r.billable, -r.clicks, r.af or ""))[:TOP_IDS]
-    periods = income.default_periods(now, tz, INCOME_PERIODS)
+    top = sorted(parts.by_af, key=lambda r: (-r.billable, -r.clicks, r.af or ""))[:TOP_IDS]
     return pages.DashboardView(
-        publisher_name=publisher.name,
+        publisher_name=parts.publisher_name,
         csrf=session.csrf,
         first=first,
         last=last,
         overview=found,
         days=traffic.days_of(first, last),
-        traffic={row.day: row for row in by_day if row.day is not None},
-        orders={
-            day: counts
-            for day, counts in (
-                await overview.order_counts_by(conn, owner, first, last, Dimension.day)
-            ).items()
-            if isinstance(day, date)
-        },
+        traffic={row.day: row for row in parts.by_day if row.day is not None},
+        orders={d: c for d, c in parts.orders_by_day.items() if isinstance(d, date)},
         top_ids=[
             pages.TrackingIdRow(
                 r.af,
                 r.clicks,
                 r.unique_clicks,
                 r.billable,
-                orders_by_af.get(r.af, none).orders,
-                orders_by_af.get(r.af, none).completed,
+                parts.orders_by_af.get(r.af, none).orders,
+                parts.orders_by_af.get(r.af, none).completed,
             )
             for r in top
         ],
-        periods=await income.income_by_period(conn, owner, *periods, tz, now),
+        periods=periods,
     )
 
 
@@ -213,8 +237,7 @@ async def dashboard(
     if session is None:
         return _to_login()
     first, last = _range(first, last)
-    async with resources.pool.acquire() as conn:
-        view = await _view(conn, session, resources, first, last)
+    view = await _view(session, resources, first, last)
     return _html(pages.dashboard_page(view))
 
 

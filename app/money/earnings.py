@@ -20,7 +20,7 @@ from decimal import Decimal
 from app.db import Conn
 from app.money.closing import closed_sales
 from app.money.commission import ZERO, commission
-from app.money.periods import Month, Period
+from app.money.periods import START_DAY, Month, Period
 from app.money.plans_store import PlanBook, load_book
 from app.orders.status import QUALIFYING_WINDOW, OrderStatus, can_still_qualify
 
@@ -83,7 +83,7 @@ class CommissionEstimator:
         self._history = history
         self._first_closed = min(history, default=None)
         self._previous_sales: dict[Period, Decimal] = {}
-        self._rates: dict[tuple[Period, str, bool], Decimal | None] = {}
+        self._rates: dict[tuple[int, int, bool, str, bool], Decimal | None] = {}
 
     @classmethod
     async def load(cls, conn: Conn, publisher_id: int, tz: tzinfo) -> CommissionEstimator:
@@ -109,9 +109,12 @@ class CommissionEstimator:
     ) -> Decimal | None:
         """The order's commission if it completes in time; None when no plan covers the
         period it was placed in."""
-        placed = Period.containing(ordered_at, self._tz)
-        key = (placed, category, new_buyer)
+        # The rate depends on the period only through the local date (tens of thousands of
+        # orders share a few periods): keyed by plain values, cheap to hash.
+        local = ordered_at.astimezone(self._tz)
+        key = (local.year, local.month, local.day >= START_DAY, category, new_buyer)
         if key not in self._rates:
+            placed = Period.containing(ordered_at, self._tz)
             plan = self._book.for_period(placed)
             if plan is None:
                 self._rates[key] = None
@@ -123,19 +126,28 @@ class CommissionEstimator:
 
 
 async def estimate_placed(
-    conn: Conn, publisher_id: int, start: datetime, end: datetime, tz: tzinfo, now: datetime
+    conn: Conn,
+    publisher_id: int,
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+    now: datetime,
+    estimator: CommissionEstimator | None = None,
 ) -> tuple[int, Decimal, Decimal, int]:
     """Orders placed in ``[start, end)`` that earn or may still earn: how many, their sales,
-    their estimated commission, and how many of them no plan covers (not counted)."""
+    their estimated commission, and how many of them no plan covers (not counted). An
+    ``estimator`` of the publisher may be shared by several calls."""
     rows = await conn.fetch(
         """SELECT amount, category, new_buyer, ordered_at, status, completed_at FROM orders
            WHERE publisher_id = $1 AND attribution = 'attributed'
-             AND ordered_at >= $2 AND ordered_at < $3""",
+             AND ordered_at >= $2 AND ordered_at < $3
+             AND status NOT IN ('refunded', 'invalid')""",
         publisher_id,
         start,
         end,
     )
-    estimator = await CommissionEstimator.load(conn, publisher_id, tz)
+    if estimator is None:
+        estimator = await CommissionEstimator.load(conn, publisher_id, tz)
     orders, sales, estimated, unpriced = 0, ZERO, ZERO, 0
     for row in rows:
         status = OrderStatus(row["status"])

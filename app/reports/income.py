@@ -81,6 +81,7 @@ async def income_by_period(
 ) -> list[PeriodIncome]:
     """``first`` to ``last``, both included, oldest first."""
     closes = {c.period: c for c in await closing.list_closes(conn, publisher_id)}
+    estimator = await earnings.CommissionEstimator.load(conn, publisher_id, tz)
     found = []
     for period in periods_between(first, last):
         start, end = period.starts_at(tz), period.ends_at(tz)
@@ -111,7 +112,9 @@ async def income_by_period(
             )
             continue
         projected = await earnings.projected_sales(conn, publisher_id, period, tz)
-        _, _, estimated, _ = await earnings.estimate_placed(conn, publisher_id, start, end, tz, now)
+        _, _, estimated, _ = await earnings.estimate_placed(
+            conn, publisher_id, start, end, tz, now, estimator
+        )
         found.append(
             PeriodIncome(
                 period,
