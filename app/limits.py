@@ -21,11 +21,18 @@ class RequestLimits:
         self.max_query_bytes = max_query_bytes
         self.max_body_bytes = max_body_bytes
 
+    async def admit_query(self, scope: Scope, send: Send) -> bool:
+        """Whether the query string is within the limit; if not, the request was answered
+        with 414."""
+        if len(scope["query_string"]) <= self.max_query_bytes:
+            return True
+        await _refuse(scope, send, 414, "URI too long", "uri_too_long")
+        return False
+
     async def admit(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """The ``receive`` to hand on (a body, if any, already read and within the limit),
         or None when the request was answered with 414 or 413."""
-        if len(scope["query_string"]) > self.max_query_bytes:
-            await _refuse(scope, send, 414, "URI too long", "uri_too_long")
+        if not await self.admit_query(scope, send):
             return None
         length = _content_length(scope)
         if length is not None and length > self.max_body_bytes:

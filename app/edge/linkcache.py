@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from enum import Enum
+from typing import Final, Literal
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
@@ -34,6 +36,14 @@ _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 FOLLOW_POLL_S = 0.5
 _COUNT_HIT = LINK_CACHE.labels("hit").inc
 _COUNT_MISS = LINK_CACHE.labels("miss").inc
+
+
+class Miss(Enum):
+    MISS = 0
+
+
+MISS: Final = Miss.MISS
+"""``LinkCache.cached``: not in the cache, or expired; ``get`` it."""
 
 
 class LinkUnavailable(Exception):
@@ -93,6 +103,15 @@ class LinkCache:
         self._loading: dict[str, asyncio.Future[RedirectTarget | None]] = {}
         # Bumped by every eviction: a load that started before one must not store its result.
         self._generation = 0
+
+    def cached(self, code: str) -> RedirectTarget | Literal[Miss.MISS] | None:
+        """The link while its cached copy is fresh (None: no such link), else ``MISS``.
+        Only codes that went through ``get`` are cached, so a hit needs no validation."""
+        entry = self._entries.get(code)
+        if entry is not None and entry[1] > time.monotonic():
+            _COUNT_HIT()
+            return entry[0]
+        return MISS
 
     async def get(self, code: str) -> RedirectTarget | None:
         entry = self._entries.get(code)

@@ -8,7 +8,7 @@ repeated parameter keeps its first value. An empty value counts as absent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 TRACKING_NAMES = (b"af", b"cn", b"cv", b"dp")
@@ -17,8 +17,7 @@ MAX_VALUE_LENGTH = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-@dataclass(frozen=True, slots=True)
-class TrackingStrings:
+class TrackingStrings(NamedTuple):
     af: str | None = None
     cn: str | None = None
     cv: str | None = None
@@ -33,6 +32,9 @@ def _decode(raw: bytes) -> bytes:
 
 
 def _valid_text(raw: bytes) -> str | None:
+    if raw.isascii():  # the usual case, checked without a regular expression
+        text = raw.decode("ascii")
+        return text if len(text) <= MAX_VALUE_LENGTH and text.isprintable() else None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -42,23 +44,27 @@ def _valid_text(raw: bytes) -> str | None:
     return text
 
 
+_NONE = TrackingStrings()
+
+
 def parse_tracking(query_string: bytes) -> TrackingStrings:
     if not query_string:
-        return TrackingStrings()
-    found: dict[bytes, str] = {}
-    seen: set[bytes] = set()
-    invalid = False
+        return _NONE
+    # Most query strings hold nothing encoded: then no part needs decoding.
+    encoded = b"%" in query_string or b"+" in query_string
+    found: dict[bytes, str | None] = {}  # name -> value; None: invalid, "": empty
     for pair in query_string.split(b"&"):
-        raw_name, _, raw_value = pair.partition(b"=")
-        name = raw_name if raw_name in TRACKING_NAMES else _decode(raw_name)
-        if name not in TRACKING_NAMES or name in seen:
-            continue
-        seen.add(name)
-        value = _valid_text(_decode(raw_value))
-        if value is None:
-            invalid = True
-        elif value:
-            found[name] = value
+        name, _, raw_value = pair.partition(b"=")
+        if encoded and name not in TRACKING_NAMES:
+            name = _decode(name)
+        if name in TRACKING_NAMES and name not in found:
+            found[name] = _valid_text(_decode(raw_value) if encoded else raw_value)
+    if not found:
+        return _NONE
     return TrackingStrings(
-        found.get(b"af"), found.get(b"cn"), found.get(b"cv"), found.get(b"dp"), invalid
+        found.get(b"af") or None,
+        found.get(b"cn") or None,
+        found.get(b"cv") or None,
+        found.get(b"dp") or None,
+        None in found.values(),
     )

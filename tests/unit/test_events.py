@@ -187,3 +187,9 @@ def test_truncated_or_padded_payloads_are_rejected(click: Click, junk: bytes) ->
         decode(raw[: len(raw) // 2])
     with pytest.raises(EventError):
         decode(raw + b"}" + junk)
+
+
+def test_encode_writes_every_field_of_the_contract() -> None:
+    from app.events import _FIELDS
+
+    assert set(body_of(SAMPLE)) == {"v", *_FIELDS}

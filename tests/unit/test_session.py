@@ -100,3 +100,54 @@ def test_a_truncated_signed_value_never_verifies(session_id: str, cut: int) -> N
     cookie = make()
     signed = cookie.sign(session_id)
     assert cookie.verify(signed[:-cut]) is None
+
+
+def _first_cookie_by_splitting(header: str, name: str) -> str | None:
+    """The plain reading of a Cookie header: split on ';', the first part with our name."""
+    for part in header.split(";"):
+        part = part.strip(" \t")
+        if part.startswith(name + "="):
+            return part[len(name) + 1 :].strip()
+    return None
+
+
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.sampled_from(["ct_sid", "xct_sid", "a", "ct_sid ", " ct_sid"]),
+            st.text(alphabet="ct_sid=; \tx.", max_size=12),
+        ),
+        max_size=6,
+    ),
+    values=st.lists(st.sampled_from(["VALID", "forged.sig", "", "a b"]), min_size=6, max_size=6),
+)
+def test_cookie_header_reading_matches_splitting(parts: list[str], values: list[str]) -> None:
+    cookie = make()
+    valid = cookie.sign(cookie.new_session_id())
+    header = "; ".join(
+        f"{part}={values[n].replace('VALID', valid)}" for n, part in enumerate(parts)
+    )
+    expected = _first_cookie_by_splitting(header, "ct_sid")
+    if expected is not None and cookie.verify(expected) is None:
+        expected = None
+    assert cookie.from_cookie_header(header) == expected
+
+
+def test_session_ids_are_url_safe_and_not_shared_with_a_forked_child() -> None:
+    import os
+    import re
+
+    cookie = make()
+    first = cookie.new_session_id()  # the parent has drawn a block of ids
+    assert re.fullmatch(r"[A-Za-z0-9_-]{20}", first)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, cookie.new_session_id().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent_next = cookie.new_session_id()
+    assert child_id != parent_next and len(child_id) == 20
