@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
-from typing import Any
 
 import orjson
 
@@ -121,12 +120,40 @@ def decode(raw: bytes) -> Click:
     version = body.get("v") if isinstance(body, dict) else None
     if type(version) is not int or version != VERSION:
         raise EventError("not a click record of a known version")
-    values: dict[str, Any] = {}
-    for short, name in _FIELDS.items():
-        value = body.get(short)
-        expected = _TYPES.get(name, (str, type(None)))
-        # bool is an int in Python: keep flags and ids from accepting true/false.
-        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-            raise EventError(f"field {short!r} has a wrong or missing value")
-        values[name] = value
-    return Click(**values)
+    get = body.get
+    click = Click(
+        get("id"), get("t"), get("l"), get("code"), get("p"),
+        get("af"), get("cn"), get("cv"), get("dp"),
+        get("s"), get("sn"), get("ip"), get("ua"), get("ref"), get("lang"),
+        get("m"), get("f"),
+    )  # fmt: skip
+    # Checked in one expression (this runs for every stored click); `type(x) is int` also
+    # keeps true/false out of the numbers. The loop below only names the culprit.
+    if not (
+        type(click.click_id) is str
+        and type(click.ts_us) is int
+        and type(click.link_id) is int
+        and type(click.code) is str
+        and type(click.publisher_id) is int
+        and type(click.session_id) is str
+        and type(click.session_new) is bool
+        and type(click.method) is str
+        and type(click.flags) is int
+        and (click.af is None or type(click.af) is str)
+        and (click.cn is None or type(click.cn) is str)
+        and (click.cv is None or type(click.cv) is str)
+        and (click.dp is None or type(click.dp) is str)
+        and (click.ip is None or type(click.ip) is str)
+        and (click.user_agent is None or type(click.user_agent) is str)
+        and (click.referer is None or type(click.referer) is str)
+        and (click.accept_language is None or type(click.accept_language) is str)
+    ):
+        for short, name in _FIELDS.items():
+            value = body.get(short)
+            expected = _TYPES.get(name, (str, type(None)))
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and bool not in expected
+            ):
+                raise EventError(f"field {short!r} has a wrong or missing value")
+        raise EventError("a field has a wrong value")
+    return click

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
+from app import resp
 from app.events import STREAM_FIELD
 from app.keys import RedisKeys
 
@@ -41,23 +42,14 @@ _ADD_ALL_SHA = hashlib.sha1(_ADD_ALL).hexdigest().encode()
 ADD_ALL_CHUNK = 1000
 
 
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
 def packed_add_all(keys: RedisKeys, payloads: list[bytes], *, by_sha: bool = True) -> bytes:
     """``EVALSHA <add-all> 1 <clicks stream> <payload>...`` in the Redis protocol (RESP),
     or ``EVAL`` with the script's text when Redis does not know it yet (``by_sha=False``)."""
     head = [b"EVALSHA", _ADD_ALL_SHA] if by_sha else [b"EVAL", _ADD_ALL]
-    head += [b"1", keys.clicks_stream.encode()]
-    return b"*%d\r\n%s%s" % (
-        len(head) + len(payloads),
-        b"".join(map(_bulk, head)),
-        b"".join(map(_bulk, payloads)),
-    )
+    return resp.command([*head, b"1", keys.clicks_stream.encode()], payloads)
 
 
-async def add_batch(sender: PackedSender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
+async def add_batch(sender: resp.PackedSender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
     """Append every (stream, payload) of a batch: one round trip, one command per stream and
     chunk. Raises when anything failed (the caller spools the whole batch)."""
     by_stream: dict[RedisKeys, list[bytes]] = {}
@@ -74,37 +66,6 @@ async def add_batch(sender: PackedSender, batch: Sequence[tuple[RedisKeys, bytes
         # Redis restarted and forgot the script: send its text (it caches it again). Nothing
         # of the batch was applied: NOSCRIPT fails before the script runs.
         await sender.send([packed_add_all(k, c, by_sha=False) for k, c in chunks])
-
-
-class PackedSender:
-    """Sends pre-encoded commands in one write on a connection it keeps, and reads one reply
-    per command. The redirect's group commit uses it: redis-py's pipeline costs tens of
-    microseconds per command in Python, this costs one bytes join."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._pool = redis.connection_pool
-        self._connection: Any = None
-
-    async def send(self, commands: list[bytes]) -> None:
-        """Raises on any failure; the connection is then dropped, since replies may be left
-        unread on it."""
-        connection = self._connection or await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        self._connection = connection
-        try:
-            await connection.send_packed_command(commands, check_health=False)
-            for _ in commands:
-                await connection.read_response(disable_decoding=True)
-        except BaseException:
-            self._connection = None
-            # nowait: this may run for a cancellation (a timeout), it must not wait again.
-            await connection.disconnect(nowait=True)
-            await self._pool.release(connection)
-            raise
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._pool.release(self._connection)
-            self._connection = None
 
 
 def queue_add(pipe: Pipeline, keys: RedisKeys, payload: bytes) -> None:
@@ -145,11 +106,12 @@ async def ensure_group(redis: aioredis.Redis, keys: RedisKeys) -> None:
 
 
 async def read_own_pending(
-    redis: aioredis.Redis, keys: RedisKeys, consumer: str, count: int
+    redis: aioredis.Redis, keys: RedisKeys, consumer: str, count: int, after: bytes = b"0"
 ) -> list[Entry]:
-    """Entries already delivered to ``consumer`` and not acked yet, oldest first."""
+    """Entries already delivered to ``consumer`` and not acked yet, oldest first; only
+    those with ids above ``after``."""
     response = await redis.xreadgroup(
-        keys.consumer_group, consumer, {keys.clicks_stream: "0"}, count=count
+        keys.consumer_group, consumer, {keys.clicks_stream: after}, count=count
     )
     return _entries(response)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -150,7 +150,7 @@ async def drain(
     links: Sequence[LinkRow],
     n: int,
     start_flusher: Callable[[], Process],
-    store_pids: Sequence[int],
+    store_pids: Mapping[str, Sequence[int]],
     within_s: float,
 ) -> DrainResult:
     redis = aioredis.Redis.from_url(redis_url)
@@ -166,12 +166,11 @@ async def drain(
         started = time.monotonic()
         flusher = start_flusher()
         try:
-            cpu_before = {"flusher": 0.0, "stores": tree_cpu_seconds(store_pids)}
+            cpu_before = {"flusher": 0.0}
+            cpu_before |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
             first, done = await _wait_drained(redis, keys, last_id, flusher, within_s)
-            cpu_after = {
-                "flusher": tree_cpu_seconds([flusher.pid]),
-                "stores": tree_cpu_seconds(store_pids),
-            }
+            cpu_after = {"flusher": tree_cpu_seconds([flusher.pid])}
+            cpu_after |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
             seconds = max(done - first, 1e-6)
             rows = await _count_rows(database_url) - rows_before
             # The flusher trims acked entries every second.

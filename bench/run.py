@@ -140,7 +140,7 @@ class Bench(Harness):
                 self.links,
                 n,
                 self.start_flusher,
-                self.stores.pids(),
+                self.stores.pids_by_name(),
                 within_s=max(300.0, n / 1000),  # a slow flusher is a result too
             )
         )

@@ -151,6 +151,14 @@ class Stores:
     def pids(self) -> list[int]:
         return [server.pid for server in (self.redis, self.postgres) if server is not None]
 
+    def pids_by_name(self) -> dict[str, list[int]]:
+        """Redis's and Postgres's PIDs (with their children), to tell their CPU apart."""
+        return {
+            name: [server.pid]
+            for name, server in (("redis", self.redis), ("postgres", self.postgres))
+            if server is not None
+        }
+
     def pin(self, cpus: set[int] | None) -> None:
         """Move Redis and Postgres (every process and thread) to cpus; None: to all CPUs.
         New Postgres backends inherit the postmaster's affinity."""

@@ -16,7 +16,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app import stream
+from app import resp, stream
 from app.aio import raise_if_cancelling
 from app.keys import RedisKeys
 from app.metrics import (
@@ -61,10 +61,10 @@ class ClickWriter:
         shards: int = 1,
     ) -> None:
         self._redis = redis
-        self._sender = stream.PackedSender(redis)
+        self._sender = resp.PackedSender(redis)
         # The replay has a connection of its own: it runs while batches are written, and one
         # connection can carry only one exchange at a time.
-        self._replay_sender = stream.PackedSender(redis)
+        self._replay_sender = resp.PackedSender(redis)
         self._shard_keys = [keys.for_shard(n) for n in range(shards)]
         self._spool = spool
         self._timeout_s = timeout_s
@@ -123,7 +123,7 @@ class ClickWriter:
         COMMIT_SECONDS.observe(time.perf_counter() - started)
 
     async def _to_redis(
-        self, batch: list[tuple[int, bytes]], sender: stream.PackedSender | None = None
+        self, batch: list[tuple[int, bytes]], sender: resp.PackedSender | None = None
     ) -> None:
         keys = self._shard_keys
         await stream.add_batch(

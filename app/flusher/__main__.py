@@ -11,6 +11,7 @@ import signal
 import sys
 
 import redis.asyncio as aioredis
+import uvloop
 from prometheus_client import start_http_server
 
 from app.db import create_pool
@@ -68,7 +69,7 @@ def main() -> int:
     except ConfigError as exc:
         log.error("invalid_configuration", extra={"error": str(exc)})
         return EXIT_BAD_CONFIG
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))
     return 0
 
 

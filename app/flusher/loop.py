@@ -17,7 +17,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -77,6 +77,16 @@ class Stats:
     claimed: int = 0
 
 
+@dataclass
+class Batch:
+    """Entries read from the stream, decoded and classified, ready to be stored."""
+
+    entries: list[Entry]
+    clicks: list[Click]
+    rows: list[Row]
+    dead: list[DeadLetter]
+
+
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -103,7 +113,9 @@ class Flusher:
         self._partitions: dict[date, float] = {}  # day -> when to try it again (inf: exists)
         self._group_ready = False
         self._own_pending = True
+        self._pending_cursor = b"0"
         self._claim_cursor = b"0-0"
+        self._next_batch: Batch | None = None  # read and classified while one is written
         self._next_claim = 0.0
         self._next_trim = 0.0
         self._next_retention = 0.0
@@ -113,9 +125,10 @@ class Flusher:
         """Flush until ``stop`` is set; the batch in hand is written and acked first."""
         log.info("flusher_started", extra={"consumer": self.consumer})
         failures = 0
-        while not stop.is_set():
+        # Once stopped, the batch already read ahead is still written.
+        while not stop.is_set() or self._next_batch is not None:
             try:
-                await self.run_once()
+                await self.run_once(read_ahead=not stop.is_set())
             except Exception as exc:
                 failures += 1
                 FLUSHER_RETRIES.inc()
@@ -138,9 +151,11 @@ class Flusher:
                 await stream.trim_acknowledged(self._redis, self.keys)
         log.info("flusher_stopped", extra={"consumer": self.consumer, **asdict(self.stats)})
 
-    async def run_once(self) -> int:
+    async def run_once(self, *, read_ahead: bool = True) -> int:
         """One step: read a batch (own pending entries first, then idle ones claimed from
-        other consumers when due, then new ones), store it, ack it; trim when due.
+        other consumers when due, then new ones), classify it, store it, ack it; trim when
+        due. With ``read_ahead``, the next batch is read and classified while this one is
+        written, so that Redis, the flusher and Postgres work at the same time.
         Returns the number of entries handled."""
         if not self._group_ready:
             await stream.ensure_group(self._redis, self.keys)
@@ -148,25 +163,48 @@ class Flusher:
         today = datetime.now(UTC).date()
         horizon = range(PARTITION_DAYS_AHEAD + 1)
         await self._ensure_partitions(today + timedelta(days=n) for n in horizon)
-        entries = await self._next_batch()
-        if entries:
-            await self._settle(entries)
+        batch, self._next_batch = self._next_batch, None
+        if batch is None:
+            batch = await self._read_batch()
+        if batch.entries:
+            upcoming = asyncio.create_task(self._read_batch()) if read_ahead else None
+            try:
+                await self._store(batch)
+            except BaseException:
+                if upcoming is not None:
+                    upcoming.cancel()
+                    await asyncio.gather(upcoming, return_exceptions=True)
+                raise
+            if upcoming is not None:
+                self._next_batch = await upcoming
         await self._maybe_trim()
         await self._maybe_apply_retention()
-        return len(entries)
+        return len(batch.entries)
 
     def _restart(self) -> None:
         """After an error: nothing in hand is trusted, start again from our pending list."""
         self._group_ready = False
         self._own_pending = True
+        self._pending_cursor = b"0"
         self._claim_cursor = b"0-0"
+        self._next_batch = None
         self._partitions = {d: t for d, t in self._partitions.items() if t == float("inf")}
 
-    async def _next_batch(self) -> list[Entry]:
+    async def _read_batch(self) -> Batch:
+        entries = await self._read_entries()
+        clicks, dead = _decode(entries)
+        await self._classifier.classify([click for _, click in clicks])
+        return Batch(entries, [click for _, click in clicks], _to_rows(clicks, dead), dead)
+
+    async def _read_entries(self) -> list[Entry]:
         count = self.settings.flush_batch_size
         if self._own_pending:
-            entries = await stream.read_own_pending(self._redis, self.keys, self.consumer, count)
+            entries = await stream.read_own_pending(
+                self._redis, self.keys, self.consumer, count, after=self._pending_cursor
+            )
             if entries:
+                # A batch read ahead is still pending: the next read starts after it.
+                self._pending_cursor = entries[-1][0]
                 return entries
             self._own_pending = False
         if time.monotonic() >= self._next_claim:
@@ -190,23 +228,22 @@ class Flusher:
             log.info("entries_claimed", extra={"count": len(entries)})
         return entries
 
-    async def _settle(self, entries: Sequence[Entry]) -> None:
-        clicks, dead = _decode(entries)
-        await self._classifier.classify([click for _, click in clicks])
-        rows = _to_rows(clicks, dead)
+    async def _store(self, batch: Batch) -> None:
+        rows, dead = batch.rows, batch.dead
         await self._ensure_partitions({row_day(row) for row in rows})
         started = time.perf_counter()
         new = await self._sink.write(rows)
         FLUSHER_WRITE_SECONDS.observe(time.perf_counter() - started)
-        await stream.ack(self._redis, self.keys, [entry_id for entry_id, _ in entries], dead)
+        entry_ids = [entry_id for entry_id, _ in batch.entries]
+        await stream.ack(self._redis, self.keys, entry_ids, dead)
         self._acked_since_trim = True
         self.stats.batches += 1
         self.stats.written += new
         self.stats.duplicates += len(rows) - new
-        FLUSHER_BATCH_SIZE.observe(len(entries))
+        FLUSHER_BATCH_SIZE.observe(len(entry_ids))
         FLUSHER_ROWS.inc(new)
         FLUSHER_DUPLICATES.inc(len(rows) - new)
-        _count_flags(click for _, click in clicks)
+        _count_flags(batch.clicks)
         if dead:
             self.stats.dead_lettered += len(dead)
             FLUSHER_DEAD_LETTERS.inc(len(dead))

@@ -6,7 +6,8 @@
 - ``duplicate``: the same session clicked the same link within ``duplicate_window_s``
   before, or the same IP clicked the same link more than ``ip_clicks_per_minute`` times in
   the minute up to this click. Decided in Redis, one pipelined round trip per batch, from
-  the clicks' own times, so a backlog flushed late is judged as it happened.
+  the clicks' own times, so a backlog flushed late is judged as it happened. The checks
+  of a batch run in Lua, a few hundred per script call, all calls in one write.
 
 A click delivered twice (a flusher crash) gets the same answer both times: each click is a
 member of a sorted set scored by its time, and only strictly earlier members count.
@@ -14,6 +15,7 @@ member of a sorted set scored by its time, and only strictly earlier members cou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import crawleruseragents
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
+from app import resp
 from app.events import Click, Flag
 from app.keys import RedisKeys
 from app.settings import Settings
@@ -32,23 +36,36 @@ IP_WINDOW_MS = 60_000
 # Members older than this before the newest click are dropped; a click re-delivered within
 # this long is judged exactly as the first time.
 KEEP_MS = 10 * 60_000
+_BOT = int(Flag.bot)
+_DUPLICATE = int(Flag.duplicate)
 
-# Adds the click to the set and counts the members strictly before it within the window.
-_EARLIER_IN_WINDOW = """
-local key, member = KEYS[1], ARGV[1]
-local score, window, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZADD', key, score, member)
-local earlier = 0
-local found = redis.call('ZRANGEBYSCORE', key, score - window, score, 'WITHSCORES')
-for i = 1, #found, 2 do
-  if tonumber(found[i + 1]) < score or found[i] < member then
-    earlier = earlier + 1
+# For each check i, KEYS[i] with ARGV[3i-1..3i+1] = member, score (ms), window (ms): adds
+# the click to the set and returns how many members are strictly before it within the
+# window (an equal score counts when its member sorts first: re-deliveries agree).
+_EARLIER_IN_WINDOW = b"""
+local keep = tonumber(ARGV[1])
+local counts = {}
+for i = 1, #KEYS do
+  local key, member = KEYS[i], ARGV[3 * i - 1]
+  local score, window = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  redis.call('ZADD', key, score, member)
+  local earlier = 0
+  local found = redis.call('ZRANGEBYSCORE', key, score - window, score, 'WITHSCORES')
+  for j = 1, #found, 2 do
+    if tonumber(found[j + 1]) < score or found[j] < member then
+      earlier = earlier + 1
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (score - window - keep))
+  redis.call('PEXPIRE', key, window + keep)
+  counts[i] = earlier
 end
-redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (score - window - keep))
-redis.call('PEXPIRE', key, window + keep)
-return earlier
+return counts
 """
+_EARLIER_SHA = hashlib.sha1(_EARLIER_IN_WINDOW).hexdigest().encode()
+# Checks per script call: each call holds Redis for its duration, and the redirect's writes
+# wait behind it; the calls of a batch still go in one round trip.
+CHECKS_PER_CALL = 200
 
 
 def load_bot_patterns(extra_file: Path | None) -> list[str]:
@@ -84,41 +101,53 @@ class ClickClassifier:
         self._bots = (
             BotList(load_bot_patterns(settings.bot_patterns_file)) if settings.flag_bots else None
         )
-        self._redis = redis
+        self._sender = resp.PackedSender(redis)
         self._keys = keys
-        self._session_window_ms = int(settings.duplicate_window_s * 1000)
+        self._session_window = b"%d" % int(settings.duplicate_window_s * 1000)
+        self._ip_window = b"%d" % IP_WINDOW_MS
         self._ip_limit = settings.ip_clicks_per_minute
-        self._earlier = redis.register_script(_EARLIER_IN_WINDOW)
 
     async def classify(self, clicks: Sequence[Click]) -> None:
         """Add ``bot`` and ``duplicate`` flags to the clicks, in place."""
         if self._bots is not None:
             for click in clicks:
                 if click.user_agent and self._bots.is_bot(click.user_agent):
-                    click.flags |= Flag.bot.value
-        checks: list[tuple[Click, int]] = []  # (click, threshold) per script call
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for click in clicks:
-                ts_ms = click.ts_us // 1000
-                if self._session_window_ms:
-                    key = self._keys.seen_by_session(click.link_id, click.session_id)
-                    args: list[str | int] = [
-                        click.click_id,
-                        ts_ms,
-                        self._session_window_ms,
-                        KEEP_MS,
-                    ]
-                    await self._earlier(keys=[key], args=args, client=pipe)
-                    checks.append((click, 1))
-                if self._ip_limit and click.ip:
-                    key = self._keys.seen_by_ip(click.link_id, click.ip)
-                    await self._earlier(
-                        keys=[key], args=[click.click_id, ts_ms, IP_WINDOW_MS, KEEP_MS], client=pipe
-                    )
-                    checks.append((click, self._ip_limit))
-            if not checks:
-                return
-            counts = await pipe.execute()
-        for (click, threshold), earlier in zip(checks, counts, strict=True):
+                    click.flags |= _BOT
+        checked: list[tuple[Click, int]] = []  # (click, threshold) per check
+        keys: list[bytes] = []
+        args: list[bytes] = []  # member, score, window per check
+        session_window = self._session_window if self._session_window != b"0" else None
+        for click in clicks:
+            member = click.click_id.encode()
+            score = b"%d" % (click.ts_us // 1000)
+            if session_window is not None:
+                keys.append(self._keys.seen_by_session(click.link_id, click.session_id).encode())
+                args += (member, score, session_window)
+                checked.append((click, 1))
+            if self._ip_limit and click.ip:
+                keys.append(self._keys.seen_by_ip(click.link_id, click.ip).encode())
+                args += (member, score, self._ip_window)
+                checked.append((click, self._ip_limit))
+        if not checked:
+            return
+        counts = await self._earlier_in_window(keys, args)
+        for (click, threshold), earlier in zip(checked, counts, strict=True):
             if earlier >= threshold:
-                click.flags |= Flag.duplicate.value
+                click.flags |= _DUPLICATE
+
+    async def _earlier_in_window(self, keys: list[bytes], args: list[bytes]) -> list[int]:
+        """One script call per CHECKS_PER_CALL checks, all in one round trip."""
+        calls = []
+        for start in range(0, len(keys), CHECKS_PER_CALL):
+            chunk = keys[start : start + CHECKS_PER_CALL]
+            head = [b"%d" % len(chunk), *chunk, b"%d" % KEEP_MS]
+            calls.append((head, args[3 * start : 3 * (start + len(chunk))]))
+        try:
+            replies = await self._sender.send(
+                [resp.command([b"EVALSHA", _EARLIER_SHA, *head], tail) for head, tail in calls]
+            )
+        except NoScriptError:  # Redis restarted and forgot it: send the text, once
+            replies = await self._sender.send(
+                [resp.command([b"EVAL", _EARLIER_IN_WINDOW, *head], tail) for head, tail in calls]
+            )
+        return [int(count) for reply in replies for count in reply]

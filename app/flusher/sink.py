@@ -72,10 +72,15 @@ def to_row(click: Click) -> Row:
     # anything but a plain int.
     if int(click.flags) not in _SMALLINT:
         raise EventError("flags out of range")
-    for name in _TEXT:
-        value = getattr(click, name)
-        if value is not None and "\x00" in value:
-            raise EventError(f"field {name} contains a NUL character")
+    # All text fields at once first (one string), each one only to name the culprit.
+    if "\x00" in (
+        f"{click.code}{click.af}{click.cn}{click.cv}{click.dp}{click.session_id}{click.ip}"
+        f"{click.user_agent}{click.referer}{click.accept_language}{click.method}"
+    ):
+        for name in _TEXT:
+            value = getattr(click, name)
+            if value is not None and "\x00" in value:
+                raise EventError(f"field {name} contains a NUL character")
     return (
         click_id,
         ts,

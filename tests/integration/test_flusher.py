@@ -205,11 +205,31 @@ async def test_own_pending_entries_come_first(
     await add(redis, keys, clicks[100:])
 
     flusher = Flusher(settings, redis, pool, consumer="worker-1")  # the same name restarts
-    assert await flusher.run_once() == 100
+    assert await flusher.run_once(read_ahead=False) == 100
     assert set(await stored(pool, code)) == {click.click_id for click in clicks[:100]}
     assert await backlog(redis, keys) == (50, 0)
     await drain(redis, keys, flusher)
     assert await count_rows(pool, code) == 150
+
+
+async def test_the_batch_read_ahead_is_stored_next_or_by_whoever_restarts(
+    settings: Settings, redis: aioredis.Redis, pool: Pool, keys: RedisKeys, code: str
+) -> None:
+    clicks = make_clicks(code, 250)
+    await add(redis, keys, clicks)
+    small = settings.model_copy(update={"flush_batch_size": 100})
+
+    flusher = Flusher(small, redis, pool, consumer="worker-1")
+    assert await flusher.run_once() == 100  # stored; the next 100 read while it was written
+    assert await backlog(redis, keys) == (50, 100)
+    assert await count_rows(pool, code) == 100
+    # The process dies holding the read-ahead batch: its successor (same name) reads its
+    # own pending entries first, in order, then the rest.
+    successor = Flusher(small, redis, pool, consumer="worker-1")
+    assert await successor.run_once() == 100
+    assert await successor.run_once() == 50
+    assert await backlog(redis, keys) == (0, 0)
+    assert sorted(await stored(pool, code)) == sorted(click.click_id for click in clicks)
 
 
 async def test_entries_of_a_dead_consumer_are_claimed_after_the_idle_time(
