@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from app import stream
 from app.keys import RedisKeys
-from bench.cpu import tree_cpu_seconds
+from bench.cpu import CpuMeter, tree_cpu_seconds
 from bench.services import BenchError, Process
 from bench.traffic import LinkRow, click_payloads
 
@@ -78,6 +78,9 @@ class DrainResult:
     duplicate_window_keys: int  # ZSETs the duplicate detection keeps for ~10 minutes
     redis_after_windows_bytes: int  # the same once those windows have expired
     cpu_cores: dict[str, float] = field(default_factory=dict)  # average use while draining
+    # Cores used by processes other than ours while draining, measured over the same window
+    # as cpu_cores (Postgres backends that exit with the flusher are still counted).
+    foreign_cores: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -165,12 +168,15 @@ async def drain(
         filled = await used_memory(redis)
         started = time.monotonic()
         flusher = start_flusher()
+        meter = CpuMeter(lambda: [flusher.pid, *(p for pids in store_pids.values() for p in pids)])
+        meter.start()
         try:
             cpu_before = {"flusher": 0.0}
             cpu_before |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
             first, done = await _wait_drained(redis, keys, last_id, flusher, within_s)
             cpu_after = {"flusher": tree_cpu_seconds([flusher.pid])}
             cpu_after |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
+            foreign = meter.stop().foreign_cores
             seconds = max(done - first, 1e-6)
             rows = await _count_rows(database_url) - rows_before
             # The flusher trims acked entries every second.
@@ -203,6 +209,7 @@ async def drain(
             cpu_cores={
                 name: round((cpu_after[name] - cpu_before[name]) / busy, 2) for name in cpu_after
             },
+            foreign_cores=round(foreign, 3),
         )
     finally:
         await redis.aclose()

@@ -12,7 +12,7 @@ In one run, on its own throwaway Redis and Postgres:
 2. *workers*: clicktrack with one worker, two workers sharing a socket (uvicorn --workers 2)
    and two processes on SO_REUSEPORT sockets (``bench/reuseport.py``), nothing pinned.
 3. *drain*: N clicks pre-filled into the stream, drained by one ``python -m app.flusher``.
-4. *lag*: paced load at 80 % of the redirect's peak with a flusher running.
+4. *lag*: paced load at 80 % of the redirect's peak with a flusher running, nothing pinned.
 5. *soak* (``--soak`` only): the same for 10 minutes, sampling the worker's RSS.
 
 Every measured run is refused when other processes use the CPU (``bench/cpu.py``), unless
@@ -42,8 +42,8 @@ from typing import Any
 
 from bench import PROJECT_ROOT, pipeline, report
 from bench.harness import Disturbed, Harness, Server, median_row, say
-from bench.options import Options
-from bench.services import STOPPING_ERRORS, Process, child_env
+from bench.options import Options, parse_cpus
+from bench.services import STOPPING_ERRORS, Process, child_env, pin_tree
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 EXIT_ERROR = 1
@@ -131,7 +131,6 @@ class Bench(Harness):
         n = self.options.drain_clicks
         self.wait_quiet("the flusher drain")
         say(f"pre-filling the stream with {n:,} clicks, then draining it with one flusher")
-        self.meter.start()
         result = asyncio.run(
             pipeline.drain(
                 self.stores.redis_url,
@@ -144,13 +143,15 @@ class Bench(Harness):
                 within_s=max(300.0, n / 1000),  # a slow flusher is a result too
             )
         )
-        cpu = self.meter.stop()
-        if cpu.foreign_cores > self.options.max_foreign:
+        if result.foreign_cores > self.options.max_foreign:
             self.disturbance(
-                f"the flusher drain: other processes used {cpu.foreign_cores:.2f} cores"
+                f"the flusher drain: other processes used {result.foreign_cores:.2f} cores"
             )
-        say(f"drained {n:,} clicks in {result.seconds:.2f} s: {result.clicks_per_s:,.0f}/s")
-        self.summary["drain"] = {**result.as_dict(), "cpu": cpu.as_dict()}
+        say(
+            f"drained {n:,} clicks in {result.seconds:.2f} s: {result.clicks_per_s:,.0f}/s "
+            f"(cores used: {', '.join(f'{k} {v:.2f}' for k, v in result.cpu_cores.items())})"
+        )
+        self.summary["drain"] = result.as_dict()
 
     def peak(self) -> tuple[float, float]:
         """The clicktrack redirect's peak req/s and p50 (measured now if not yet)."""
@@ -170,7 +171,7 @@ class Bench(Harness):
         connections = self.options.connections
         delay = max(0.0, 1000 * connections / target_rps - p50_ms)
         for _ in range(4):
-            rate = self.wrk_run(server, 3.0, mean_delay_ms=delay).rps
+            rate = self.wrk_run(server, 3.0, pinned=False, mean_delay_ms=delay).rps
             say(
                 f"pacing: mean delay {delay:.2f} ms gives {rate:,.0f} req/s (aim {target_rps:,.0f})"
             )
@@ -199,7 +200,10 @@ class Bench(Harness):
         self.redis.unlink(self.keys.clicks_stream)
         flusher = self.start_flusher()
         self.servers["flusher"] = Server("flusher", "flusher", 0, [flusher], False)
-        self.others_on_wrk_cpu(True)
+        # Nothing pinned: the web worker, wrk, the flusher, Redis and Postgres share both
+        # cores as the scheduler sees fit (pinned, the flusher's side would have one core
+        # with wrk on it, and starve).
+        pin_tree(server.pids(), None)
         try:
             delay = self.pace(server, 0.8 * peak_rps, p50_ms)
             self.wait_flushed(what)
@@ -220,11 +224,11 @@ class Bench(Harness):
                 samples.extend(found[1])
 
             self.meter.start()
-            result = self.wrk_run(server, seconds, mean_delay_ms=delay, during=sample)
+            result = self.wrk_run(server, seconds, pinned=False, mean_delay_ms=delay, during=sample)
             cpu = self.meter.stop()
         finally:
             self.stop_servers(["flusher"])
-            self.others_on_wrk_cpu(False)
+            pin_tree(server.pids(), parse_cpus(self.options.server_cpu))
         if cpu.foreign_cores > self.options.max_foreign:
             self.disturbance(f"{what}: other processes used {cpu.foreign_cores:.2f} cores")
         figures: dict[str, Any] = {
