@@ -134,10 +134,13 @@ class ClickTrackApp:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
         elif scope["path"].startswith(PREFIX):
-            # The redirect reads no body: only its query string is bounded.
-            if await self.limits.admit_query(scope, send):
+            # The redirect reads no body: only its query string is bounded (checked inline,
+            # not in a coroutine: this is every click).
+            if len(scope["query_string"]) <= self.limits.max_query_bytes:
                 redirect: Redirect = scope["state"]["redirect"]
                 await redirect(scope, receive, send)
+            else:
+                await self.limits.admit_query(scope, send)  # answers 414
         else:
             admitted = await self.limits.admit(scope, receive, send)
             if admitted is not None:  # else answered 414 or 413

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     # Flusher.
     flush_batch_size: int = Field(default=2000, ge=1)
     flush_block_ms: int = Field(default=200, ge=1)
+    flush_loops: int = Field(default=1, ge=1, le=16)
     claim_idle_ms: int = Field(default=30_000, ge=100)
     consumer_name: str | None = None
     stream_shards: int = Field(default=1, ge=1, le=1024)

@@ -42,11 +42,18 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(
         settings.database_url,
         min_size=0,
-        max_size=len(shards) + 1,
+        max_size=len(shards) * settings.flush_loops + 1,
         server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},
     )
     base_name = settings.consumer_name or default_consumer_name()
-    flushers = [Flusher(settings, redis, pool, consumer=base_name, shard=shard) for shard in shards]
+    # Several loops per shard keep Redis, Postgres and this process busy at once; each is a
+    # consumer of its own, named after the process and its number.
+    loops = settings.flush_loops
+    flushers = [
+        Flusher(settings, redis, pool, consumer=_loop_name(base_name, n, loops), shard=shard)
+        for shard in shards
+        for n in range(loops)
+    ]
     if settings.flusher_metrics_port:
         try:
             start_http_server(settings.flusher_metrics_port)
@@ -60,6 +67,10 @@ async def serve(settings: Settings) -> None:
     finally:
         await pool.close()
         await redis.aclose()
+
+
+def _loop_name(base: str, number: int, loops: int) -> str:
+    return base if loops == 1 else f"{base}-{number}"
 
 
 def main() -> int:

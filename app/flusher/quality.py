@@ -40,8 +40,9 @@ _BOT = int(Flag.bot)
 _DUPLICATE = int(Flag.duplicate)
 
 # For each check i, KEYS[i] with ARGV[3i-1..3i+1] = member, score (ms), window (ms): adds
-# the click to the set and returns how many members are strictly before it within the
-# window (an equal score counts when its member sorts first: re-deliveries agree).
+# the click to the set and returns how many members come strictly before it, in (score,
+# member) order, within the window: a re-delivered click gets the same answer. Most keys
+# hold a single click (a visitor's first on a link), answered without counting.
 _EARLIER_IN_WINDOW = b"""
 local keep = tonumber(ARGV[1])
 local counts = {}
@@ -50,13 +51,11 @@ for i = 1, #KEYS do
   local score, window = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   redis.call('ZADD', key, score, member)
   local earlier = 0
-  local found = redis.call('ZRANGEBYSCORE', key, score - window, score, 'WITHSCORES')
-  for j = 1, #found, 2 do
-    if tonumber(found[j + 1]) < score or found[j] < member then
-      earlier = earlier + 1
-    end
+  if redis.call('ZCARD', key) > 1 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (score - window - keep))
+    earlier = redis.call('ZRANK', key, member)
+      - redis.call('ZCOUNT', key, '-inf', '(' .. (score - window))
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (score - window - keep))
   redis.call('PEXPIRE', key, window + keep)
   counts[i] = earlier
 end
