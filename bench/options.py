@@ -36,6 +36,7 @@ class Options:
     wrk_cpu: str
     min_idle: float
     max_foreign: float
+    max_foreign_drain: float
     quiet_wait_s: float
     retries: int
     keep: bool
@@ -63,6 +64,12 @@ class Options:
         add("--wrk-cpu", default="1", help="CPU list for wrk")
         add("--min-idle", type=float, default=0.90, help="idle share each core needs before")
         add("--max-foreign", type=float, default=0.10, help="cores others may use during")
+        add(
+            "--max-foreign-drain",
+            type=float,
+            default=0.25,
+            help="the same for the drain (the kernel writing Postgres's WAL and Redis's AOF)",
+        )
         add("--quiet-wait", type=float, help="seconds to wait for a quiet CPU (90; --force: 5)")
         add("--retries", type=int, help="re-runs of a run disturbed midway (2; --force: 0)")
         add("--keep", action="store_true", help="keep the Redis and Postgres data")
@@ -92,6 +99,7 @@ class Options:
             wrk_cpu=ns.wrk_cpu,
             min_idle=ns.min_idle,
             max_foreign=ns.max_foreign,
+            max_foreign_drain=ns.max_foreign_drain,
             quiet_wait_s=ns.quiet_wait
             if ns.quiet_wait is not None
             else (5.0 if ns.force else 90.0),

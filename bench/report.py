@@ -15,6 +15,7 @@ TARGET_P99_MS = 5.0
 TARGET_WORKERS_X = 1.7
 TARGET_DRAIN_PER_S = 50_000
 TARGET_LAG_P99_S = 1.0
+MIN_SHARE_OF_PEAK = 0.76  # the pacing aims at 0.80 and gets within a few percent
 TARGET_RSS_GROWTH = 0.10
 MEMORY_SLACK_BYTES = 2 * MB  # "back to baseline": within allocator noise
 MAX_NOTES = 8
@@ -115,11 +116,13 @@ def targets(summary: Mapping[str, Any]) -> list[tuple[str, bool]]:
         )
     lag = summary.get("lag")
     if lag:
-        p99 = lag["lag_p99_s"]
+        p99, share = lag["lag_p99_s"], lag["share_of_peak"]
+        # The pacing aims at 80 %; a machine that could not carry that much missed it, however
+        # small the lag at the rate it did carry.
         found.append(
             (
-                f"lag p99 < {TARGET_LAG_P99_S:g} s at 80% of peak ({p99:.3f} s)",
-                p99 < TARGET_LAG_P99_S,
+                f"lag p99 < {TARGET_LAG_P99_S:g} s at 80% of peak ({p99:.3f} s at {share:.0%})",
+                p99 < TARGET_LAG_P99_S and share >= MIN_SHARE_OF_PEAK,
             )
         )
         found.append((f"0 errors at 80% of peak ({lag['errors']})", lag["errors"] == 0))

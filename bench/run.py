@@ -143,13 +143,14 @@ class Bench(Harness):
                 within_s=max(300.0, n / 1000),  # a slow flusher is a result too
             )
         )
-        if result.foreign_cores > self.options.max_foreign:
+        if result.foreign_cores > self.options.max_foreign_drain:
             self.disturbance(
                 f"the flusher drain: other processes used {result.foreign_cores:.2f} cores"
             )
         say(
             f"drained {n:,} clicks in {result.seconds:.2f} s: {result.clicks_per_s:,.0f}/s "
-            f"(cores used: {', '.join(f'{k} {v:.2f}' for k, v in result.cpu_cores.items())})"
+            f"(cores used: {', '.join(f'{k} {v:.2f}' for k, v in result.cpu_cores.items())}; "
+            f"others {result.foreign_cores:.2f})"
         )
         self.summary["drain"] = result.as_dict()
 
