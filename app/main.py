@@ -27,6 +27,7 @@ from app.edge.redirect import PREFIX, Redirect
 from app.edge.session import SessionCookie
 from app.keys import RedisKeys
 from app.limits import RequestLimits
+from app.metrics import flush_buffered
 from app.resources import Resources
 from app.settings import Settings
 from app.spool import Spool
@@ -72,6 +73,12 @@ def build_redirect(
     )
 
 
+async def _flush_metrics_every_second() -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        flush_buffered()
+
+
 def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -84,6 +91,7 @@ def create_api(settings: Settings) -> FastAPI:
         redirect.writer.start()
         stop_following = asyncio.Event()
         follower = asyncio.create_task(redirect.links.follow_changes(stop_following))
+        metrics_flusher = asyncio.create_task(_flush_metrics_every_second())
         # Everything allocated so far lives as long as the process: keep the cyclic garbage
         # collector from walking it again. A full collection over it takes ~40 ms, which
         # every request in flight would wait out (it set the redirect's p99).
@@ -96,7 +104,9 @@ def create_api(settings: Settings) -> FastAPI:
             # Requests have finished (the server drains them first): write what is buffered.
             await redirect.writer.close()
             stop_following.set()
-            await asyncio.gather(follower, return_exceptions=True)
+            metrics_flusher.cancel()
+            await asyncio.gather(follower, metrics_flusher, return_exceptions=True)
+            flush_buffered()
             await writer_redis.aclose()
             await redis.aclose()
             await pool.close()

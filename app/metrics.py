@@ -9,6 +9,7 @@ file, and ``/metrics`` adds them up, so any worker answers for all.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -73,8 +74,64 @@ FLUSHER_RETRIES = Counter("clicktrack_flusher_retries", "Flusher steps failed an
 FLUSHER_CLAIMED = Counter("clicktrack_flusher_claimed", "Entries claimed from idle consumers.")
 
 
+class BufferedHistogram:
+    """One histogram child observed on the hot path: plain-int counts here, added to the
+    real histogram in bulk by ``flush_buffered()`` (every second, from the web app's
+    lifespan). ``Histogram.observe`` takes a lock per call and, with several workers,
+    writes a memory-mapped file: a tenth of the redirect's own CPU time."""
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        _BUFFERED.append(self)
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect_left(self._bounds, amount)] += 1  # the last bound is +Inf
+        self._sum += amount
+
+    def flush(self) -> None:
+        counts, total = self._counts, self._sum
+        self._counts, self._sum = [0] * len(self._bounds), 0.0
+        # The child's own values, as its observe() updates them (prometheus-client keeps
+        # these two attributes; tests/unit/test_metrics.py checks the result).
+        for index, count in enumerate(counts):
+            if count:
+                self._child._buckets[index].inc(count)
+        if total:
+            self._child._sum.inc(total)
+
+
+class BufferedCounter:
+    """A counter child counted in a plain int, added to the real one by ``flush_buffered``."""
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.count = 0
+        _BUFFERED.append(self)
+
+    def inc(self) -> None:
+        self.count += 1
+
+    def flush(self) -> None:
+        count, self.count = self.count, 0
+        if count:
+            self._child.inc(count)
+
+
+_BUFFERED: list[BufferedHistogram | BufferedCounter] = []
+
+
+def flush_buffered() -> None:
+    """Add what the buffered metrics counted since the last call to the real ones."""
+    for buffered in _BUFFERED:
+        buffered.flush()
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics page: this process's registry, or every worker's in multiprocess mode."""
+    flush_buffered()  # this worker's latest counts; called on the event loop, as they are
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

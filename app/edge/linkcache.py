@@ -24,7 +24,7 @@ from app.aio import raise_if_cancelling
 from app.db import Pool
 from app.keys import RedisKeys
 from app.linkmirror import EdgeLink
-from app.metrics import LINK_CACHE
+from app.metrics import LINK_CACHE, BufferedCounter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 FOLLOW_POLL_S = 0.5
-_COUNT_HIT = LINK_CACHE.labels("hit").inc
+_COUNT_HIT = BufferedCounter(LINK_CACHE.labels("hit")).inc
 _COUNT_MISS = LINK_CACHE.labels("miss").inc
 
 

@@ -50,15 +50,15 @@ _NONE = TrackingStrings()
 def parse_tracking(query_string: bytes) -> TrackingStrings:
     if not query_string:
         return _NONE
-    # Most query strings hold nothing encoded: then no part needs decoding.
-    encoded = b"%" in query_string or b"+" in query_string
+    pairs: list[tuple[bytes, bytes]]
+    if b"%" in query_string or b"+" in query_string:
+        pairs = [_decoded_pair(pair) for pair in query_string.split(b"&")]
+    else:  # nothing encoded, the usual case: one scan in C finds the tracking pairs
+        pairs = _PLAIN_TRACKING_PAIR.findall(query_string)
     found: dict[bytes, str | None] = {}  # name -> value; None: invalid, "": empty
-    for pair in query_string.split(b"&"):
-        name, _, raw_value = pair.partition(b"=")
-        if encoded and name not in TRACKING_NAMES:
-            name = _decode(name)
+    for name, raw_value in pairs:
         if name in TRACKING_NAMES and name not in found:
-            found[name] = _valid_text(_decode(raw_value) if encoded else raw_value)
+            found[name] = _valid_text(raw_value)
     if not found:
         return _NONE
     return TrackingStrings(
@@ -68,3 +68,14 @@ def parse_tracking(query_string: bytes) -> TrackingStrings:
         found.get(b"dp") or None,
         None in found.values(),
     )
+
+
+# A tracking name with its value (up to the next "&"; none without "="), as a whole pair.
+_PLAIN_TRACKING_PAIR = re.compile(rb"(?:^|&)(af|cn|cv|dp)(?:=([^&]*))?(?=&|$)")
+
+
+def _decoded_pair(pair: bytes) -> tuple[bytes, bytes]:
+    name, _, value = pair.partition(b"=")
+    if name not in TRACKING_NAMES:
+        name = _decode(name)
+    return name, _decode(value) if name in TRACKING_NAMES else value

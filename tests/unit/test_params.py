@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
+import re
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.edge.params import MAX_VALUE_LENGTH, parse_tracking
+from app.edge.params import MAX_VALUE_LENGTH, TrackingStrings, parse_tracking
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Text a publisher may legitimately put in a tracking string: no control characters.
 clean_text = st.text(
@@ -81,3 +84,41 @@ def test_control_characters_anywhere_drop_the_value(junk: str, value: str) -> No
         for encoded in as_sent:
             parsed = parse_tracking(b"dp=" + encoded)
             assert parsed.dp is None and parsed.invalid
+
+
+def _parse_by_splitting(query: bytes) -> TrackingStrings:
+    """The plain reading: split on "&", then "=", decode, first value wins."""
+    found: dict[bytes, str | None] = {}
+    for pair in query.split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = unquote_to_bytes(raw_name.replace(b"+", b" "))
+        if name in (b"af", b"cn", b"cv", b"dp") and name not in found:
+            value = unquote_to_bytes(raw_value.replace(b"+", b" "))
+            try:
+                text: str | None = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None and (len(text) > MAX_VALUE_LENGTH or CONTROL.search(text)):
+                text = None
+            found[name] = text
+    return TrackingStrings(
+        found.get(b"af") or None,
+        found.get(b"cn") or None,
+        found.get(b"cv") or None,
+        found.get(b"dp") or None,
+        invalid=None in found.values(),
+    )
+
+
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.sampled_from(["af", "cn", "cv", "dp", "af=", "cn=1", "xaf=2", "afx=3", "=", ""]),
+            st.text(alphabet="afcnvdp=&%+x12\u00e9\x01", max_size=10),
+        ),
+        max_size=8,
+    )
+)
+def test_parsing_matches_the_plain_reading(parts: list[str]) -> None:
+    query = "&".join(parts).encode()
+    assert parse_tracking(query) == _parse_by_splitting(query)
