@@ -42,3 +42,31 @@ async def test_batches_and_a_replay_at_the_same_time_all_arrive(
         keys.clicks_stream
     )
     assert {fields[b"c"] for _, fields in entries} == {*spooled, *recorded}
+
+
+async def test_a_cancelled_request_leaves_the_rest_of_its_batch_alone(
+    tmp_path: Path, key_prefix: str, redis: aioredis.Redis
+) -> None:
+    """Every request of a batch awaits one shared future; cancelling one of them (a server
+    that cancels on disconnect, a forced shutdown) cancels that future. The others must
+    still be told when the batch is durable, and every click is written."""
+    keys = RedisKeys(key_prefix)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    writer = ClickWriter(client, keys, Spool(tmp_path), timeout_s=2.0)
+    payloads = [f"click-{n}".encode() for n in range(5)]
+    try:
+        async with asyncio.timeout(10):
+            requests = [asyncio.create_task(writer.record(payload)) for payload in payloads]
+            await asyncio.sleep(0)  # all five wait on the same batch now
+            requests[2].cancel()
+            results = await asyncio.gather(*requests, return_exceptions=True)
+    finally:
+        await writer.close()
+        await client.aclose()
+    assert [type(result).__name__ for result in results] == [
+        "NoneType", "NoneType", "CancelledError", "NoneType", "NoneType",
+    ]  # fmt: skip
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.clicks_stream
+    )
+    assert sorted(fields[b"c"] for _, fields in entries) == payloads
