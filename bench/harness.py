@@ -104,6 +104,25 @@ def _get_status(port: int, path: str) -> int | None:
         conn.close()
 
 
+def clicks_per_batch(port: int) -> float | None:
+    """The group commit's mean batch size so far, from the server's /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("clicktrack_commit_batch_size_sum", "clicktrack_commit_batch_size_count"):
+            found[name] = float(value)
+    count = found.get("clicktrack_commit_batch_size_count")
+    return found["clicktrack_commit_batch_size_sum"] / count if count else None
+
+
 def median_row(label: str, runs: Sequence[Run]) -> dict[str, Any]:
     return {
         "label": label,

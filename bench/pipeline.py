@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,10 +36,18 @@ async def used_memory(redis: aioredis.Redis) -> int:
 
 async def prefill(
     redis: aioredis.Redis, keys: RedisKeys, links: Sequence[LinkRow], n: int
-) -> bytes:
-    """Append n click records; return the id of the last one."""
-    ids = await stream.add_many(redis, keys, click_payloads(links, n))
-    return ids[-1]
+) -> tuple[bytes, int]:
+    """Append n click records; return the id of the last one and their total size."""
+    size = 0
+
+    def sized(payloads: Iterable[bytes]) -> Iterator[bytes]:
+        nonlocal size
+        for payload in payloads:
+            size += len(payload)
+            yield payload
+
+    ids = await stream.add_many(redis, keys, sized(click_payloads(links, n)))
+    return ids[-1], size
 
 
 def _text(value: object) -> str:
@@ -81,6 +89,8 @@ class DrainResult:
     # Cores used by processes other than ours while draining, measured over the same window
     # as cpu_cores (Postgres backends that exit with the flusher are still counted).
     foreign_cores: float = 0.0
+    payload_bytes_per_click: float = 0.0  # the stream record (a spooled click adds ~3 bytes)
+    postgres_bytes_per_row: float = 0.0  # growth of the clicks table, indexes included
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -125,6 +135,20 @@ async def _settled_memory(redis: aioredis.Redis) -> int:
     return previous
 
 
+async def _clicks_bytes(database_url: str) -> int:
+    """Disk used by the clicks table: every partition, indexes and TOAST included."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                "WHERE inhparent = 'clicks'::regclass"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def _count_rows(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
@@ -161,9 +185,10 @@ async def drain(
         await redis.unlink(keys.clicks_stream)
         await _drop_windows(redis, keys)
         rows_before = await _count_rows(database_url)
+        bytes_before = await _clicks_bytes(database_url)
         baseline = await used_memory(redis)
         fill_started = time.monotonic()
-        last_id = await prefill(redis, keys, links, n)
+        last_id, payload_bytes = await prefill(redis, keys, links, n)
         fill_s = time.monotonic() - fill_started
         filled = await used_memory(redis)
         started = time.monotonic()
@@ -179,6 +204,7 @@ async def drain(
             foreign = meter.stop().foreign_cores
             seconds = max(done - first, 1e-6)
             rows = await _count_rows(database_url) - rows_before
+            row_bytes = await _clicks_bytes(database_url) - bytes_before
             # The flusher trims acked entries every second.
             for _ in range(50):
                 if not await redis.xlen(keys.clicks_stream):
@@ -210,6 +236,8 @@ async def drain(
                 name: round((cpu_after[name] - cpu_before[name]) / busy, 2) for name in cpu_after
             },
             foreign_cores=round(foreign, 3),
+            payload_bytes_per_click=round(payload_bytes / n, 1),
+            postgres_bytes_per_row=round(row_bytes / max(rows, 1), 1),
         )
     finally:
         await redis.aclose()

@@ -25,6 +25,34 @@ def _num(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def capacity_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The figures docs/operations.md's capacity formulas take, from this run."""
+    found = []
+    single = summary.get("single", {}).get("clicktrack")
+    if single:
+        found.append(f"  redirects per second per worker (one core): {_num(single['rps'])}")
+    if summary.get("clicks_per_batch"):
+        found.append(
+            f"  clicks per group-commit batch at that rate: {summary['clicks_per_batch']:.1f}"
+        )
+    drain = summary.get("drain")
+    if drain:
+        entry = (drain["redis_filled_bytes"] - drain["redis_baseline_bytes"]) / drain["clicks"]
+        found += [
+            f"  Redis memory per stream entry: {entry:,.0f} bytes",
+            f"  rows per second per flusher: {_num(drain['clicks_per_s'])}",
+        ]
+        if drain.get("postgres_bytes_per_row"):
+            found.append(
+                f"  Postgres bytes per click row, indexes included: "
+                f"{drain['postgres_bytes_per_row']:,.0f}"
+            )
+        if drain.get("payload_bytes_per_click"):
+            # A spool line is "<shard> <payload>\n".
+            found.append(f"  spool bytes per click: {drain['payload_bytes_per_click'] + 3:,.0f}")
+    return ["", "capacity (docs/operations.md):", *found] if found else []
+
+
 def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -172,6 +200,7 @@ def render(summary: Mapping[str, Any]) -> str:
             f"{drain['duplicate_window_keys']:,} duplicate-detection windows), "
             f"{drain['redis_after_windows_bytes'] / MB:.1f} MB once those expire",
         ]
+    lines += capacity_lines(summary)
     lag = summary.get("lag")
     if lag:
         lines += [

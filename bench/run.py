@@ -41,7 +41,7 @@ from types import FrameType
 from typing import Any
 
 from bench import PROJECT_ROOT, pipeline, report
-from bench.harness import Disturbed, Harness, Server, median_row, say
+from bench.harness import Disturbed, Harness, Server, clicks_per_batch, median_row, say
 from bench.options import Options, parse_cpus
 from bench.services import STOPPING_ERRORS, Process, child_env, pin_tree
 
@@ -75,6 +75,8 @@ class Bench(Harness):
             server.key: median_row(server.label, found[server.key]) for server in servers
         }
         self.check_durability(found["clicktrack"])
+        # Over the warm-up and the measured runs: the batch size at peak.
+        self.summary["clicks_per_batch"] = clicks_per_batch(servers[2].port)
         self.stop_servers(["asgi", "fastapi"])
 
     def clicktrack_pinned(self) -> Server:

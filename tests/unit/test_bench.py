@@ -99,7 +99,9 @@ def _summary() -> dict[str, Any]:
             "redis_baseline_bytes": 10, "redis_filled_bytes": 100, "redis_after_bytes": 50,
             "stream_entries_after": 0, "stream_bytes_after": 10, "duplicate_window_keys": 7,
             "redis_after_windows_bytes": 10, "cpu_cores": {"flusher": 0.9},
+            "payload_bytes_per_click": 400.0, "postgres_bytes_per_row": 350.0,
         },
+        "clicks_per_batch": 31.5,
         "lag": {
             "rps": 800.0, "share_of_peak": 0.8, "seconds": 10.0, "lag_p50_s": 0.1,
             "lag_p99_s": 0.2, "lag_max_s": 0.3, "p99_ms": 2.0, "errors": 0,
@@ -121,4 +123,12 @@ def test_report_renders_every_section() -> None:
     text = report.render(_summary())
     for heading in ("x raw ASGI", "x 1 worker", "durability:", "flusher drain:", "lag at 80%"):
         assert heading in text
+    for figure in (
+        "per worker (one core): 25,000",
+        "batch at that rate: 31.5",
+        "entry: 1 bytes",
+        "Postgres bytes per click row, indexes included: 350",
+        "spool bytes per click: 403",
+    ):
+        assert figure in text
     assert "MISSED" in text and "CPU: quiet" in text
