@@ -95,14 +95,18 @@ def descendants(roots: Iterable[int]) -> list[int]:
 
 
 def tree_cpu_seconds(roots: Iterable[int]) -> float:
-    """User + system CPU seconds of the processes ``roots`` and all their descendants."""
+    """User + system CPU seconds of the processes ``roots`` and all their descendants,
+    including descendants that have exited since: a parent that reaped a child holds its
+    time (Postgres's autovacuum workers and closed backends come and go under the
+    postmaster, and would otherwise count as someone else's CPU)."""
     ticks = 0
     for pid in descendants(roots):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        # utime, stime, and cutime, cstime: the reaped children's
+        ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return ticks / TICKS
 
 
