@@ -293,9 +293,15 @@ class Harness:
         self._wrk_count += 1
         log_path = self.workdir / f"wrk-{self._wrk_count:03d}-{server.key}.log"
         process = start(run, self.wrk, log_path)
-        if during is not None:
-            during(lambda: process.poll() is None)
-        return finish(process, log_path, timeout=duration_s + 30)
+        try:
+            if during is not None:
+                during(lambda: process.poll() is None)
+            return finish(process, log_path, timeout=duration_s + 30)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: wrk stops too
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+            raise
 
     def measure(self, server: Server, round_: int, *, pinned: bool = True) -> Run:
         what = f"{server.label}, run {round_ + 1}"
