@@ -7,10 +7,12 @@ commands as bytes here instead and send a batch of them with ``PackedSender``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 
 def bulk(value: bytes) -> bytes:
@@ -54,3 +56,27 @@ class PackedSender:
         if self._connection is not None:
             await self._pool.release(self._connection)
             self._connection = None
+
+
+class Script:
+    """A Lua script, called by its SHA1 (``EVALSHA``), or by its text when Redis does not
+    know it (a restart forgot it)."""
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text).hexdigest().encode()
+
+    async def run(
+        self, sender: PackedSender, calls: Sequence[tuple[Sequence[bytes], Sequence[bytes]]]
+    ) -> list[Any]:
+        """One call per (keys, args), all in one write; their replies, in order. On NOSCRIPT
+        the calls go again with the text (Redis caches it): NOSCRIPT fails before the script
+        runs, so nothing had been applied."""
+        try:
+            return await sender.send([self._command(b"EVALSHA", self.sha, *c) for c in calls])
+        except NoScriptError:
+            return await sender.send([self._command(b"EVAL", self.text, *c) for c in calls])
+
+    @staticmethod
+    def _command(verb: bytes, script: bytes, keys: Sequence[bytes], args: Sequence[bytes]) -> bytes:
+        return command([verb, script, b"%d" % len(keys), *keys], args)

@@ -8,14 +8,13 @@ what every group has acked. Entry ids and fields are bytes: use a client without
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from app import resp
 from app.events import STREAM_FIELD
@@ -37,35 +36,26 @@ class DeadLetter:
 
 
 # Appends every argument to the stream: one command and one reply for a whole batch, atomic.
-_ADD_ALL = b"for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'c', ARGV[i]) end return #ARGV"
-_ADD_ALL_SHA = hashlib.sha1(_ADD_ALL).hexdigest().encode()
+_ADD_ALL = resp.Script(
+    b"for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'c', ARGV[i]) end return #ARGV"
+)
 ADD_ALL_CHUNK = 1000
 
 
-def packed_add_all(keys: RedisKeys, payloads: list[bytes], *, by_sha: bool = True) -> bytes:
-    """``EVALSHA <add-all> 1 <clicks stream> <payload>...`` in the Redis protocol (RESP),
-    or ``EVAL`` with the script's text when Redis does not know it yet (``by_sha=False``)."""
-    head = [b"EVALSHA", _ADD_ALL_SHA] if by_sha else [b"EVAL", _ADD_ALL]
-    return resp.command([*head, b"1", keys.clicks_stream.encode()], payloads)
-
-
 async def add_batch(sender: resp.PackedSender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
-    """Append every (stream, payload) of a batch: one round trip, one command per stream and
-    chunk. Raises when anything failed (the caller spools the whole batch)."""
+    """Append every (stream, payload) of a batch: one round trip, one script call per stream
+    and chunk. Raises when anything failed (the caller spools the whole batch)."""
     by_stream: dict[RedisKeys, list[bytes]] = {}
     for keys, payload in batch:
         by_stream.setdefault(keys, []).append(payload)
-    chunks = [
-        (keys, payloads[start : start + ADD_ALL_CHUNK])
-        for keys, payloads in by_stream.items()
-        for start in range(0, len(payloads), ADD_ALL_CHUNK)
-    ]
-    try:
-        await sender.send([packed_add_all(keys, chunk) for keys, chunk in chunks])
-    except NoScriptError:
-        # Redis restarted and forgot the script: send its text (it caches it again). Nothing
-        # of the batch was applied: NOSCRIPT fails before the script runs.
-        await sender.send([packed_add_all(k, c, by_sha=False) for k, c in chunks])
+    await _ADD_ALL.run(
+        sender,
+        [
+            ([keys.clicks_stream.encode()], payloads[start : start + ADD_ALL_CHUNK])
+            for keys, payloads in by_stream.items()
+            for start in range(0, len(payloads), ADD_ALL_CHUNK)
+        ],
+    )
 
 
 def queue_add(pipe: Pipeline, keys: RedisKeys, payload: bytes) -> None:

@@ -15,7 +15,6 @@ member of a sorted set scored by its time, and only strictly earlier members cou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import crawleruseragents
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from app import resp
 from app.events import Click, Flag
@@ -43,7 +41,7 @@ _DUPLICATE = int(Flag.duplicate)
 # the click to the set and returns how many members come strictly before it, in (score,
 # member) order, within the window: a re-delivered click gets the same answer. Most keys
 # hold a single click (a visitor's first on a link), answered without counting.
-_EARLIER_IN_WINDOW = b"""
+_EARLIER_IN_WINDOW = resp.Script(b"""
 local keep = tonumber(ARGV[1])
 local counts = {}
 for i = 1, #KEYS do
@@ -60,8 +58,7 @@ for i = 1, #KEYS do
   counts[i] = earlier
 end
 return counts
-"""
-_EARLIER_SHA = hashlib.sha1(_EARLIER_IN_WINDOW).hexdigest().encode()
+""")
 # Checks per script call: each call holds Redis for its duration, and the redirect's writes
 # wait behind it; the calls of a batch still go in one round trip.
 CHECKS_PER_CALL = 200
@@ -136,17 +133,10 @@ class ClickClassifier:
 
     async def _earlier_in_window(self, keys: list[bytes], args: list[bytes]) -> list[int]:
         """One script call per CHECKS_PER_CALL checks, all in one round trip."""
-        calls = []
+        keep = b"%d" % KEEP_MS
+        calls: list[tuple[list[bytes], list[bytes]]] = []
         for start in range(0, len(keys), CHECKS_PER_CALL):
-            chunk = keys[start : start + CHECKS_PER_CALL]
-            head = [b"%d" % len(chunk), *chunk, b"%d" % KEEP_MS]
-            calls.append((head, args[3 * start : 3 * (start + len(chunk))]))
-        try:
-            replies = await self._sender.send(
-                [resp.command([b"EVALSHA", _EARLIER_SHA, *head], tail) for head, tail in calls]
-            )
-        except NoScriptError:  # Redis restarted and forgot it: send the text, once
-            replies = await self._sender.send(
-                [resp.command([b"EVAL", _EARLIER_IN_WINDOW, *head], tail) for head, tail in calls]
-            )
+            end = start + CHECKS_PER_CALL
+            calls.append((keys[start:end], [keep, *args[3 * start : 3 * end]]))
+        replies = await _EARLIER_IN_WINDOW.run(self._sender, calls)
         return [int(count) for reply in replies for count in reply]

@@ -70,3 +70,25 @@ async def test_a_cancelled_request_leaves_the_rest_of_its_batch_alone(
         keys.clicks_stream
     )
     assert sorted(fields[b"c"] for _, fields in entries) == payloads
+
+
+async def test_a_batch_reaches_a_redis_that_forgot_the_script(
+    tmp_path: Path, key_prefix: str, redis: aioredis.Redis
+) -> None:
+    """After a Redis restart its script cache is empty: EVALSHA fails with NOSCRIPT before
+    anything runs, and the batch goes again with the script's text, once."""
+    keys = RedisKeys(key_prefix)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    writer = ClickWriter(client, keys, Spool(tmp_path), timeout_s=2.0)
+    try:
+        await writer.record(b"before")
+        await redis.script_flush()
+        await writer.record(b"after")
+    finally:
+        await writer.close()
+        await client.aclose()
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.clicks_stream
+    )
+    assert [fields[b"c"] for _, fields in entries] == [b"before", b"after"]
+    assert writer.redis_ok  # no detour through the spool
