@@ -114,11 +114,11 @@ class LinkCache:
         return MISS
 
     async def get(self, code: str) -> RedirectTarget | None:
-        entry = self._entries.get(code)
-        if entry is not None and entry[1] > time.monotonic():
-            _COUNT_HIT()
-            return entry[0]
+        cached = self.cached(code)
+        if cached is not MISS:
+            return cached
         _COUNT_MISS()
+        entry = self._entries.get(code)  # expired: served if the stores cannot be reached
         loading = self._loading.get(code)
         if loading is not None:  # a concurrent request is already fetching this code
             return await asyncio.shield(loading)
