@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -49,10 +50,10 @@ async def drop_database(name: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
-    """A migrated database of its own for this test session."""
-    name = f"clicktrack_test_{uuid.uuid4().hex[:12]}"
+@asynccontextmanager
+async def migrated_database(prefix: str) -> AsyncIterator[str]:
+    """A migrated database of its own (a unique name starting with prefix); dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     url = await create_database(name)
     try:
         conn = await asyncpg.connect(url)
@@ -63,6 +64,13 @@ async def database_url() -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A migrated database of its own for this test session."""
+    async with migrated_database("clicktrack_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

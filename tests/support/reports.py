@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from app import stream
@@ -19,29 +18,17 @@ from app.db import Pool, create_pool
 from app.events import Click, encode
 from app.flusher import Flusher
 from app.keys import RedisKeys
-from app.migrate import migrate
 from app.settings import Settings
-from tests.conftest import create_database, drop_database
+from tests.conftest import migrated_database
 from tests.support.orders import uuid7_at
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-@asynccontextmanager
-async def own_database() -> AsyncIterator[str]:
+def own_database() -> AbstractAsyncContextManager[str]:
     """A migrated database of its own; dropped afterwards."""
-    name = f"clicktrack_reports_{uuid.uuid4().hex[:12]}"
-    url = await create_database(name)
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield url
-    finally:
-        await drop_database(name)
+    return migrated_database("clicktrack_reports")
 
 
 @asynccontextmanager
