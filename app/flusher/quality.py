@@ -10,7 +10,8 @@
   of a batch run in Lua, a few hundred per script call, all calls in one write.
 
 A click delivered twice (a flusher crash) gets the same answer both times: each click is a
-member of a sorted set scored by its time, and only strictly earlier members count.
+member of a sorted set scored by its time, and only strictly earlier members count. The
+windows are kept in Redis's memory only, not in its AOF (see ``_EARLIER_IN_WINDOW``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ _DUPLICATE = int(Flag.duplicate)
 # the click to the set and returns how many members come strictly before it, in (score,
 # member) order, within the window: a re-delivered click gets the same answer. Most keys
 # hold a single click (a visitor's first on a link), answered without counting.
+# The windows are not written to the AOF nor sent to replicas (REPL_NONE): they are
+# short-lived and rebuilt by the clicks that follow, and writing two sorted-set updates per
+# click to the AOF cost Redis about as much as the updates themselves. After a Redis restart
+# or a failover the windows start empty: for one window's length, a click whose earlier
+# click came before it is not flagged ``duplicate``.
 _EARLIER_IN_WINDOW = resp.Script(b"""
+redis.set_repl(redis.REPL_NONE)
 local keep = tonumber(ARGV[1])
 local counts = {}
 for i = 1, #KEYS do

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import random
 import uuid
+from pathlib import Path
 
+import devstack
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app import stream
+from app.events import Click, Flag, encode
 from app.flusher.quality import KEEP_MS, ClickClassifier
 from app.keys import RedisKeys
 from app.settings import Settings
+from tests.support.processes import PROJECT_ROOT, free_port
 
 WINDOW = 30_000
+REDIS_CONF = PROJECT_ROOT / "deploy" / "redis" / "redis.conf"
 
 
 def expected(present: set[tuple[int, str]], score: int, member: str) -> int:
@@ -74,3 +80,55 @@ async def test_counts_follow_the_rule_and_repeat_for_redeliveries(
         assert first_answer.setdefault((score, member), count) == count
     await redis.delete(key)
     assert KEEP_MS > WINDOW
+
+
+async def test_windows_stay_out_of_the_aof(settings: Settings, tmp_path: Path) -> None:
+    """Redis restarted from its AOF (the shipped redis.conf) has the stream back, and no
+    window: the script's writes are not persisted, the stream's are."""
+    port = free_port()
+    node = devstack.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
+    keys = RedisKeys("aof-test")
+    assert settings.duplicate_window_s >= 3
+    redis = aioredis.Redis.from_url(node.url)
+    try:
+        classifier = ClickClassifier(settings, redis, keys)
+        clicks = [_click(n) for n in range(3)]
+        await stream.add_many(redis, keys, [encode(click) for click in clicks])
+        await classifier.classify(clicks)
+        assert await redis.keys(f"{keys.prefix}:seen:*")
+        await redis.aclose()
+        node.stop()  # SIGTERM: the AOF is fsynced
+        node = devstack.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
+        redis = aioredis.Redis.from_url(node.url)
+        assert await redis.xlen(keys.clicks_stream) == 3
+        assert await redis.keys(f"{keys.prefix}:seen:*") == []
+        # Judged again after the restart: the same session's later clicks are duplicates.
+        again = [_click(n) for n in range(3)]
+        classifier = ClickClassifier(settings, redis, keys)
+        await classifier.classify(again)
+        assert [bool(click.flags & Flag.duplicate) for click in again] == [False, True, True]
+    finally:
+        await redis.aclose()
+        node.stop()
+
+
+def _click(n: int) -> Click:
+    return Click(
+        click_id=str(uuid.UUID(int=n + 1)),
+        ts_us=1_700_000_000_000_000 + n * 1_000_000,
+        link_id=1,
+        code="abcD12345",
+        publisher_id=1,
+        af=None,
+        cn=None,
+        cv=None,
+        dp=None,
+        session_id="s" * 20,
+        session_new=n == 0,
+        ip="203.0.113.7",
+        user_agent="Mozilla/5.0",
+        referer=None,
+        accept_language=None,
+        method="GET",
+        flags=0,
+    )
