@@ -15,7 +15,7 @@ import uvloop
 from prometheus_client import start_http_server
 
 from app.db import create_pool
-from app.flusher.loop import Flusher, default_consumer_name, log
+from app.flusher.loop import WRITERS, Flusher, default_consumer_name, log
 from app.logs import setup_logging
 from app.settings import ConfigError, Settings, load_settings
 
@@ -34,7 +34,8 @@ async def serve(settings: Settings) -> None:
         socket_connect_timeout=5,
     )
     shards = settings.shards_to_flush()
-    # One connection per shard's loop, plus one for partitions and retention.
+    # A connection per batch being written (WRITERS per loop), plus one for partitions and
+    # retention.
     # A flusher frozen mid-transaction (paused, swapped out, partitioned) must not hold its
     # row locks for ever: the others, claiming its entries, would queue behind them.
     # Postgres ends such a transaction well before the entries can be claimed.
@@ -42,7 +43,7 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(
         settings.database_url,
         min_size=0,
-        max_size=len(shards) * settings.flush_loops + 1,
+        max_size=len(shards) * settings.flush_loops * WRITERS + 1,
         server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},
     )
     base_name = settings.consumer_name or default_consumer_name()

@@ -57,6 +57,11 @@ PARTITION_DAYS_BACK = 31
 PARTITION_DAYS_AHEAD = 2
 PARTITION_RETRY_S = 30.0
 TRIM_INTERVAL_S = 1.0
+# Batches a loop may have in Postgres at once. One more than one: Postgres writes a batch
+# while this process classifies the next, and a second writer keeps both Postgres's and
+# Redis's cores busy. Batches are still read and classified one after the other, in stream
+# order, which the duplicate windows need.
+WRITERS = 2
 RETENTION_INTERVAL_S = 3600.0
 # Outages, not bugs: retried without a traceback in the log.
 _EXPECTED_ERRORS = (
@@ -101,6 +106,7 @@ class Flusher:
         consumer: str | None = None,
         shard: int = 0,
         backoff_s: tuple[float, float] = (0.1, 5.0),
+        writers: int = WRITERS,
     ) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings.key_prefix, shard)
@@ -116,6 +122,8 @@ class Flusher:
         self._pending_cursor = b"0"
         self._claim_cursor = b"0-0"
         self._next_batch: Batch | None = None  # read and classified while one is written
+        self._writers = writers
+        self._storing: collections.deque[asyncio.Task[None]] = collections.deque()  # oldest first
         self._next_claim = 0.0
         self._next_trim = 0.0
         self._next_retention = 0.0
@@ -125,8 +133,8 @@ class Flusher:
         """Flush until ``stop`` is set; the batch in hand is written and acked first."""
         log.info("flusher_started", extra={"consumer": self.consumer})
         failures = 0
-        # Once stopped, the batch already read ahead is still written.
-        while not stop.is_set() or self._next_batch is not None:
+        # Once stopped, the batches being written and the one read ahead are still written.
+        while not stop.is_set() or self._next_batch is not None or self._storing:
             try:
                 await self.run_once(read_ahead=not stop.is_set())
             except Exception as exc:
@@ -139,7 +147,7 @@ class Flusher:
                     exc_info=not isinstance(exc, _EXPECTED_ERRORS),
                     extra={"error": f"{type(exc).__name__}: {exc}", "attempt": failures},
                 )
-                self._restart()
+                await self._restart()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
             else:
@@ -154,9 +162,13 @@ class Flusher:
     async def run_once(self, *, read_ahead: bool = True) -> int:
         """One step: read a batch (own pending entries first, then idle ones claimed from
         other consumers when due, then new ones), classify it, store it, ack it; trim when
-        due. With ``read_ahead``, the next batch is read and classified while this one is
-        written, so that Redis, the flusher and Postgres work at the same time.
-        Returns the number of entries handled."""
+        due. Returns the number of entries handled.
+
+        With ``read_ahead``, the next batch is read and classified while this one is
+        written, so that Redis, the flusher and Postgres work at the same time, and up to
+        ``writers`` batches are written at once: the step returns once the batch of
+        ``writers - 1`` steps before is stored. Without it, or when there is nothing to
+        read, every batch in hand is stored before the step returns."""
         if not self._group_ready:
             await stream.ensure_group(self._redis, self.keys)
             self._group_ready = True
@@ -166,23 +178,42 @@ class Flusher:
         batch, self._next_batch = self._next_batch, None
         if batch is None:
             batch = await self._read_batch()
-        if batch.entries:
-            upcoming = asyncio.create_task(self._read_batch()) if read_ahead else None
-            try:
+        if not batch.entries or not read_ahead:
+            await self._finish_storing()
+            if batch.entries:
                 await self._store(batch)
-            except BaseException:
-                if upcoming is not None:
-                    upcoming.cancel()
-                    await asyncio.gather(upcoming, return_exceptions=True)
+        else:
+            upcoming = asyncio.create_task(self._read_batch())
+            self._storing.append(asyncio.create_task(self._store(batch)))
+            try:
+                while len(self._storing) >= self._writers:
+                    await self._storing.popleft()
+            except BaseException as exc:
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
+                if not isinstance(exc, Exception):  # cancelled: so are the writes
+                    for task in self._storing:
+                        task.cancel()
+                    await asyncio.gather(*self._storing, return_exceptions=True)
+                    self._storing.clear()
                 raise
-            if upcoming is not None:
-                self._next_batch = await upcoming
+            self._next_batch = await upcoming
         await self._maybe_trim()
         await self._maybe_apply_retention()
         return len(batch.entries)
 
-    def _restart(self) -> None:
-        """After an error: nothing in hand is trusted, start again from our pending list."""
+    async def _finish_storing(self) -> None:
+        """Wait for the batches being written; the first failure is raised once all ended."""
+        storing, self._storing = self._storing, collections.deque()
+        for result in await asyncio.gather(*storing, return_exceptions=True):
+            if isinstance(result, Exception):
+                raise result
+
+    async def _restart(self) -> None:
+        """After an error: nothing in hand is trusted, start again from our pending list
+        (once the batches being written have ended: what they did not ack is pending)."""
+        with contextlib.suppress(Exception):
+            await self._finish_storing()
         self._group_ready = False
         self._own_pending = True
         self._pending_cursor = b"0"

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 
 from app import stream
 from app.db import Pool, create_pool
-from app.events import Click, encode
+from app.events import Click, Flag, encode
 from app.flusher import Flusher
 from app.keys import RedisKeys
 from app.migrate import migrate
@@ -219,17 +219,46 @@ async def test_the_batch_read_ahead_is_stored_next_or_by_whoever_restarts(
     await add(redis, keys, clicks)
     small = settings.model_copy(update={"flush_batch_size": 100})
 
-    flusher = Flusher(small, redis, pool, consumer="worker-1")
+    flusher = Flusher(small, redis, pool, consumer="worker-1", writers=1)
     assert await flusher.run_once() == 100  # stored; the next 100 read while it was written
     assert await backlog(redis, keys) == (50, 100)
     assert await count_rows(pool, code) == 100
     # The process dies holding the read-ahead batch: its successor (same name) reads its
     # own pending entries first, in order, then the rest.
-    successor = Flusher(small, redis, pool, consumer="worker-1")
+    successor = Flusher(small, redis, pool, consumer="worker-1", writers=1)
     assert await successor.run_once() == 100
     assert await successor.run_once() == 50
     assert await backlog(redis, keys) == (0, 0)
     assert sorted(await stored(pool, code)) == sorted(click.click_id for click in clicks)
+
+
+async def test_two_writers_store_every_batch_once_and_in_order_of_classification(
+    settings: Settings, redis: aioredis.Redis, pool: Pool, keys: RedisKeys, code: str
+) -> None:
+    # One session clicking one link every 100 ms: every click after the first is a
+    # duplicate, which only comes out right if batches are classified in stream order.
+    clicks = make_clicks(code, 450)
+    for n, click in enumerate(clicks):
+        click.link_id, click.session_id, click.flags = 1, "one-session", 0
+        click.ts_us = clicks[0].ts_us + n * 100_000
+    await add(redis, keys, clicks)
+    small = settings.model_copy(update={"flush_batch_size": 100, "duplicate_window_s": 30})
+
+    flusher = Flusher(small, redis, pool, consumer="worker-1", writers=2)
+    assert await flusher.run_once() == 100  # being written; the next 100 read meanwhile
+    assert await flusher.run_once() == 100  # returns once the first batch is stored
+    assert await count_rows(pool, code) >= 100
+    # The process dies with a batch being written and one read ahead: its successor
+    # stores all of them once, and the rest.
+    await flusher._finish_storing()
+    successor = Flusher(small, redis, pool, consumer="worker-1", writers=2)
+    while await successor.run_once():
+        pass
+    assert await backlog(redis, keys) == (0, 0)
+    rows = await stored(pool, code)
+    assert sorted(rows) == sorted(click.click_id for click in clicks)
+    duplicates = {click_id for click_id, row in rows.items() if row.flags & Flag.duplicate}
+    assert duplicates == {click.click_id for click in clicks[1:]}
 
 
 async def test_entries_of_a_dead_consumer_are_claimed_after_the_idle_time(
