@@ -157,6 +157,7 @@ class Flusher:
         if self._acked_since_trim:  # leave the stream short; best effort, we are leaving
             with contextlib.suppress(Exception):
                 await stream.trim_acknowledged(self._redis, self.keys)
+        await self._classifier.close()
         log.info("flusher_stopped", extra={"consumer": self.consumer, **asdict(self.stats)})
 
     async def run_once(self, *, read_ahead: bool = True) -> int:

@@ -138,6 +138,10 @@ class ClickClassifier:
             if earlier >= threshold:
                 click.flags |= _DUPLICATE
 
+    async def close(self) -> None:
+        """Give back the Redis connection the checks are sent on."""
+        await self._sender.close()
+
     async def _earlier_in_window(self, keys: list[bytes], args: list[bytes]) -> list[int]:
         """One script call per CHECKS_PER_CALL checks, all in one round trip."""
         keep = b"%d" % KEEP_MS

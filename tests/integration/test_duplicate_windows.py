@@ -72,6 +72,7 @@ async def test_counts_follow_the_rule_and_repeat_for_redeliveries(
     for score, member in arrivals:
         args += (member.encode(), b"%d" % (base + score), b"%d" % WINDOW)
     counts = await classifier._earlier_in_window([key] * len(arrivals), args)
+    await classifier.close()
     present: set[tuple[int, str]] = set()
     first_answer: dict[tuple[int, str], int] = {}
     for (score, member), count in zip(arrivals, counts, strict=True):
