@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import devstack
@@ -22,6 +23,7 @@ from app.flusher.quality import KEEP_MS, ClickClassifier
 from app.keys import RedisKeys
 from app.settings import Settings
 from tests.support.processes import PROJECT_ROOT, free_port
+from tests.support.reports import click as scripted_click
 
 WINDOW = 30_000
 REDIS_CONF = PROJECT_ROOT / "deploy" / "redis" / "redis.conf"
@@ -114,22 +116,5 @@ async def test_windows_stay_out_of_the_aof(settings: Settings, tmp_path: Path) -
 
 
 def _click(n: int) -> Click:
-    return Click(
-        click_id=str(uuid.UUID(int=n + 1)),
-        ts_us=1_700_000_000_000_000 + n * 1_000_000,
-        link_id=1,
-        code="abcD12345",
-        publisher_id=1,
-        af=None,
-        cn=None,
-        cv=None,
-        dp=None,
-        session_id="s" * 20,
-        session_new=n == 0,
-        ip="203.0.113.7",
-        user_agent="Mozilla/5.0",
-        referer=None,
-        accept_language=None,
-        method="GET",
-        flags=0,
-    )
+    """One session's n-th click on one link, a second apart."""
+    return scripted_click(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n), 1, 1, "s" * 20)
