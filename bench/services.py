@@ -149,7 +149,7 @@ class Stores:
         return url
 
     def pids(self) -> list[int]:
-        return [server.pid for server in (self.redis, self.postgres) if server is not None]
+        return [pid for pids in self.pids_by_name().values() for pid in pids]
 
     def pids_by_name(self) -> dict[str, list[int]]:
         """Redis's and Postgres's PIDs (with their children), to tell their CPU apart."""

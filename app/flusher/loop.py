@@ -224,9 +224,10 @@ class Flusher:
 
     async def _read_batch(self) -> Batch:
         entries = await self._read_entries()
-        clicks, dead = _decode(entries)
-        await self._classifier.classify([click for _, click in clicks])
-        return Batch(entries, [click for _, click in clicks], _to_rows(clicks, dead), dead)
+        decoded, dead = _decode(entries)
+        clicks = [click for _, click in decoded]
+        await self._classifier.classify(clicks)
+        return Batch(entries, clicks, _to_rows(decoded, dead), dead)
 
     async def _read_entries(self) -> list[Entry]:
         count = self.settings.flush_batch_size

@@ -35,6 +35,7 @@ IP_WINDOW_MS = 60_000
 # Members older than this before the newest click are dropped; a click re-delivered within
 # this long is judged exactly as the first time.
 KEEP_MS = 10 * 60_000
+_KEEP = b"%d" % KEEP_MS
 _BOT = int(Flag.bot)
 _DUPLICATE = int(Flag.duplicate)
 
@@ -106,7 +107,8 @@ class ClickClassifier:
         )
         self._sender = resp.PackedSender(redis)
         self._keys = keys
-        self._session_window = b"%d" % int(settings.duplicate_window_s * 1000)
+        session_window_ms = int(settings.duplicate_window_s * 1000)
+        self._session_window = b"%d" % session_window_ms if session_window_ms else None
         self._ip_window = b"%d" % IP_WINDOW_MS
         self._ip_limit = settings.ip_clicks_per_minute
 
@@ -119,7 +121,7 @@ class ClickClassifier:
         checked: list[tuple[Click, int]] = []  # (click, threshold) per check
         keys: list[bytes] = []
         args: list[bytes] = []  # member, score, window per check
-        session_window = self._session_window if self._session_window != b"0" else None
+        session_window = self._session_window
         for click in clicks:
             member = click.click_id.encode()
             score = b"%d" % (click.ts_us // 1000)
@@ -144,10 +146,9 @@ class ClickClassifier:
 
     async def _earlier_in_window(self, keys: list[bytes], args: list[bytes]) -> list[int]:
         """One script call per CHECKS_PER_CALL checks, all in one round trip."""
-        keep = b"%d" % KEEP_MS
         calls: list[tuple[list[bytes], list[bytes]]] = []
         for start in range(0, len(keys), CHECKS_PER_CALL):
             end = start + CHECKS_PER_CALL
-            calls.append((keys[start:end], [keep, *args[3 * start : 3 * end]]))
+            calls.append((keys[start:end], [_KEEP, *args[3 * start : 3 * end]]))
         replies = await _EARLIER_IN_WINDOW.run(self._sender, calls)
         return [int(count) for reply in replies for count in reply]
