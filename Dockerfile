@@ -23,14 +23,14 @@ COPY app ./app
 RUN python -m venv /opt/venv
 RUN --mount=type=cache,target=/root/.cache/pip /opt/venv/bin/pip install .
 
-# app/migrate.py reads the SQL files from `migrations/` beside the `app` package. An installed
+# app/core/migrate.py reads the SQL files from `migrations/` beside the `app` package. An installed
 # (non-editable) package has no such folder, so put the files where the installed code looks,
 # asking the code itself (-P: import the installed copy, not the one in /src), then check.
 COPY migrations ./migrations
-RUN target="$(/opt/venv/bin/python -P -c 'from app.migrate import MIGRATIONS_DIR; print(MIGRATIONS_DIR)')" \
+RUN target="$(/opt/venv/bin/python -P -c 'from app.core.migrate import MIGRATIONS_DIR; print(MIGRATIONS_DIR)')" \
  && mkdir -p "$target" \
  && cp migrations/*.sql "$target"/ \
- && /opt/venv/bin/python -P -c 'from app.migrate import load_migrations; assert load_migrations()'
+ && /opt/venv/bin/python -P -c 'from app.core.migrate import load_migrations; assert load_migrations()'
 
 # ---- runtime: the venv on a clean base, no build context, a non-root user ----------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -12,16 +12,16 @@ from typing import Any
 
 import asyncpg
 
-from app import merchants, publishers
-from app.apikeys import Role, create_key
-from app.db import create_pool
-from app.flusher import rollups
-from app.migrate import MigrationError, migrate
+from app.accounts import merchants, publishers
+from app.accounts.apikeys import Role, create_key
+from app.accounts.publishers import PublisherError, PublisherKind
+from app.core.db import create_pool
+from app.core.migrate import MigrationError, migrate
 from app.money import closing, plans_store
 from app.money.periods import Period
 from app.money.plan import DEFAULT_PLAN_FILE, PlanError, read_plan_file
-from app.publishers import PublisherError, PublisherKind
 from app.settings import ConfigError, Settings, load_settings
+from app.traffic import rollups
 
 
 class CliError(Exception):

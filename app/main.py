@@ -17,20 +17,21 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from app.api import errors, health, links, money, orders, plans, postback, publishers, reports
+from app.clicks.spool import Spool
+from app.core.db import create_pool
+from app.core.keys import RedisKeys
+from app.core.limits import RequestLimits
+from app.core.metrics import flush_buffered
+from app.core.redis import create_redis
+from app.core.resources import Resources
 from app.dashboard import routes as dashboard
-from app.db import create_pool
 from app.edge.commit import ClickWriter
 from app.edge.linkcache import LinkCache
 from app.edge.privacy import IpMasker
 from app.edge.quality import enabled_flags
 from app.edge.redirect import PREFIX, Redirect
 from app.edge.session import SessionCookie
-from app.keys import RedisKeys
-from app.limits import RequestLimits
-from app.metrics import flush_buffered
-from app.resources import Resources
 from app.settings import Settings
-from app.spool import Spool
 
 
 def build_redirect(
@@ -83,9 +84,9 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         pool = await create_pool(settings.database_url)
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = create_redis(settings.redis_url)
         # Clicks get their own connection: a slow API call never queues in front of a batch.
-        writer_redis = aioredis.Redis.from_url(settings.redis_url, max_connections=4)
+        writer_redis = create_redis(settings.redis_url, max_connections=4)
         resources = Resources(settings, pool, redis, RedisKeys(settings.key_prefix))
         redirect = build_redirect(settings, resources, writer_redis)
         redirect.writer.start()

@@ -8,7 +8,7 @@ import tempfile
 
 import uvicorn
 
-from app.logs import setup_logging
+from app.core.logs import setup_logging
 from app.settings import ConfigError, load_settings
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 
+from app.core.keys import RedisKeys
 from app.edge.session import SessionCookie
-from app.keys import RedisKeys
 from bench.cpu import CpuMeter, CpuReport, idle_fractions, tree_cpu_seconds
 from bench.options import Options, parse_cpus
 from bench.services import (

@@ -20,8 +20,8 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from app import stream
-from app.keys import RedisKeys
+from app.clicks import stream
+from app.core.keys import RedisKeys
 from bench.cpu import CpuMeter, tree_cpu_seconds
 from bench.services import BenchError, Process
 from bench.traffic import LinkRow, click_payloads

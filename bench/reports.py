@@ -2,7 +2,7 @@
 rollups cost the flusher. See docs/performance.md, "Reports".
 
 1. **Flusher cost of the rollups.** 200,000 clicks are added to the stream
-   (``app.stream.add_many``) and drained by ``app.flusher.loop.Flusher`` in-process, with the
+   (``app.clicks.stream.add_many``) and drained by ``app.flusher.loop.Flusher`` in-process, with the
    rollups and without (``ClickSink(count_traffic=False)``), each on a fresh database,
    alternately; and the sink alone (``ClickSink.write`` of 2,000-row batches) the same way.
 2. **History.** 10 million clicks over 60 days and 100,000 orders are generated straight in
@@ -42,19 +42,20 @@ import httpx
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app import stream, traffic
-from app.apikeys import Role, create_key
-from app.db import create_pool
-from app.events import Click, encode
-from app.flusher import Flusher, rollups
+from app.accounts.apikeys import Role, create_key
+from app.clicks import stream
+from app.clicks.record import Click, encode
+from app.core.db import create_pool
+from app.core.keys import RedisKeys
+from app.core.migrate import migrate
+from app.flusher.loop import Flusher
 from app.flusher.sink import ClickSink, to_row
-from app.keys import RedisKeys
 from app.main import create_app
-from app.migrate import migrate
 from app.money import closing, plans_store
 from app.money.periods import Period
 from app.money.plan import DEFAULT_PLAN_FILE, read_plan_file
 from app.settings import Settings
+from app.traffic import recount, rollups
 from bench import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "reports.json"
@@ -449,7 +450,7 @@ async def measure_reports(url: str, redis_url: str, runs: int) -> dict[str, Any]
         conn = await asyncpg.connect(url)
         try:
             started = time.perf_counter()
-            await traffic.traffic_by_day_and_link(conn, 1, today - timedelta(days=29), today)
+            await recount.traffic_by_day_and_link(conn, 1, today - timedelta(days=29), today)
             results["traffic, 30 days by day and link, recounted from raw clicks"] = {
                 "seconds": round(time.perf_counter() - started, 2)
             }
@@ -484,8 +485,8 @@ async def recount_check(url: str) -> bool:
     conn = await asyncpg.connect(url)
     try:
         day = datetime.now(UTC).date() - timedelta(days=3)
-        return await traffic.rollup_tracking_days(conn, day, day) == (
-            await traffic.recount_tracking_days(conn, day, day)
+        return await recount.rollup_tracking_days(conn, day, day) == (
+            await recount.recount_tracking_days(conn, day, day)
         )
     finally:
         await conn.close()

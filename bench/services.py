@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import devstack
 
-from app.migrate import migrate
+from app.core.migrate import migrate
 from bench import PROJECT_ROOT
 from bench.cpu import descendants
 from bench.traffic import LinkRow

@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import uuid_utils
 
-from app import events
+from app.clicks import record
+from app.clicks.record import Click, Flag
 from app.edge.session import SessionCookie
-from app.events import Click, Flag
 
 BROWSERS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -157,7 +157,7 @@ def click_payloads(
         values = tracking_values(rng)
         crawler = rng.random() < CRAWLER_SHARE
         returning = rng.random() < RETURNING_SHARE
-        yield events.encode(
+        yield record.encode(
             Click(
                 click_id=str(uuid_utils.uuid7()),
                 ts_us=first_us + n * step_us,

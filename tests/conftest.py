@@ -16,10 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app.apikeys import Role, create_key
-from app.db import Pool, create_pool
+from app.accounts.apikeys import Role, create_key
+from app.core.db import Pool, create_pool
+from app.core.migrate import migrate
 from app.main import create_app
-from app.migrate import migrate
 from app.settings import Settings
 
 TEST_REDIS_URL = os.environ.get("CLICKTRACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

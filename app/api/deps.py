@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.errors import Forbidden, Unauthorized
-from app.apikeys import Principal, Role, authenticate
-from app.resources import Resources
+from app.accounts.apikeys import Principal, Role, authenticate
+from app.core.resources import Resources
+from app.errors import Forbidden, Unauthorized
 
 
 def get_resources(request: Request) -> Resources:

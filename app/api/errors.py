@@ -1,12 +1,8 @@
 """Every API error is JSON: ``{"error": <kind>, "message": <text>}``, never a bare 500 page.
 
-``ApiError`` (raised by handlers)
- ├── ``NotFound``        404
- ├── ``Conflict``        409
- ├── ``Forbidden``       403
- ├── ``Unauthorized``    401
- ├── ``TooLarge``        413
- └── ``Invalid``         422
+The one place errors become HTTP answers: a ``ClickTrackError`` (``app/errors.py``, the tree
+and its statuses) raised anywhere under a route, FastAPI's validation errors, Starlette's
+HTTP errors, values Postgres refused, and anything unexpected (500, logged).
 """
 
 from __future__ import annotations
@@ -20,46 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.errors import ClickTrackError
+
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    status = 400
-    kind = "bad_request"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Unauthorized(ApiError):
-    status = 401
-    kind = "unauthorized"
-
-
-class Forbidden(ApiError):
-    status = 403
-    kind = "forbidden"
-
-
-class NotFound(ApiError):
-    status = 404
-    kind = "not_found"
-
-
-class Conflict(ApiError):
-    status = 409
-    kind = "conflict"
-
-
-class TooLarge(ApiError):
-    status = 413
-    kind = "too_large"
-
-
-class Invalid(ApiError):
-    status = 422
-    kind = "invalid"
 
 
 def error_response(
@@ -72,9 +31,11 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.kind, exc.message)
+async def _clicktrack_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ClickTrackError)
+    if exc.status >= 500:
+        log.warning("request failed", extra={"error": exc.kind, "detail": exc.describe()})
+    return error_response(exc.status, exc.kind, exc.describe())
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -118,7 +79,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ClickTrackError, _clicktrack_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(asyncpg.DataError, _argument_refused)

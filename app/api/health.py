@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
 from app.api.deps import ResourcesDep
-from app.metrics import exposition
+from app.core.metrics import exposition
 from app.settings import Settings
 
 router = APIRouter(tags=["health"])

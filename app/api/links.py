@@ -8,19 +8,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from app import linkmirror, links
+from app.accounts.apikeys import Principal, Role
+from app.accounts.publishers import get_publisher
 from app.api.deps import PrincipalDep, ResourcesDep
-from app.api.errors import Conflict, Invalid, NotFound
-from app.apikeys import Principal, Role
-from app.links import CODE_PATTERN, Link, LinkError, LinkStatus
-from app.publishers import get_publisher
-from app.resources import Resources
+from app.core.resources import Resources
+from app.errors import Conflict, InvalidInput, NotFound
+from app.links import mirror
+from app.links import model as link_model
+from app.links import store as link_store
+from app.links.model import CODE_PATTERN, Link, LinkError, LinkStatus
 
 router = APIRouter(tags=["links"])
 
 
 class LinkIn(BaseModel):
-    destination: str = Field(max_length=links.MAX_DESTINATION_LENGTH)
+    destination: str = Field(max_length=link_model.MAX_DESTINATION_LENGTH)
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
     expires_at: AwareDatetime | None = None
     publisher_id: int | None = Field(
@@ -67,7 +69,7 @@ def _out(link: Link, resources: Resources) -> LinkOut:
 def _owner_for_write(principal: Principal, requested: int | None) -> int:
     if principal.role is Role.admin:
         if requested is None:
-            raise Invalid("publisher_id: required with an admin key")
+            raise InvalidInput("publisher_id: required with an admin key")
         return requested
     assert principal.publisher_id is not None
     if requested is not None and requested != principal.publisher_id:
@@ -88,22 +90,24 @@ def _visible(link: Link | None, principal: Principal) -> Link:
 async def create_link(body: LinkIn, principal: PrincipalDep, resources: ResourcesDep) -> LinkOut:
     owner = _owner_for_write(principal, body.publisher_id)
     try:
-        destination = links.validate_destination(body.destination, resources.settings.allowed_hosts)
+        destination = link_model.validate_destination(
+            body.destination, resources.settings.allowed_hosts
+        )
     except LinkError as exc:
-        raise Invalid(f"destination: {exc}") from None
+        raise InvalidInput(f"destination: {exc}") from None
     async with resources.pool.acquire() as conn:
         if await get_publisher(conn, owner) is None:
             raise NotFound(f"publisher {owner} does not exist")
         try:
-            link = await links.create_link(
+            link = await link_store.create_link(
                 conn, owner, destination, code=body.code, expires_at=body.expires_at
             )
-        except links.CodeTaken as exc:
+        except link_model.CodeTaken as exc:
             raise Conflict(str(exc)) from None
         except LinkError as exc:
-            raise Invalid(str(exc)) from None
+            raise InvalidInput(str(exc)) from None
     # A code may have been looked up (and remembered as unknown) before it existed.
-    await linkmirror.publish_change(resources.redis, resources.keys, link)
+    await mirror.publish_change(resources.redis, resources.keys, link)
     return _out(link, resources)
 
 
@@ -117,7 +121,7 @@ async def list_links(
 ) -> LinkPage:
     owner = _owner_for_write(principal, publisher_id)
     async with resources.pool.acquire() as conn:
-        page = await links.list_links(conn, owner, after=after, limit=limit)
+        page = await link_store.list_links(conn, owner, after=after, limit=limit)
     return LinkPage(
         items=[_out(link, resources) for link in page],
         next_after=page[-1].id if len(page) == limit else None,
@@ -127,7 +131,7 @@ async def list_links(
 @router.get("/links/{code}")
 async def get_link(code: str, principal: PrincipalDep, resources: ResourcesDep) -> LinkOut:
     async with resources.pool.acquire() as conn:
-        link = _visible(await links.get_link(conn, code), principal)
+        link = _visible(await link_store.get_link(conn, code), principal)
     return _out(link, resources)
 
 
@@ -136,14 +140,14 @@ async def update_link(
     code: str, body: LinkPatch, principal: PrincipalDep, resources: ResourcesDep
 ) -> LinkOut:
     if not body.model_fields_set:
-        raise Invalid("nothing to change: send status and/or expires_at")
+        raise InvalidInput("nothing to change: send status and/or expires_at")
     async with resources.pool.acquire() as conn, conn.transaction():
-        link = _visible(await links.get_link(conn, code), principal)
+        link = _visible(await link_store.get_link(conn, code), principal)
         if "expires_at" in body.model_fields_set:
-            link = await links.update_link(
+            link = await link_store.update_link(
                 conn, link.id, status=body.status, expires_at=body.expires_at
             )
         else:
-            link = await links.update_link(conn, link.id, status=body.status)
-    await linkmirror.publish_change(resources.redis, resources.keys, link)
+            link = await link_store.update_link(conn, link.id, status=body.status)
+    await mirror.publish_change(resources.redis, resources.keys, link)
     return _out(link, resources)

@@ -10,15 +10,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from app.accounts.publishers import get_publisher
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.api.errors import Conflict, Invalid, NotFound
 from app.api.scope import acting_for
+from app.errors import Conflict, InvalidInput, NotFound
 from app.money import closing, earnings, ledger
 from app.money.closing import BeforeHistory, PeriodClose, PeriodNotEnded
 from app.money.ledger import EntryKind, WithdrawalRefused
 from app.money.periods import Month, Period
 from app.money.plans_store import withdrawal_rules
-from app.publishers import get_publisher
 
 router = APIRouter(tags=["money"])
 
@@ -128,7 +128,7 @@ def _month(text: str | None, default: Month) -> Month:
     try:
         return Month.parse(text)
     except ValueError as exc:
-        raise Invalid(f"month: {exc}") from None
+        raise InvalidInput(f"month: {exc}") from None
 
 
 def _estimate_out(publisher_id: int, found: earnings.MonthEstimate) -> EstimateOut:
@@ -336,7 +336,7 @@ async def close_period(
     try:
         wanted = Period.parse(period)
     except ValueError as exc:
-        raise Invalid(f"period: {exc}") from None
+        raise InvalidInput(f"period: {exc}") from None
     if publisher_id is not None:
         async with resources.pool.acquire() as conn:
             if await get_publisher(conn, publisher_id) is None:

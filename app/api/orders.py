@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
+from app.accounts.apikeys import Principal, Role
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.api.errors import NotFound
-from app.api.postback import PRINTABLE
+from app.api.params import PRINTABLE
 from app.api.scope import acting_for
-from app.apikeys import Principal, Role
+from app.errors import NotFound
 from app.orders import store
 from app.orders.attribution import reattribute
 from app.orders.status import Attribution, OrderStatus

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.api.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.money import plans_store
 from app.money.plan import Plan, PlanError, plan_from_data
 from app.money.plans_store import PlanInUse, PutOutcome
@@ -52,11 +52,11 @@ async def put_plan(
     """Create or replace the plan that takes effect on ``effective_from`` (a 10th). A plan
     under which commissions were credited cannot change (409)."""
     if body.setdefault("effective_from", str(effective_from)) != str(effective_from):
-        raise Invalid("effective_from: differs from the one in the path")
+        raise InvalidInput("effective_from: differs from the one in the path")
     try:
         plan = plan_from_data(body)
     except PlanError as exc:
-        raise Invalid(str(exc)) from None
+        raise InvalidInput(str(exc)) from None
     async with resources.pool.acquire() as conn:
         try:
             outcome = await plans_store.put_plan(conn, plan)

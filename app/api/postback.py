@@ -1,6 +1,6 @@
 """The merchant's postback: an order reported server to server, signed with HMAC-SHA256.
 
-Authentication is the signature (``app.merchants``), not an API key. The body is read raw,
+Authentication is the signature (``app.accounts.merchants``), not an API key. The body is read raw,
 checked, and only then parsed: the signature covers the exact bytes sent.
 """
 
@@ -15,9 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from app.api.deps import ResourcesDep
-from app.api.errors import Conflict, Invalid, TooLarge, Unauthorized
-from app.merchants import (
+from app.accounts.merchants import (
     MERCHANT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -25,6 +23,9 @@ from app.merchants import (
     merchant_secret,
     verify,
 )
+from app.api.deps import ResourcesDep
+from app.api.params import PRINTABLE
+from app.errors import Conflict, InvalidInput, TooLarge, Unauthorized
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
 from app.orders.status import Attribution, OrderStatus
 from app.orders.store import OrderConflict, OrderReport, RecordOutcome, record_postback
@@ -34,10 +35,6 @@ router = APIRouter(tags=["postback"])
 MAX_BODY_BYTES = 16 * 1024
 # Orders older than this are surely a mistake (and would fall before any period or plan).
 EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-# Postgres text cannot hold NUL, and no id has a use for control characters.
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 class PostbackIn(BaseModel):
@@ -89,10 +86,10 @@ async def _read_body(request: Request) -> bytes:
 def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderReport:
     latest = received_at + skew
     if not EARLIEST_ORDER <= sent.order_time <= latest:
-        raise Invalid("order_time: must be after 2000 and not in the future")
+        raise InvalidInput("order_time: must be after 2000 and not in the future")
     status_at = sent.status_time or max(received_at, sent.order_time)
     if not sent.order_time <= status_at <= latest:
-        raise Invalid("status_time: must be between order_time and now")
+        raise InvalidInput("status_time: must be between order_time and now")
     return OrderReport(
         order_ref=sent.order_id,
         click_ref=sent.click_id,

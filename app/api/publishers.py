@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from app import publishers
+from app.accounts import publishers
+from app.accounts.apikeys import Role, create_key
+from app.accounts.publishers import PublisherError, PublisherKind
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.api.errors import Invalid, NotFound
-from app.apikeys import Role, create_key
-from app.publishers import PublisherError, PublisherKind
+from app.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["publishers"])
 
@@ -66,7 +66,7 @@ async def create_publisher(
         try:
             created = await publishers.create_publisher(conn, body.name, body.kind, body.network_id)
         except PublisherError as exc:
-            raise Invalid(str(exc)) from None
+            raise InvalidInput(str(exc)) from None
     return _out(created)
 
 

@@ -15,15 +15,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from app import traffic
 from app.api.deps import PrincipalDep, ResourcesDep
-from app.api.errors import Invalid
-from app.api.postback import PRINTABLE
+from app.api.params import PRINTABLE
 from app.api.scope import acting_for
+from app.errors import InvalidInput
 from app.money.periods import Period, periods_between
 from app.orders.status import OrderStatus
 from app.reports import csvout, income, orders, overview
-from app.traffic import Dimension, TrafficQuery, TrafficRow
+from app.traffic import counts
+from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -53,19 +53,19 @@ BomParam = Annotated[
 def day_range(first: date | None, last: date | None) -> tuple[date, date]:
     """The range asked for; by default the last 30 days (today included)."""
     for name, day in (("from", first), ("to", last)):
-        if day is not None and not traffic.FIRST_DAY <= day <= traffic.LAST_DAY:
-            raise Invalid(f"{name}: days run from {traffic.FIRST_DAY} to {traffic.LAST_DAY}")
+        if day is not None and not counts.FIRST_DAY <= day <= counts.LAST_DAY:
+            raise InvalidInput(f"{name}: days run from {counts.FIRST_DAY} to {counts.LAST_DAY}")
     last = last or datetime.now(UTC).date()
-    first = first or max(traffic.FIRST_DAY, last - timedelta(days=DEFAULT_DAYS - 1))
+    first = first or max(counts.FIRST_DAY, last - timedelta(days=DEFAULT_DAYS - 1))
     if last < first:
-        raise Invalid("to: the range ends before it starts")
+        raise InvalidInput("to: the range ends before it starts")
     return first, last
 
 
 def parse_group_by(text: str) -> tuple[Dimension, ...]:
     dims = tuple(Dimension(part) for part in text.split(",") if part)
     if len(set(dims)) != len(dims):
-        raise Invalid("group_by: a dimension is named twice")
+        raise InvalidInput("group_by: a dimension is named twice")
     return dims
 
 
@@ -140,8 +140,8 @@ async def _traffic_query(
     query = TrafficQuery(owner, first, last, parse_group_by(group_by), **filters)
     try:
         query.check()
-    except traffic.RangeError as exc:
-        raise Invalid(f"from: {exc}") from None
+    except counts.RangeError as exc:
+        raise InvalidInput(f"from: {exc}") from None
     return query
 
 
@@ -179,12 +179,12 @@ async def traffic_report(
     filters = {"link": link, "af": af, "cn": cn, "cv": cv, "dp": dp}
     query = await _traffic_query(principal, resources, first, last, group_by, publisher_id, filters)
     async with resources.pool.acquire() as conn:
-        rows = await traffic.traffic_report(conn, query, limit=limit + 1)
+        rows = await counts.traffic_report(conn, query, limit=limit + 1)
         if len(rows) > limit:  # else the rows add up to the totals
             whole = dataclasses.replace(query, group_by=())
-            total = traffic.totals(await traffic.traffic_report(conn, whole))
+            total = counts.totals(await counts.traffic_report(conn, whole))
         else:
-            total = traffic.totals(rows)
+            total = counts.totals(rows)
     # Built directly (tens of thousands of rows): the same document as ``TrafficOut``.
     return json_response(
         {
@@ -219,7 +219,7 @@ async def traffic_csv(
     unique_clicks, flagged_clicks; every row, streamed."""
     filters = {"link": link, "af": af, "cn": cn, "cv": cv, "dp": dp}
     query = await _traffic_query(principal, resources, first, last, group_by, publisher_id, filters)
-    rows = traffic_cells(traffic.iter_traffic(resources.pool, query), query.group_by)
+    rows = traffic_cells(counts.iter_traffic(resources.pool, query), query.group_by)
     chunks = csvout.csv_chunks(traffic_header(query.group_by), rows, bom=bom)
     return csv_response(chunks, f"traffic-{query.first_day}-{query.last_day}.csv")
 
@@ -311,12 +311,12 @@ async def _income(
         last_period = Period.parse(last) if last else default_last
         first_period = Period.parse(first) if first else default_first
     except ValueError as exc:
-        raise Invalid(f"period: {exc}") from None
+        raise InvalidInput(f"period: {exc}") from None
     if last_period < first_period:
-        raise Invalid("to: the range ends before it starts")
+        raise InvalidInput("to: the range ends before it starts")
     count = len(periods_between(first_period, last_period))
     if count > income.MAX_PERIODS:
-        raise Invalid(f"from: {count} periods; at most {income.MAX_PERIODS}")
+        raise InvalidInput(f"from: {count} periods; at most {income.MAX_PERIODS}")
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
         found = await income.income_by_period(conn, owner, first_period, last_period, tz, now)
@@ -411,8 +411,8 @@ async def overview_report(
     """The glossary's figures: this month's estimated commission, last month's income, the
     balance, and clicks, orders, conversion rate and total amount over the range."""
     first, last = day_range(first, last)
-    if (last - first).days + 1 > traffic.MAX_DAYS:
-        raise Invalid(f"from: at most {traffic.MAX_DAYS} days")
+    if (last - first).days + 1 > counts.MAX_DAYS:
+        raise InvalidInput(f"from: at most {counts.MAX_DAYS} days")
     tz = resources.settings.period_tz
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)

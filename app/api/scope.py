@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from app.api.errors import Invalid, NotFound
-from app.apikeys import Principal, Role
-from app.db import Conn
-from app.publishers import get_publisher
+from app.accounts.apikeys import Principal, Role
+from app.accounts.publishers import get_publisher
+from app.core.db import Conn
+from app.errors import InvalidInput, NotFound
 
 
 async def acting_for(conn: Conn, principal: Principal, requested: int | None) -> int:
     """The publisher id a call concerns; another publisher's id answers like a missing one."""
     if principal.role is Role.admin:
         if requested is None:
-            raise Invalid("publisher_id: required with an admin key")
+            raise InvalidInput("publisher_id: required with an admin key")
         if await get_publisher(conn, requested) is None:
             raise NotFound(f"publisher {requested} does not exist")
         return requested

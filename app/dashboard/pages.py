@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from app.dashboard import charts
 from app.reports.income import PeriodIncome
 from app.reports.overview import OrderCounts, Overview, conversion_rate
-from app.traffic import TrafficRow
+from app.traffic.counts import TrafficRow
 
 STYLESHEET = "/dashboard/static/dashboard.css"
 

@@ -17,10 +17,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from app import traffic
+from app.accounts.apikeys import Principal, Role, authenticate
+from app.accounts.publishers import get_publisher
 from app.api import reports as api_reports
 from app.api.deps import ResourcesDep
-from app.apikeys import Principal, Role, authenticate
+from app.core.db import Pool
+from app.core.resources import Resources
 from app.dashboard import pages
 from app.dashboard.sessions import (
     COOKIE,
@@ -32,12 +34,10 @@ from app.dashboard.sessions import (
     Sessions,
     same_token,
 )
-from app.db import Pool
-from app.publishers import get_publisher
 from app.reports import income, overview
 from app.reports.income import PeriodIncome
-from app.resources import Resources
-from app.traffic import Dimension, TrafficQuery, TrafficRow
+from app.traffic import counts, days
+from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
@@ -153,10 +153,10 @@ async def logout(request: Request, resources: ResourcesDep) -> Response:
 
 def _range(first: date | None, last: date | None) -> tuple[date, date]:
     """The days to show: the last 30 by default, at most ``traffic.MAX_DAYS``."""
-    last = min(max(last or datetime.now(UTC).date(), traffic.FIRST_DAY), traffic.LAST_DAY)
+    last = min(max(last or datetime.now(UTC).date(), counts.FIRST_DAY), counts.LAST_DAY)
     first = first or last - timedelta(days=api_reports.DEFAULT_DAYS - 1)
     first, last = min(first, last), max(first, last)
-    first = max(first, last - timedelta(days=traffic.MAX_DAYS - 1), traffic.FIRST_DAY)
+    first = max(first, last - timedelta(days=counts.MAX_DAYS - 1), counts.FIRST_DAY)
     return first, last
 
 
@@ -175,8 +175,8 @@ async def _breakdowns(pool: Pool, owner: int, first: date, last: date) -> _Break
         assert publisher is not None  # a key's publisher is never deleted
         return _Breakdowns(
             publisher.name,
-            await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.day,))),
-            await traffic.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.af,))),
+            await counts.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.day,))),
+            await counts.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.af,))),
             await overview.order_counts_by(conn, owner, first, last, Dimension.day),
             await overview.order_counts_by(conn, owner, first, last, Dimension.af),
         )
@@ -208,7 +208,7 @@ async def _view(
         first=first,
         last=last,
         overview=found,
-        days=traffic.days_of(first, last),
+        days=days.days_of(first, last),
         traffic={row.day: row for row in parts.by_day if row.day is not None},
         orders={d: c for d, c in parts.orders_by_day.items() if isinstance(d, date)},
         top_ids=[

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
-from app.db import Conn
-from app.keys import RedisKeys
+from app.core.db import Conn
+from app.core.keys import RedisKeys
 
 COOKIE = "ct_dash"
 LOGIN_CSRF_COOKIE = "ct_dash_login"

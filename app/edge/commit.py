@@ -16,17 +16,18 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app import resp, stream
-from app.aio import raise_if_cancelling
-from app.keys import RedisKeys
-from app.metrics import (
+from app.clicks import stream
+from app.clicks.spool import Spool
+from app.core import resp
+from app.core.aio import raise_if_cancelling
+from app.core.keys import RedisKeys
+from app.core.metrics import (
     CLICKS_ACCEPTED,
     CLICKS_REPLAYED,
     CLICKS_SPOOLED,
     COMMIT_BATCH_SIZE,
     COMMIT_SECONDS,
 )
-from app.spool import Spool
 
 log = logging.getLogger(__name__)
 

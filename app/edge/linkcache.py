@@ -1,7 +1,7 @@
 """Code → link for the redirect: an in-process cache in front of the Redis mirror, read
 through from Postgres on a miss.
 
-Entries expire after a TTL; a change announced on the links channel (``linkmirror``) evicts
+Entries expire after a TTL; a change announced on the links channel (``app.links.mirror``) evicts
 one at once, and a lost subscription clears everything. When Redis and Postgres are both
 unreachable, an expired entry is served rather than failing the redirect.
 """
@@ -19,12 +19,12 @@ from urllib.parse import quote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app import linkmirror
-from app.aio import raise_if_cancelling
-from app.db import Pool
-from app.keys import RedisKeys
-from app.linkmirror import EdgeLink
-from app.metrics import LINK_CACHE, BufferedCounter
+from app.core.aio import raise_if_cancelling
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.core.metrics import LINK_CACHE, BufferedCounter
+from app.links import mirror
+from app.links.mirror import EdgeLink
 
 log = logging.getLogger(__name__)
 
@@ -161,17 +161,15 @@ class LinkCache:
         else:
             redis_up = True
         if raw is not None:
-            return linkmirror.decode(code, raw)
+            return mirror.decode(code, raw)
         try:
-            link = await linkmirror.load_from_postgres(self._pool, code)
+            link = await mirror.load_from_postgres(self._pool, code)
         except Exception as exc:  # asyncpg raises many kinds; all mean "Postgres unavailable"
             raise LinkUnavailable(code) from exc
         if link is not None and redis_up:
             try:
                 async with asyncio.timeout(self._redis_timeout_s):
-                    await self._redis.set(
-                        key, linkmirror.encode(link), ex=linkmirror.MIRROR_TTL_S, nx=True
-                    )
+                    await self._redis.set(key, mirror.encode(link), ex=mirror.MIRROR_TTL_S, nx=True)
             except (RedisError, OSError, TimeoutError):
                 pass  # the mirror is only a cache
         return link

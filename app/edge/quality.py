@@ -7,7 +7,7 @@ Flags never block a redirect; they keep a click out of billable counts. The cost
 
 from __future__ import annotations
 
-from app.events import Flag
+from app.clicks.record import Flag
 from app.settings import Settings
 
 

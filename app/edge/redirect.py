@@ -15,16 +15,16 @@ import zlib
 import uuid_utils
 from starlette.types import Receive, Scope, Send
 
-from app import events
+from app.clicks import record
+from app.clicks.record import Click, Flag
+from app.core.metrics import REDIRECT_SECONDS, BufferedHistogram
 from app.edge.commit import ClickWriter, NotRecorded
 from app.edge.linkcache import MISS, LinkCache, LinkUnavailable
 from app.edge.params import parse_tracking
 from app.edge.privacy import IpMasker
 from app.edge.quality import request_flags
 from app.edge.session import SessionCookie
-from app.events import Click, Flag
-from app.links import is_valid_code
-from app.metrics import REDIRECT_SECONDS, BufferedHistogram
+from app.links.model import is_valid_code
 
 PREFIX = "/e/"
 
@@ -126,15 +126,15 @@ class Redirect:
                 session_id=session_id,
                 session_new=session_new,
                 ip=self.mask_ip(client[0]) if client else None,
-                user_agent=user_agent[: events.MAX_USER_AGENT] if user_agent else None,
-                referer=_clip(headers.get(b"referer"), events.MAX_REFERER),
-                accept_language=_clip(headers.get(b"accept-language"), events.MAX_ACCEPT_LANGUAGE),
+                user_agent=user_agent[: record.MAX_USER_AGENT] if user_agent else None,
+                referer=_clip(headers.get(b"referer"), record.MAX_REFERER),
+                accept_language=_clip(headers.get(b"accept-language"), record.MAX_ACCEPT_LANGUAGE),
                 method=method,
                 flags=flags & self.enabled_flags,
             )
             shard = zlib.crc32(session_id.encode()) % self.shards if self.shards > 1 else 0
             try:
-                await self.writer.record(events.encode(click), shard)
+                await self.writer.record(record.encode(click), shard)
             except NotRecorded:
                 observe = _OBSERVE_UNAVAILABLE
                 await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])

@@ -1,5 +1,2 @@
-"""The flusher: a separate process that moves clicks from the Redis stream to Postgres."""
-
-from app.flusher.loop import Flusher, Stats
-
-__all__ = ["Flusher", "Stats"]
+"""The flusher process (``python -m app.flusher``): stream → Postgres. Re-exports nothing:
+import ``app.flusher.loop`` and friends by name."""

@@ -10,13 +10,13 @@ import asyncio
 import signal
 import sys
 
-import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import start_http_server
 
-from app.db import create_pool
+from app.core.db import create_pool
+from app.core.logs import setup_logging
+from app.core.redis import create_redis
 from app.flusher.loop import WRITERS, Flusher, default_consumer_name, log
-from app.logs import setup_logging
 from app.settings import ConfigError, Settings, load_settings
 
 EXIT_BAD_CONFIG = 2
@@ -28,10 +28,10 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # The socket timeout must outlast a blocking read.
-    redis = aioredis.Redis.from_url(
+    redis = create_redis(
         settings.redis_url,
-        socket_timeout=settings.flush_block_ms / 1000 + 10,
-        socket_connect_timeout=5,
+        socket_timeout_s=settings.flush_block_ms / 1000 + 10,
+        connect_timeout_s=5,
     )
     shards = settings.shards_to_flush()
     # A connection per batch being written (WRITERS per loop), plus one for partitions and

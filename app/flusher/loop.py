@@ -26,13 +26,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import stream
-from app.db import Pool
-from app.events import STREAM_FIELD, Click, EventError, Flag, decode, encode
-from app.flusher.quality import ClickClassifier
-from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
-from app.keys import RedisKeys
-from app.metrics import (
+from app.clicks import stream
+from app.clicks.record import STREAM_FIELD, Click, EventError, Flag, decode, encode
+from app.clicks.stream import DeadLetter, Entry
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.core.metrics import (
     CLICK_FLAGS,
     FLUSHER_BATCH_SIZE,
     FLUSHER_CLAIMED,
@@ -45,8 +44,9 @@ from app.metrics import (
     STREAM_LENGTH,
     STREAM_PENDING,
 )
+from app.flusher.quality import ClickClassifier
+from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
 from app.settings import Settings
-from app.stream import DeadLetter, Entry
 
 log = logging.getLogger("clicktrack.flusher")
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import crawleruseragents
 import redis.asyncio as aioredis
 
-from app import resp
-from app.events import Click, Flag
-from app.keys import RedisKeys
+from app.clicks.record import Click, Flag
+from app.core import resp
+from app.core.keys import RedisKeys
 from app.settings import Settings
 
 _PATTERN_CHUNK = 50  # one huge alternation is slower than a few medium ones

@@ -3,7 +3,7 @@
 A batch is copied into a per-connection temporary staging table, then inserted into
 ``clicks`` with ``ON CONFLICT DO NOTHING``, in one transaction: a replayed or re-claimed click
 never makes a second row, and a batch is either wholly committed or not at all. The same
-statement counts the rows it inserted into the traffic rollups (``rollups.py``).
+statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 from asyncpg.pgproto.pgproto import UUID  # uuid.UUID's subclass, parsed in C: 10x faster
 
-from app.db import Pool
-from app.events import Click, EventError
-from app.flusher import rollups
+from app.clicks.record import Click, EventError
+from app.core.db import Pool
+from app.traffic import rollups
 
 COLUMNS = (
     "click_id",

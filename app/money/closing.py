@@ -25,7 +25,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from app.db import Conn, Pool
+from app.core.db import Conn, Pool
 from app.money.commission import ZERO, order_commission
 from app.money.ledger import EntryKind, lock_account
 from app.money.periods import Period, periods_between

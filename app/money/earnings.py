@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from app.db import Conn
+from app.core.db import Conn
 from app.money.closing import closed_sales
 from app.money.commission import ZERO, commission
 from app.money.periods import START_DAY, Month, Period

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from app.db import Conn
+from app.core.db import Conn
 from app.money.commission import ZERO, is_cents
 
 

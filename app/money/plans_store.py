@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from enum import StrEnum
 
-from app.db import Conn
+from app.core.db import Conn
 from app.money.periods import Period
 from app.money.plan import Plan, WithdrawalRules, plan_from_data
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from app.db import Conn
-from app.events import Flag
+from app.clicks.record import Flag
+from app.core.db import Conn
 
 # Far wider than the real gap (a few ms), still a tiny slice of one day's partition.
 CLICK_WINDOW = timedelta(seconds=60)

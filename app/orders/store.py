@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from app.db import Conn
+from app.core.db import Conn
 from app.orders.attribution import attribute_order, canonical_click_ref, parse_click_ref
 from app.orders.status import Attribution, OrderStatus, advances, qualifies
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from app.db import Conn
+from app.core.db import Conn
 from app.money import closing, earnings
 from app.money.commission import ZERO
 from app.money.periods import Period, periods_between

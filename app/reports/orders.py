@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg
 
-from app.db import Conn, Pool
-from app.flusher.rollups import day_bounds
+from app.core.db import Conn, Pool
 from app.money.commission import ZERO
 from app.money.earnings import CommissionEstimator
 from app.orders.status import Attribution, OrderStatus, can_still_qualify
 from app.reports.csvout import Cell
+from app.traffic.days import day_bounds
 
 PREFETCH = 2000
 

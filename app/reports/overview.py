@@ -3,7 +3,7 @@ dashboard charts.
 
 - *This Month Estimated Commission*, *Income Last Month*, *Account Balance*: as
   ``/money/summary`` (``money.earnings``, ``money.ledger``; months in the period time zone).
-- over a range of UTC days: *clicks* (all, billable, unique, flagged: ``app.traffic``),
+- over a range of UTC days: *clicks* (all, billable, unique, flagged: ``app.traffic.counts``),
   *orders* (attributed orders placed in the range, every status: the glossary's All Orders),
   *completed orders*, *total amount* (the amount of those orders, refunded and invalid ones
   left out), *conversion rate* = completed orders / billable clicks (flagged clicks are not
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
-from app import traffic
-from app.db import Conn, Pool
-from app.flusher.rollups import day_bounds
+from app.core.db import Conn, Pool
 from app.money import earnings, ledger
 from app.money.periods import Month
+from app.traffic import counts
+from app.traffic.days import day_bounds
 
 RATE_PLACES = Decimal("0.000001")
 
@@ -82,14 +82,14 @@ async def order_counts(conn: Conn, publisher_id: int, first: date, last: date) -
 
 
 async def order_counts_by(
-    conn: Conn, publisher_id: int, first: date, last: date, dimension: traffic.Dimension
+    conn: Conn, publisher_id: int, first: date, last: date, dimension: counts.Dimension
 ) -> dict[date | str | None, OrderCounts]:
     """Order counts per UTC day of the order time, or per tracking string."""
     start, _ = day_bounds(first)
     _, end = day_bounds(last)
-    if dimension is traffic.Dimension.day:
+    if dimension is counts.Dimension.day:
         key = "(ordered_at AT TIME ZONE 'UTC')::date"
-    elif dimension is traffic.Dimension.link:
+    elif dimension is counts.Dimension.link:
         key = "code"
     else:
         key = dimension.value
@@ -109,12 +109,12 @@ async def overview(
         async with pool.acquire() as conn:
             return await earnings.estimate_month(conn, publisher_id, this_month, tz, now)
 
-    async def the_rest() -> tuple[Decimal, Decimal, traffic.TrafficRow, OrderCounts]:
+    async def the_rest() -> tuple[Decimal, Decimal, counts.TrafficRow, OrderCounts]:
         async with pool.acquire() as conn:
             income = await earnings.income_month(conn, publisher_id, this_month.previous(), tz)
             balance = await ledger.balance(conn, publisher_id)
-            query = traffic.TrafficQuery(publisher_id, first, last, group_by=())
-            counted = traffic.totals(await traffic.traffic_report(conn, query))
+            query = counts.TrafficQuery(publisher_id, first, last, group_by=())
+            counted = counts.totals(await counts.traffic_report(conn, query))
             orders = await order_counts(conn, publisher_id, first, last)
         return income.net, balance, counted, orders
 

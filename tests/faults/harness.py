@@ -35,8 +35,8 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from app import links
-from app.keys import RedisKeys
+from app.core.keys import RedisKeys
+from app.links import store as link_store
 from tests.support.processes import PROJECT_ROOT, Child, child_env, free_port, start_web
 
 REDIS_CONF = PROJECT_ROOT / "deploy" / "redis" / "redis.conf"
@@ -615,7 +615,7 @@ class Faults:
         scenario = Scenario(self, name)
         conn = await asyncpg.connect(self.postgres.url)
         try:
-            link = await links.create_link(conn, self.publisher_id, DESTINATION)
+            link = await link_store.create_link(conn, self.publisher_id, DESTINATION)
         finally:
             await conn.close()
         scenario.code, scenario.link_id = link.code, link.id

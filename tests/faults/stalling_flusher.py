@@ -1,7 +1,7 @@
 """``python -m tests.faults.stalling_flusher``: the real flusher, except that it never acks.
 
 Scenario 8 needs a flusher that dies after its Postgres commit and before its ``XACK``. Here
-``app.stream.ack``, which the flusher calls only once its batch is committed, is replaced in
+``app.clicks.stream.ack``, which the flusher calls only once its batch is committed, is replaced in
 this process (never in the app) by a stand-in that logs the batch and then waits forever;
 the test SIGKILLs the process when it sees that line, so the kill lands exactly between the
 commit and the ack, every time.
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from app import stream
+from app.clicks import stream
+from app.clicks.stream import DeadLetter
+from app.core.keys import RedisKeys
 from app.flusher.__main__ import main
-from app.keys import RedisKeys
-from app.stream import DeadLetter
 
 MARKER = "committed-not-acked"
 

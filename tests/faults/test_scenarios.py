@@ -20,8 +20,8 @@ import orjson
 import pytest
 import uuid_utils
 
-from app import events, stream
-from app.events import Click
+from app.clicks import record, stream
+from app.clicks.record import Click
 from tests.faults.harness import CLAIM_IDLE_MS, Faults, Scenario
 from tests.faults.stalling_flusher import MARKER
 from tests.support.processes import Child
@@ -309,11 +309,11 @@ def _malformed() -> list[dict[bytes, bytes]]:
         {**good, "sn": "yes"},
         [1, 2, 3],
     ]
-    entries = [{events.STREAM_FIELD: orjson.dumps(body)} for body in bodies]
+    entries = [{record.STREAM_FIELD: orjson.dumps(body)} for body in bodies]
     entries += [
-        {events.STREAM_FIELD: b"not json"},
-        {events.STREAM_FIELD: b"\xff\xfe\x00"},
-        {events.STREAM_FIELD: b""},
+        {record.STREAM_FIELD: b"not json"},
+        {record.STREAM_FIELD: b"\xff\xfe\x00"},
+        {record.STREAM_FIELD: b""},
         {b"other": b"no c field"},
     ]
     return entries
@@ -330,7 +330,7 @@ async def test_10_malformed_entries_go_to_the_dead_letters(faults: Faults) -> No
                 for n, bad in enumerate(_malformed()):
                     good = _click(sc, f"hand{n}")
                     sc.expect(good.click_id, good.af or "")
-                    pipe.xadd(sc.keys.clicks_stream, {events.STREAM_FIELD: events.encode(good)})
+                    pipe.xadd(sc.keys.clicks_stream, {record.STREAM_FIELD: record.encode(good)})
                     pipe.xadd(sc.keys.clicks_stream, bad)  # type: ignore[arg-type]
                 ids = await pipe.execute()
             bad_ids = ids[1::2]

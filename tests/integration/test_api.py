@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db import Pool
+from app.core.db import Pool
 
 
 def bearer(key: str) -> dict[str, str]:

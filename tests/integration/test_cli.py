@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from app.db import Pool
+from app.core.db import Pool
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

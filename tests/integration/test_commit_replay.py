@@ -13,9 +13,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from app.clicks.spool import Spool
+from app.core.keys import RedisKeys
 from app.edge.commit import ClickWriter
-from app.keys import RedisKeys
-from app.spool import Spool
 from tests.conftest import TEST_REDIS_URL
 
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app.apikeys import Role, create_key
+from app.accounts.apikeys import Role, create_key
+from app.core.db import Pool
 from app.dashboard.sessions import COOKIE, LOGIN_CSRF_COOKIE
-from app.db import Pool
 from app.main import create_app
 from app.settings import Settings
 

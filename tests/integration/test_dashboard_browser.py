@@ -30,9 +30,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app import links
-from app.apikeys import Role, create_key
-from app.events import Click, Flag
+from app.accounts.apikeys import Role, create_key
+from app.clicks.record import Click, Flag
+from app.links import store as link_store
 from app.money.periods import Period
 from app.settings import Settings
 from tests.conftest import TEST_REDIS_URL
@@ -127,7 +127,7 @@ async def populate(site: Site, settings: Settings, pool_url: str) -> None:
     async with own_pool(pool_url) as pool:
         try:
             async with pool.acquire() as conn:
-                link = await links.create_link(
+                link = await link_store.create_link(
                     conn, site.publisher_id, "https://shop.example.com/a"
                 )
                 await ensure_default_plan(conn)

@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import stream
-from app.events import Click, Flag, encode
+from app.clicks import stream
+from app.clicks.record import Click, Flag, encode
+from app.core.keys import RedisKeys
 from app.flusher.quality import KEEP_MS, ClickClassifier
-from app.keys import RedisKeys
 from app.settings import Settings
 from tests.support.processes import PROJECT_ROOT, free_port
 from tests.support.reports import click as scripted_click

@@ -21,14 +21,14 @@ import uuid_utils
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app import stream
-from app.db import Pool, create_pool
-from app.events import Click, Flag, encode
-from app.flusher import Flusher
-from app.keys import RedisKeys
-from app.migrate import migrate
+from app.clicks import stream
+from app.clicks.record import Click, Flag, encode
+from app.clicks.stream import Entry
+from app.core.db import Pool, create_pool
+from app.core.keys import RedisKeys
+from app.core.migrate import migrate
+from app.flusher.loop import Flusher
 from app.settings import Settings
-from app.stream import Entry
 from tests.conftest import TEST_REDIS_URL, create_database, drop_database
 
 REPO = Path(__file__).resolve().parents[2]

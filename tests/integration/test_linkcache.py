@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from app import links
-from app.db import Pool
+from app.core.db import Pool
+from app.core.keys import RedisKeys
 from app.edge.linkcache import LinkCache
-from app.keys import RedisKeys
+from app.links import store as link_store
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def test_a_silent_redis_costs_a_lookup_at_most_the_redis_timeout(
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('L') RETURNING id"
         )
-        link = await links.create_link(conn, publisher_id, "https://shop.example.com/x")
+        link = await link_store.create_link(conn, publisher_id, "https://shop.example.com/x")
     cache = LinkCache(
         silent_redis,
         pool,

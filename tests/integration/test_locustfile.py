@@ -9,10 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from app import links
-from app.apikeys import Role, create_key
-from app.db import Pool
-from app.publishers import create_publisher
+from app.accounts.apikeys import Role, create_key
+from app.accounts.publishers import create_publisher
+from app.core.db import Pool
+from app.links import store as link_store
 from app.settings import Settings
 from tests.support.processes import PROJECT_ROOT, start_web
 
@@ -37,7 +37,9 @@ async def create_data(pool: Pool) -> str:
         publisher = await create_publisher(conn, "locust smoke")
         _, key = await create_key(conn, Role.publisher, publisher.id, "locust smoke")
         codes = [
-            (await links.create_link(conn, publisher.id, f"https://shop.example.com/i/{n}")).code
+            (
+                await link_store.create_link(conn, publisher.id, f"https://shop.example.com/i/{n}")
+            ).code
             for n in range(40)
         ]
     return json.dumps({"codes": codes, "api_key": key})

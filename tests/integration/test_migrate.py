@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.migrate import MigrationError, load_migrations, migrate
+from app.core.migrate import MigrationError, load_migrations, migrate
 from tests.conftest import create_database, drop_database
 
 

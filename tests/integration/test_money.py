@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db import Pool
+from app.core.db import Pool
 from app.money import ledger
 from tests.support.orders import (
     add_click,

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from app.db import Conn, Pool
+from app.core.db import Conn, Pool
 from app.money import closing, ledger
 from app.money.ledger import WithdrawalRefused
 from app.money.periods import Period

@@ -14,9 +14,10 @@ from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import links
-from app.db import Pool
-from app.flusher import Flusher
+from app.core.db import Pool
+from app.flusher.loop import Flusher
+from app.links import model as link_model
+from app.links import store as link_store
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import TEST_REDIS_URL
@@ -42,16 +43,16 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-async def link(pool: Pool) -> links.Link:
+async def link(pool: Pool) -> link_model.Link:
     async with pool.acquire() as conn:
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('M') RETURNING id"
         )
-        return await links.create_link(conn, publisher_id, "https://example.com/m")
+        return await link_store.create_link(conn, publisher_id, "https://example.com/m")
 
 
 async def test_metrics_move_by_the_right_amounts(
-    app_client: httpx.AsyncClient, link: links.Link, settings: Settings, pool: Pool
+    app_client: httpx.AsyncClient, link: link_model.Link, settings: Settings, pool: Pool
 ) -> None:
     before = await scrape(app_client)
     for _ in range(7):

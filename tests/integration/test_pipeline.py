@@ -20,10 +20,11 @@ import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app import links
-from app.db import Pool
-from app.flusher import Flusher
-from app.keys import RedisKeys
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.flusher.loop import Flusher
+from app.links import model as link_model
+from app.links import store as link_store
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import TEST_REDIS_URL
@@ -51,12 +52,12 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def link(pool: Pool) -> links.Link:
+async def link(pool: Pool) -> link_model.Link:
     async with pool.acquire() as conn:
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('E') RETURNING id"
         )
-        return await links.create_link(conn, publisher_id, "https://shop.example.com/p?x=1")
+        return await link_store.create_link(conn, publisher_id, "https://shop.example.com/p?x=1")
 
 
 @asynccontextmanager
@@ -145,7 +146,9 @@ def spool_files(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("spool-*.log"))
 
 
-async def assert_stored_exactly(pool: Pool, link: links.Link, accepted: dict[str, Sent]) -> None:
+async def assert_stored_exactly(
+    pool: Pool, link: link_model.Link, accepted: dict[str, Sent]
+) -> None:
     await wait_for_rows(pool, link.code, len(accepted))
     rows = await pool.fetch("SELECT * FROM clicks WHERE code = $1", link.code)
     by_id = {str(row["click_id"]): row for row in rows}
@@ -165,7 +168,7 @@ async def assert_stored_exactly(pool: Pool, link: links.Link, accepted: dict[str
 
 @pytest.mark.parametrize(("flusher_count", "shards"), [(1, 1), (2, 1), (2, 4)])
 async def test_ten_thousand_clicks_become_ten_thousand_rows(
-    settings: Settings, pool: Pool, link: links.Link, flusher_count: int, shards: int
+    settings: Settings, pool: Pool, link: link_model.Link, flusher_count: int, shards: int
 ) -> None:
     settings = settings.model_copy(update={"stream_shards": shards})
     async with (
@@ -191,7 +194,7 @@ async def test_ten_thousand_clicks_become_ten_thousand_rows(
 
 
 async def test_redis_unreachable_clicks_are_spooled_then_stored_once(
-    settings: Settings, pool: Pool, link: links.Link, spool_dir: Path
+    settings: Settings, pool: Pool, link: link_model.Link, spool_dir: Path
 ) -> None:
     proxy = CuttableProxy("127.0.0.1", urlsplit(TEST_REDIS_URL).port or 6379)
     await proxy.start()
@@ -215,7 +218,7 @@ async def test_redis_unreachable_clicks_are_spooled_then_stored_once(
 
 
 async def test_spool_left_by_a_dead_worker_is_replayed_by_the_next(
-    settings: Settings, pool: Pool, link: links.Link, spool_dir: Path
+    settings: Settings, pool: Pool, link: link_model.Link, spool_dir: Path
 ) -> None:
     proxy = CuttableProxy("127.0.0.1", urlsplit(TEST_REDIS_URL).port or 6379)
     await proxy.start()

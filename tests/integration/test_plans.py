@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from app.db import Pool
-from app.merchants import sign, verify
+from app.accounts.merchants import sign, verify
+from app.core.db import Pool
 from app.money.plan import DEFAULT_PLAN_FILE, read_plan_file
 from tests.support.orders import ensure_default_plan
 

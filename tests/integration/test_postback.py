@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app import links
-from app.db import Pool
-from app.events import Flag
+from app.clicks.record import Flag
+from app.core.db import Pool
+from app.links import model as link_model
 from tests.support.orders import (
     add_click,
     new_link,
@@ -35,7 +35,7 @@ class Shop:
     merchant_id: int
     secret: str
     publisher_id: int
-    link: links.Link
+    link: link_model.Link
 
     async def post(self, client: httpx.AsyncClient, body: bytes, **headers: str) -> httpx.Response:
         sent = {**signed(self.merchant_id, self.secret, body), **headers}

@@ -16,13 +16,14 @@ import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
-from app import links
-from app.db import Pool
-from app.events import Flag
-from app.flusher import Flusher
+from app.clicks.record import Flag
+from app.core.db import Pool
+from app.flusher.loop import Flusher
+from app.links import model as link_model
+from app.links import store as link_store
 from app.main import create_app
 from app.settings import IpMode, Settings
-from app.traffic import traffic_by_day_and_link
+from app.traffic.recount import traffic_by_day_and_link
 from tests.conftest import TEST_REDIS_URL
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
@@ -68,16 +69,16 @@ async def flags_when_stored(pool: Pool, click_ids: list[str]) -> dict[str, Flag]
 
 
 @pytest.fixture
-async def link(pool: Pool) -> links.Link:
+async def link(pool: Pool) -> link_model.Link:
     async with pool.acquire() as conn:
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('Q') RETURNING id"
         )
-        return await links.create_link(conn, publisher_id, "https://example.com/q")
+        return await link_store.create_link(conn, publisher_id, "https://example.com/q")
 
 
 async def test_a_scripted_mix_gets_exactly_the_expected_flags(
-    settings: Settings, pool: Pool, link: links.Link
+    settings: Settings, pool: Pool, link: link_model.Link
 ) -> None:
     settings = settings.model_copy(update={"duplicate_window_s": 30, "ip_clicks_per_minute": 20})
     code = link.code
@@ -131,7 +132,7 @@ async def test_a_scripted_mix_gets_exactly_the_expected_flags(
     assert row.flagged == 5 + 3 + 19 + 10
 
 
-async def test_unique_clicks_count_sessions_not_requests(pool: Pool, link: links.Link) -> None:
+async def test_unique_clicks_count_sessions_not_requests(pool: Pool, link: link_model.Link) -> None:
     """A returning visitor clicking again after the window is billable twice, unique once."""
     day = date(2026, 3, 10)
     await pool.execute("SELECT ensure_click_partition($1)", day)
@@ -170,7 +171,7 @@ async def test_unique_clicks_count_sessions_not_requests(pool: Pool, link: links
     ],
 )
 async def test_client_ip_is_stored_as_configured(
-    settings: Settings, pool: Pool, link: links.Link, mode: IpMode, expected: str
+    settings: Settings, pool: Pool, link: link_model.Link, mode: IpMode, expected: str
 ) -> None:
     settings = settings.model_copy(update={"ip_mode": mode})
     async with running(settings, pool) as app, visitor(app, "203.0.113.77") as browser:
@@ -180,7 +181,7 @@ async def test_client_ip_is_stored_as_configured(
 
 
 async def test_hashed_ips_are_keyed_and_stable(
-    settings: Settings, pool: Pool, link: links.Link
+    settings: Settings, pool: Pool, link: link_model.Link
 ) -> None:
     settings = settings.model_copy(update={"ip_mode": IpMode.hash})
     async with running(settings, pool) as app:
@@ -194,7 +195,9 @@ async def test_hashed_ips_are_keyed_and_stable(
     assert "2001" not in hashes[0]["ip"] and len(hashes[0]["ip"]) == 32
 
 
-async def test_flags_can_be_switched_off(settings: Settings, pool: Pool, link: links.Link) -> None:
+async def test_flags_can_be_switched_off(
+    settings: Settings, pool: Pool, link: link_model.Link
+) -> None:
     settings = settings.model_copy(
         update={
             "flag_bots": False,
@@ -210,7 +213,7 @@ async def test_flags_can_be_switched_off(settings: Settings, pool: Pool, link: l
 
 
 async def test_extra_bot_patterns_from_a_file(
-    settings: Settings, pool: Pool, link: links.Link, tmp_path: Path
+    settings: Settings, pool: Pool, link: link_model.Link, tmp_path: Path
 ) -> None:
     patterns = tmp_path / "bots.json"
     patterns.write_text('["ExampleInternalMonitor", {"pattern": "acme-checker/"}]')

@@ -12,10 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app import events, links
-from app.db import Pool
-from app.events import Click, Flag
-from app.keys import RedisKeys
+from app.clicks import record
+from app.clicks.record import Click, Flag
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.links import model as link_model
+from app.links import store as link_store
 from app.main import create_app
 from app.settings import Settings
 
@@ -28,11 +30,11 @@ async def publisher_id(pool: Pool) -> int:
 
 async def make_link(
     pool: Pool, publisher_id: int, destination: str, **fields: object
-) -> links.Link:
+) -> link_model.Link:
     async with pool.acquire() as conn:
-        link = await links.create_link(conn, publisher_id, destination)
+        link = await link_store.create_link(conn, publisher_id, destination)
         if fields:
-            link = await links.update_link(conn, link.id, **fields)  # type: ignore[arg-type]
+            link = await link_store.update_link(conn, link.id, **fields)  # type: ignore[arg-type]
     return link
 
 
@@ -40,7 +42,7 @@ async def stream_clicks(redis: aioredis.Redis, settings: Settings) -> list[Click
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
         RedisKeys(settings.key_prefix).clicks_stream
     )
-    return [events.decode(fields[events.STREAM_FIELD]) for _, fields in entries]
+    return [record.decode(fields[record.STREAM_FIELD]) for _, fields in entries]
 
 
 async def test_a_click_is_recorded_then_redirected(
@@ -158,7 +160,7 @@ async def test_unknown_disabled_expired_and_malformed_codes(
     settings: Settings,
 ) -> None:
     disabled = await make_link(
-        pool, publisher_id, "https://example.com/d", status=links.LinkStatus.disabled
+        pool, publisher_id, "https://example.com/d", status=link_model.LinkStatus.disabled
     )
     expired = await make_link(
         pool, publisher_id, "https://example.com/x", expires_at=datetime.now(UTC) - timedelta(1)

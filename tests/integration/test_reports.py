@@ -23,9 +23,9 @@ import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 
-from app.apikeys import Role, create_key
-from app.db import Pool
-from app.events import Click, Flag
+from app.accounts.apikeys import Role, create_key
+from app.clicks.record import Click, Flag
+from app.core.db import Pool
 from app.main import create_app
 from app.money.periods import Month, Period
 from app.settings import Settings

@@ -16,12 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from app import stream, traffic
-from app.db import Pool
-from app.events import Click, Flag, encode
-from app.flusher import Flusher
-from app.keys import RedisKeys
+from app.clicks import stream
+from app.clicks.record import Click, Flag, encode
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.flusher.loop import Flusher
 from app.settings import Settings
+from app.traffic import recount
 from tests.support.reports import EPOCH, click, own_database, own_pool, quiet
 
 TRACKING = [None, "", "a", "b", "ü"]
@@ -81,13 +82,13 @@ async def drain(redis: aioredis.Redis, keys: RedisKeys, *flushers: Flusher) -> N
 
 async def assert_rollups_match_raw_rows(pool: Pool, first: date, last: date) -> int:
     async with pool.acquire() as conn:
-        recounted = await traffic.recount_tracking_days(conn, first, last)
-        assert await traffic.rollup_tracking_days(conn, first, last) == recounted
+        recounted = await recount.recount_tracking_days(conn, first, last)
+        assert await recount.rollup_tracking_days(conn, first, last) == recounted
         by_link: dict[tuple[int, date, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         for (publisher, day, link, *_), counts in recounted.items():
             for n, count in enumerate(counts):
                 by_link[publisher, day, link][n] += count
-        rolled = await traffic.rollup_link_days(conn, first, last)
+        rolled = await recount.rollup_link_days(conn, first, last)
         assert rolled == {key: tuple(v) for key, v in by_link.items()}
     return sum(c for c, _, _ in recounted.values())
 

@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
-from app import links
-from app.apikeys import Role, create_key
-from app.db import Pool
+from app.accounts.apikeys import Role, create_key
+from app.core.db import Pool
+from app.links import model as link_model
+from app.links import store as link_store
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import TEST_REDIS_URL
@@ -34,7 +35,7 @@ class Target:
 
     app: ASGIApp
     settings: Settings
-    link: links.Link
+    link: link_model.Link
     admin_key: str
     publisher_key: str
     publisher_id: int
@@ -62,7 +63,7 @@ async def target(
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('security') RETURNING id"
         )
-        link = await links.create_link(conn, publisher_id, DESTINATION)
+        link = await link_store.create_link(conn, publisher_id, DESTINATION)
         _, admin_key = await create_key(conn, Role.admin, None, "security admin")
         _, publisher_key = await create_key(conn, Role.publisher, publisher_id, "security")
     try:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app import links
-from app.apikeys import Role, create_key
-from app.db import Pool
+from app.accounts.apikeys import Role, create_key
+from app.core.db import Pool
+from app.links import store as link_store
 from tests.conftest import TEST_REDIS_URL
 from tests.security.conftest import DESTINATION
 from tests.support.processes import Child, start_web
@@ -39,7 +39,7 @@ async def server(
         publisher_id = await conn.fetchval(
             "INSERT INTO publishers (name) VALUES ('wire') RETURNING id"
         )
-        link = await links.create_link(conn, publisher_id, DESTINATION)
+        link = await link_store.create_link(conn, publisher_id, DESTINATION)
         _, key = await create_key(conn, Role.publisher, publisher_id, "wire")
     folder: Path = tmp_path_factory.mktemp("wire")
     child, base_url = await start_web(

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message
 
-from app import events
+from app.clicks import record
+from app.clicks.record import Click, Flag
+from app.core.keys import RedisKeys
 from app.edge.session import SessionCookie
-from app.events import Click, Flag
-from app.keys import RedisKeys
 from tests.conftest import TEST_REDIS_URL
 from tests.security.conftest import DESTINATION, FUZZ, Target
 
@@ -105,7 +105,7 @@ async def recorded(target: Target, click_id: str) -> Click:
     finally:
         await client.aclose()
     for _, fields in entries:
-        click = events.decode(fields[events.STREAM_FIELD])
+        click = record.decode(fields[record.STREAM_FIELD])
         if click.click_id == click_id:
             return click
     raise AssertionError(f"click {click_id} not in the stream")

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from app import links, merchants
-from app.db import Conn
+from app.accounts import merchants
+from app.core.db import Conn
+from app.links import model as link_model
+from app.links import store as link_store
 from app.money import plans_store
 from app.money.plan import DEFAULT_PLAN_FILE, read_plan_file
 from app.money.plans_store import PutOutcome
@@ -33,13 +35,13 @@ async def new_publisher(conn: Conn, name: str = "Money test") -> int:
     return publisher_id
 
 
-async def new_link(conn: Conn, publisher_id: int) -> links.Link:
-    return await links.create_link(conn, publisher_id, "https://shop.example.com/item/1")
+async def new_link(conn: Conn, publisher_id: int) -> link_model.Link:
+    return await link_store.create_link(conn, publisher_id, "https://shop.example.com/item/1")
 
 
 async def add_click(
     conn: Conn,
-    link: links.Link,
+    link: link_model.Link,
     when: datetime,
     *,
     flags: int = 0,

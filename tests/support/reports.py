@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from app import stream
-from app.db import Pool, create_pool
-from app.events import Click, encode
-from app.flusher import Flusher
-from app.keys import RedisKeys
+from app.clicks import stream
+from app.clicks.record import Click, encode
+from app.core.db import Pool, create_pool
+from app.core.keys import RedisKeys
+from app.flusher.loop import Flusher
 from app.settings import Settings
 from tests.conftest import migrated_database
 from tests.support.orders import uuid7_at

@@ -17,11 +17,11 @@ import uuid_utils
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from app.clicks.record import Click, EventError, decode, encode
 from app.edge.linkcache import RedirectTarget
-from app.events import Click, EventError, decode, encode
 from app.flusher.sink import to_row
-from app.linkmirror import EdgeLink
-from app.links import LinkError, validate_destination
+from app.links.mirror import EdgeLink
+from app.links.model import LinkError, validate_destination
 
 HOSTS = ("example.com", "*.example.com")
 PARAM = "aff_click_id"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.events import STREAM_FIELD, VERSION, Click, EventError, Flag, decode, encode
+from app.clicks.record import STREAM_FIELD, VERSION, Click, EventError, Flag, decode, encode
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TRACKING = st.none() | st.text(max_size=128)
@@ -190,6 +190,6 @@ def test_truncated_or_padded_payloads_are_rejected(click: Click, junk: bytes) ->
 
 
 def test_encode_writes_every_field_of_the_contract() -> None:
-    from app.events import _FIELDS
+    from app.clicks.record import _FIELDS
 
     assert set(body_of(SAMPLE)) == {"v", *_FIELDS}

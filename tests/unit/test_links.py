@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.links import LinkError, host_allowed, is_valid_code, random_code, validate_destination
+from app.links.model import (
+    LinkError,
+    host_allowed,
+    is_valid_code,
+    random_code,
+    validate_destination,
+)
 
 HOSTS = ("example.com", "*.shop.example.net")
 label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)

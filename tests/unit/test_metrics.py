@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from app.metrics import BufferedCounter, BufferedHistogram, flush_buffered
+from app.core.metrics import BufferedCounter, BufferedHistogram, flush_buffered
 
 BUCKETS = (0.0005, 0.001, 0.005, 0.1, 1.0)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.events import Flag
-from app.merchants import SignatureError, sign, verify
+from app.accounts.merchants import SignatureError, sign, verify
+from app.clicks.record import Flag
 from app.orders.attribution import canonical_click_ref, flag_reason, parse_click_ref
 from app.orders.status import FINAL, OrderStatus, advances, can_still_qualify, qualifies
 from tests.support.orders import uuid7_at

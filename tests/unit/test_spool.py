@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.spool import Spool
+from app.clicks.spool import Spool
 
 
 async def collect(spool: Spool) -> list[bytes]:

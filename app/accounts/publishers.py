@@ -8,7 +8,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from app.db import Conn
+from app.core.db import Conn
 
 
 class PublisherKind(StrEnum):

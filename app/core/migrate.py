@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # An arbitrary constant shared by every clicktrack process: "ctmigr" in ASCII.
 ADVISORY_LOCK_KEY = 0x63746D69677200
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.db import Conn
+from app.core.db import Conn
 
 KEY_PREFIX = "ctk_"
 

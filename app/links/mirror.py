@@ -16,9 +16,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.db import Pool
-from app.keys import RedisKeys
-from app.links import Link, LinkStatus
+from app.core.db import Pool
+from app.core.keys import RedisKeys
+from app.links.model import Link, LinkStatus
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from app import resp
-from app.events import STREAM_FIELD
-from app.keys import RedisKeys
+from app.clicks.record import STREAM_FIELD
+from app.core import resp
+from app.core.keys import RedisKeys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """One stream entry: its id and its fields (empty when the entry was deleted meanwhile)."""

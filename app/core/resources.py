@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from app.db import Pool
-from app.keys import RedisKeys
+from app.core.db import Pool
+from app.core.keys import RedisKeys
 from app.settings import Settings
 
 

@@ -18,9 +18,10 @@ deleting that day's rollups, under a table lock that makes flushers wait for it.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 
-from app.db import Conn
+from app.core.db import Conn
+from app.traffic.days import day_bounds
 
 # What a source of ``new_clicks`` must return.
 SOURCE_COLUMNS = "ts, publisher_id, link_id, af, cn, cv, session_id, flags"
@@ -77,11 +78,6 @@ def counting(source: str) -> str:
 _RECOUNT_DAY = counting(
     f"SELECT {SOURCE_COLUMNS} FROM clicks WHERE ts >= $1::timestamptz AND ts < $2::timestamptz"
 )
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 async def backfill_day(conn: Conn, day: date) -> int:

@@ -21,7 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
-from app.db import Conn
+from app.core.db import Conn
 
 SECRET_PREFIX = "ctm_"
 SIGNATURE_PREFIX = "sha256="

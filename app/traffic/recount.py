@@ -1,0 +1,113 @@
+"""Recounts from raw clicks: the rollups' definition applied to the stored rows, to check the
+rollups against (tests, ``bench/reports.py``) and for a publisher's counts per day and link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from app.core.db import Conn
+from app.traffic.days import day_bounds
+
+FineKey = tuple[int, date, int, str | None, str | None, str | None]
+Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
+
+
+async def recount_tracking_days(conn: Conn, first: date, last: date) -> dict[FineKey, Counts]:
+    """Counts per (publisher, day, link, af, cn, cv), recounted from the raw clicks."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    records = await conn.fetch(
+        """SELECT publisher_id, (ts AT TIME ZONE 'UTC')::date AS day, link_id, af, cn, cv,
+                  count(*) AS clicks,
+                  count(DISTINCT session_id) FILTER (WHERE flags = 0) AS unique_clicks,
+                  count(*) FILTER (WHERE flags <> 0) AS flagged
+           FROM clicks WHERE ts >= $1 AND ts < $2
+           GROUP BY 1, 2, 3, 4, 5, 6""",
+        start,
+        end,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"], r["af"], r["cn"], r["cv"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+async def rollup_tracking_days(conn: Conn, first: date, last: date) -> dict[FineKey, Counts]:
+    """The same counts as ``recount_tracking_days``, read from the rollups."""
+    records = await conn.fetch(
+        """SELECT publisher_id, day, link_id, af, cn, cv, clicks, unique_clicks, flagged
+           FROM traffic_tracking_days WHERE day BETWEEN $1 AND $2""",
+        first,
+        last,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"], r["af"], r["cn"], r["cv"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+async def rollup_link_days(
+    conn: Conn, first: date, last: date
+) -> dict[tuple[int, date, int], Counts]:
+    """Counts per (publisher, day, link) from the coarser rollup."""
+    records = await conn.fetch(
+        """SELECT publisher_id, day, link_id, clicks, unique_clicks, flagged
+           FROM traffic_link_days WHERE day BETWEEN $1 AND $2""",
+        first,
+        last,
+    )
+    return {
+        (r["publisher_id"], r["day"], r["link_id"]): (
+            r["clicks"],
+            r["unique_clicks"],
+            r["flagged"],
+        )
+        for r in records
+    }
+
+
+@dataclass(frozen=True)
+class LinkDay:
+    day: date
+    link_id: int
+    clicks: int
+    billable: int
+    unique: int
+    flagged: int
+
+
+async def traffic_by_day_and_link(
+    conn: Conn, publisher_id: int, first_day: date, last_day: date
+) -> list[LinkDay]:
+    """One publisher's counts per (day, link), recounted from its raw clicks."""
+    start, _ = day_bounds(first_day)
+    _, end = day_bounds(last_day)
+    rows = await conn.fetch(
+        """SELECT (ts AT TIME ZONE 'UTC')::date AS day, link_id,
+                  count(*) AS clicks,
+                  count(*) FILTER (WHERE flags = 0) AS billable,
+                  count(DISTINCT (af, cn, cv, session_id)) FILTER (WHERE flags = 0)
+                      AS unique_clicks,
+                  count(*) FILTER (WHERE flags <> 0) AS flagged
+           FROM clicks
+           WHERE publisher_id = $1 AND ts >= $2 AND ts < $3
+           GROUP BY 1, 2 ORDER BY 1, 2""",
+        publisher_id,
+        start,
+        end,
+    )
+    return [
+        LinkDay(
+            r["day"], r["link_id"], r["clicks"], r["billable"], r["unique_clicks"], r["flagged"]
+        )
+        for r in rows
+    ]
