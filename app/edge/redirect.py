@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 
 import uuid_utils
 from starlette.types import Receive, Scope, Send
@@ -24,6 +25,7 @@ from app.edge.params import parse_tracking
 from app.edge.privacy import IpMasker
 from app.edge.quality import request_flags
 from app.edge.session import SessionCookie
+from app.links.mirror import EdgeLink
 from app.links.model import is_valid_code
 
 PREFIX = "/e/"
@@ -43,6 +45,8 @@ _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _READ_METHODS = frozenset(("GET", "HEAD"))
 _PREFIX_LENGTH = len(PREFIX)
 _PARAMS_INVALID = int(Flag.params_invalid)
+# Records one answer's latency, in seconds.
+Observe = Callable[[float], None]
 
 
 class Redirect:
@@ -66,95 +70,99 @@ class Redirect:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        observe = _OBSERVE_REDIRECT
+        observe: Observe = _OBSERVE_REDIRECT
         try:
-            method: str = scope["method"]
-            if method not in _READ_METHODS:
-                observe = _OBSERVE_NOT_ALLOWED
-                await _page(send, 405, b"", method, [(b"allow", b"GET, HEAD")])
-                return
-            code: str = scope["path"][_PREFIX_LENGTH:]
-            target = self.links.cached(code)
-            if target is MISS:
-                try:
-                    target = await self.links.get(code) if is_valid_code(code) else None
-                except LinkUnavailable:
-                    observe = _OBSERVE_UNAVAILABLE
-                    await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
-                    return
-            if target is None or not target.active:
-                observe = _OBSERVE_NOT_FOUND
-                await _page(send, 404, _NOT_FOUND, method)
-                return
-            now_us = time.time_ns() // 1000
-            if target.expires_at is not None and target.expires_at * 1_000_000 <= now_us:
-                observe = _OBSERVE_GONE
-                await _page(send, 410, _GONE, method)
-                return
-
-            headers = _interesting_headers(scope["headers"])
-            tracking = parse_tracking(scope["query_string"])
-            signed_session = self.session.from_cookie_header(headers.get(b"cookie"))
-            session_new = signed_session is None
-            if signed_session is None:
-                session_id = self.session.new_session_id()
-                signed_session = self.session.sign(session_id)
-            else:
-                session_id = self.session.session_id(signed_session)
-            user_agent = headers.get(b"user-agent")
-            flags = request_flags(
-                method,
-                user_agent,
-                headers.get(b"sec-fetch-dest"),
-                headers.get(b"sec-purpose") or headers.get(b"purpose") or headers.get(b"x-moz"),
-            )
-            if tracking.invalid:
-                flags |= _PARAMS_INVALID
-            client = scope.get("client")
-            link = target.link
-            click_id = str(uuid_utils.uuid7())
-            click = Click(
-                click_id=click_id,
-                ts_us=now_us,
-                link_id=link.id,
-                code=link.code,
-                publisher_id=link.publisher_id,
-                af=tracking.af,
-                cn=tracking.cn,
-                cv=tracking.cv,
-                dp=tracking.dp,
-                session_id=session_id,
-                session_new=session_new,
-                ip=self.mask_ip(client[0]) if client else None,
-                user_agent=user_agent[: record.MAX_USER_AGENT] if user_agent else None,
-                referer=_clip(headers.get(b"referer"), record.MAX_REFERER),
-                accept_language=_clip(headers.get(b"accept-language"), record.MAX_ACCEPT_LANGUAGE),
-                method=method,
-                flags=flags & self.enabled_flags,
-            )
-            shard = zlib.crc32(session_id.encode()) % self.shards if self.shards > 1 else 0
-            try:
-                await self.writer.record(record.encode(click), shard)
-            except NotRecorded:
-                observe = _OBSERVE_UNAVAILABLE
-                await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
-                return
-
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 302,
-                    "headers": [
-                        (b"location", target.location(click_id).encode("ascii")),
-                        _NO_STORE,
-                        (b"set-cookie", self.session.set_cookie_header(signed_session)),
-                        _NO_CONTENT,
-                    ],
-                }
-            )
-            await send(_EMPTY_BODY)
+            observe = await self._answer(scope, send)
         finally:
             observe(time.perf_counter() - started)
+
+    async def _answer(self, scope: Scope, send: Send) -> Observe:
+        """Answer the request; return the latency histogram its answer belongs to."""
+        method: str = scope["method"]
+        if method not in _READ_METHODS:
+            await _page(send, 405, b"", method, [(b"allow", b"GET, HEAD")])
+            return _OBSERVE_NOT_ALLOWED
+        code: str = scope["path"][_PREFIX_LENGTH:]
+        target = self.links.cached(code)
+        if target is MISS:
+            try:
+                target = await self.links.get(code) if is_valid_code(code) else None
+            except LinkUnavailable:
+                await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
+                return _OBSERVE_UNAVAILABLE
+        if target is None or not target.active:
+            await _page(send, 404, _NOT_FOUND, method)
+            return _OBSERVE_NOT_FOUND
+        now_us = time.time_ns() // 1000
+        if target.expires_at is not None and target.expires_at * 1_000_000 <= now_us:
+            await _page(send, 410, _GONE, method)
+            return _OBSERVE_GONE
+
+        click, signed_session = self._click(scope, method, target.link, now_us)
+        shard = zlib.crc32(click.session_id.encode()) % self.shards if self.shards > 1 else 0
+        try:
+            await self.writer.record(record.encode(click), shard)
+        except NotRecorded:
+            await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
+            return _OBSERVE_UNAVAILABLE
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [
+                    (b"location", target.location(click.click_id).encode("ascii")),
+                    _NO_STORE,
+                    (b"set-cookie", self.session.set_cookie_header(signed_session)),
+                    _NO_CONTENT,
+                ],
+            }
+        )
+        await send(_EMPTY_BODY)
+        return _OBSERVE_REDIRECT
+
+    def _click(self, scope: Scope, method: str, link: EdgeLink, now_us: int) -> tuple[Click, str]:
+        """The click this request makes, and the signed session id its cookie carries (the
+        request's own, or a new session's)."""
+        headers = _interesting_headers(scope["headers"])
+        tracking = parse_tracking(scope["query_string"])
+        signed_session = self.session.from_cookie_header(headers.get(b"cookie"))
+        session_new = signed_session is None
+        if signed_session is None:
+            session_id = self.session.new_session_id()
+            signed_session = self.session.sign(session_id)
+        else:
+            session_id = self.session.session_id(signed_session)
+        user_agent = headers.get(b"user-agent")
+        flags = request_flags(
+            method,
+            user_agent,
+            headers.get(b"sec-fetch-dest"),
+            headers.get(b"sec-purpose") or headers.get(b"purpose") or headers.get(b"x-moz"),
+        )
+        if tracking.invalid:
+            flags |= _PARAMS_INVALID
+        client = scope.get("client")
+        click = Click(
+            click_id=str(uuid_utils.uuid7()),
+            ts_us=now_us,
+            link_id=link.id,
+            code=link.code,
+            publisher_id=link.publisher_id,
+            af=tracking.af,
+            cn=tracking.cn,
+            cv=tracking.cv,
+            dp=tracking.dp,
+            session_id=session_id,
+            session_new=session_new,
+            ip=self.mask_ip(client[0]) if client else None,
+            user_agent=user_agent[: record.MAX_USER_AGENT] if user_agent else None,
+            referer=_clip(headers.get(b"referer"), record.MAX_REFERER),
+            accept_language=_clip(headers.get(b"accept-language"), record.MAX_ACCEPT_LANGUAGE),
+            method=method,
+            flags=flags & self.enabled_flags,
+        )
+        return click, signed_session
 
 
 # Counted in plain ints per request and added to the histogram every second (metrics.py).

@@ -19,11 +19,12 @@ from typing import Any
 import asyncpg
 
 from app.core.db import Conn
+from app.errors import Conflict
 from app.orders.attribution import attribute_order, canonical_click_ref, parse_click_ref
 from app.orders.status import Attribution, OrderStatus, advances, qualifies
 
 
-class OrderConflict(Exception):
+class OrderConflict(Conflict):
     """A postback contradicts the facts an order was first reported with."""
 
 
@@ -114,9 +115,13 @@ def _differences(row: asyncpg.Record, report: OrderReport, click_ref: str) -> li
 async def record_postback(
     conn: Conn, merchant_id: int, report: OrderReport
 ) -> tuple[Order, RecordOutcome]:
+    """Store a merchant's postback in one transaction: a new order, or a status change of
+    one reported before (idempotent on (merchant, order ref)); attribute it to its click
+    when that click is stored. Raises ``OrderConflict`` when a repeat changes more than the
+    status."""
     click_ref = canonical_click_ref(report.click_ref)
     ref = parse_click_ref(click_ref)
-    completed_at = report.status_at if report.status is OrderStatus.completed else None
+    completed_at = _completed_at(report)
     async with conn.transaction():
         order_id: int | None = await conn.fetchval(
             """INSERT INTO orders (merchant_id, order_ref, click_ref, click_id, click_time,
@@ -138,43 +143,53 @@ async def record_postback(
             report.status_at,
             completed_at,
         )
-        outcome = RecordOutcome.created
-        waiting = True
+        outcome, waiting = RecordOutcome.created, True
         if order_id is None:
-            row = await conn.fetchrow(
-                """SELECT id, click_ref, ordered_at, amount, currency, category, new_buyer,
-                          status, attribution
-                   FROM orders WHERE merchant_id = $1 AND order_ref = $2 FOR NO KEY UPDATE""",
-                merchant_id,
-                report.order_ref,
-            )
-            assert row is not None  # the conflicting row exists and orders are never deleted
-            order_id = row["id"]
-            waiting = row["attribution"] == Attribution.unattributed
-            differing = _differences(row, report, click_ref)
-            if differing:
-                raise OrderConflict(
-                    f"order {report.order_ref!r} was first reported with other "
-                    f"{', '.join(differing)}; only its status may change"
-                )
-            outcome = RecordOutcome.unchanged
-            if advances(OrderStatus(row["status"]), report.status):
-                outcome = RecordOutcome.updated
-                await conn.execute(
-                    """UPDATE orders SET status = $2, status_at = $3,
-                           completed_at = coalesce($4, completed_at), updated_at = now()
-                       WHERE id = $1""",
-                    order_id,
-                    report.status.value,
-                    report.status_at,
-                    completed_at,
-                )
+            order_id, outcome, waiting = await _report_again(conn, merchant_id, report, click_ref)
         if waiting and ref is not None:
             # Its click may have arrived since the last postback (cheap: one partition).
             await attribute_order(conn, order_id, ref)
         order = await get_order(conn, order_id)
     assert order is not None
     return order, outcome
+
+
+async def _report_again(
+    conn: Conn, merchant_id: int, report: OrderReport, click_ref: str
+) -> tuple[int, RecordOutcome, bool]:
+    """An order reported before: apply a status that advances it, refuse other changes
+    (``OrderConflict``). Returns its id, the outcome, and whether it still awaits its click."""
+    row = await conn.fetchrow(
+        """SELECT id, click_ref, ordered_at, amount, currency, category, new_buyer,
+                  status, attribution
+           FROM orders WHERE merchant_id = $1 AND order_ref = $2 FOR NO KEY UPDATE""",
+        merchant_id,
+        report.order_ref,
+    )
+    assert row is not None  # the conflicting row exists and orders are never deleted
+    differing = _differences(row, report, click_ref)
+    if differing:
+        raise OrderConflict(
+            f"order {report.order_ref!r} was first reported with other "
+            f"{', '.join(differing)}; only its status may change"
+        )
+    outcome = RecordOutcome.unchanged
+    if advances(OrderStatus(row["status"]), report.status):
+        outcome = RecordOutcome.updated
+        await conn.execute(
+            """UPDATE orders SET status = $2, status_at = $3,
+                   completed_at = coalesce($4, completed_at), updated_at = now()
+               WHERE id = $1""",
+            row["id"],
+            report.status.value,
+            report.status_at,
+            _completed_at(report),
+        )
+    return row["id"], outcome, row["attribution"] == Attribution.unattributed
+
+
+def _completed_at(report: OrderReport) -> datetime | None:
+    return report.status_at if report.status is OrderStatus.completed else None
 
 
 async def get_order(conn: Conn, order_id: int) -> Order | None:
