@@ -1,4 +1,8 @@
-"""``python -m app.cli``: operator commands. Bad input gets a message and a non-zero exit."""
+"""``python -m app.cli``: operator commands. Bad input gets a message and a non-zero exit.
+
+Commands let errors propagate: ``main`` reports any ``ClickTrackError`` (``app/errors.py``;
+``CliError`` for the CLI's own messages) as one line, ``error: <message>``, exit code 1; bad
+settings exit 2."""
 
 from __future__ import annotations
 
@@ -14,18 +18,20 @@ import asyncpg
 
 from app.accounts import merchants, publishers
 from app.accounts.apikeys import Role, create_key
-from app.accounts.publishers import PublisherError, PublisherKind
+from app.accounts.publishers import PublisherKind
 from app.core.db import create_pool
-from app.core.migrate import MigrationError, migrate
+from app.core.migrate import migrate
+from app.errors import ClickTrackError
 from app.money import closing, plans_store
 from app.money.periods import Period
-from app.money.plan import DEFAULT_PLAN_FILE, PlanError, read_plan_file
+from app.money.plan import DEFAULT_PLAN_FILE, read_plan_file
 from app.settings import ConfigError, Settings, load_settings
 from app.traffic import rollups
 
 
-class CliError(Exception):
-    """Reported to the user as one line on stderr, exit code 1."""
+class CliError(ClickTrackError):
+    """The CLI's own messages; like every ``ClickTrackError``, reported by ``main`` as one
+    line on stderr, exit code 1."""
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
@@ -40,8 +46,6 @@ async def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
     conn = await _connect(settings)
     try:
         applied = await migrate(conn)
-    except MigrationError as exc:
-        raise CliError(str(exc)) from None
     finally:
         await conn.close()
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
@@ -62,8 +66,6 @@ async def cmd_create_publisher(settings: Settings, args: argparse.Namespace) -> 
         created = await publishers.create_publisher(
             conn, args.name, PublisherKind(args.kind), args.network_id
         )
-    except PublisherError as exc:
-        raise CliError(str(exc)) from None
     finally:
         await conn.close()
     print(f"publisher {created.id} created ({created.kind}): {created.name}")
@@ -98,8 +100,6 @@ async def cmd_create_merchant(settings: Settings, args: argparse.Namespace) -> N
     conn = await _connect(settings)
     try:
         merchant, secret = await merchants.create_merchant(conn, args.name)
-    except merchants.MerchantError as exc:
-        raise CliError(str(exc)) from None
     finally:
         await conn.close()
     print(f"merchant {merchant.id} created: {merchant.name}; its postback secret, shown only now:")
@@ -110,8 +110,6 @@ async def cmd_rotate_merchant_secret(settings: Settings, args: argparse.Namespac
     conn = await _connect(settings)
     try:
         merchant, secret = await merchants.rotate_secret(conn, args.name)
-    except merchants.MerchantError as exc:
-        raise CliError(str(exc)) from None
     finally:
         await conn.close()
     print(f"merchant {merchant.id} has a new postback secret (the old one no longer works):")
@@ -119,32 +117,22 @@ async def cmd_rotate_merchant_secret(settings: Settings, args: argparse.Namespac
 
 
 async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
-    try:
-        plan = read_plan_file(args.file)
-    except PlanError as exc:
-        raise CliError(str(exc)) from None
+    plan = read_plan_file(args.file)
     conn = await _connect(settings)
     try:
         outcome = await plans_store.put_plan(conn, plan)
-    except plans_store.PlanInUse as exc:
-        raise CliError(str(exc)) from None
     finally:
         await conn.close()
     print(f"plan effective {plan.effective_from} ({plan.name}): {outcome}")
 
 
 async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None:
-    try:
-        period = Period.parse(args.period)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    period = Period.parse(args.period)
     pool = await create_pool(settings.database_url, max_size=2)
     try:
         report = await closing.close_period(
             pool, period, settings.period_tz, datetime.now(UTC), publisher_id=args.publisher_id
         )
-    except (closing.PeriodNotEnded, closing.BeforeHistory) as exc:
-        raise CliError(str(exc)) from None
     finally:
         await pool.close()
     credited = sum(c.credited for c in report.closed)
@@ -257,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.describe()}", file=sys.stderr)
         return 2
     command: Command = args.run
     try:
         asyncio.run(command(settings, args))
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ClickTrackError as exc:  # the one place a command's error becomes a message
+        print(f"error: {exc.describe()}", file=sys.stderr)
         return 1
     return 0
 

@@ -10,13 +10,15 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
      │    ├── PlanError                               a commission plan file or document
      │    ├── PublisherError                          a publisher's name or network
      │    ├── MerchantError                           a merchant's name
-     │    └── RangeError                              a report's day range
+     │    ├── RangeError                              a report's day range
+     │    └── PeriodError                             a month or period name (YYYY-MM)
      ├── Unauthorized                 401            no or a wrong credential
      │    └── SignatureError                          a postback's HMAC signature
      ├── Forbidden                    403            a credential without the right
      ├── NotFound                     404            nothing of that id for this caller
      ├── Conflict                     409            valid, but the stored state refuses it
      │    ├── CodeTaken                               a custom link code already in use
+     │    │                                           (also a LinkError; 409 wins)
      │    ├── PlanInUse                               a plan already applied to a closed period
      │    ├── OrderConflict                           a postback contradicting a stored order
      │    ├── WithdrawalRefused                       balance, minimum or fee
@@ -27,10 +29,18 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
           ├── LinkUnavailable                         the redirect cannot resolve a link
           └── NotRecorded                             the redirect cannot record a click
 
+``PlanError``, ``RangeError`` and ``PeriodError`` also derive from ``ValueError`` (as
+``EventError`` does): code that catches ``ValueError`` still catches them.
+
 Errors of a process's own set-up or data, never shown to an API caller, derive from
 ``ClickTrackError`` directly: ``ConfigError`` (settings), ``MigrationError`` (schema),
 ``EventError`` (a stream entry that is not a click), ``PartitionError`` (a click's day has
-no partition). Each class lives beside the rule it reports; this module holds the branches.
+no partition), and ``CliError`` (the CLI's own messages). Each class lives beside the rule it
+reports; this module holds the branches.
+
+Code raises the error where the rule is broken, naming the input with ``field=`` where it
+knows it, and does not catch it to raise another: routes let it propagate to the handler,
+the CLI's ``main`` prints ``error: <describe()>`` and exits 1.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.errors import ClickTrackError
+
 DEVELOPMENT_COOKIE_SECRET = "development-only-cookie-secret-change-me"
 
 
@@ -180,7 +182,7 @@ class Settings(BaseSettings):
         return self
 
 
-class ConfigError(Exception):
+class ConfigError(ClickTrackError):
     """The environment does not make valid settings; the message names each variable."""
 
 

@@ -22,6 +22,7 @@ from datetime import datetime
 import asyncpg
 
 from app.core.db import Conn
+from app.errors import InvalidInput, Unauthorized
 
 SECRET_PREFIX = "ctm_"
 SIGNATURE_PREFIX = "sha256="
@@ -30,11 +31,11 @@ TIMESTAMP_HEADER = "x-clicktrack-timestamp"
 SIGNATURE_HEADER = "x-clicktrack-signature"
 
 
-class MerchantError(Exception):
+class MerchantError(InvalidInput):
     """A merchant cannot be created as asked (the message says why)."""
 
 
-class SignatureError(Exception):
+class SignatureError(Unauthorized):
     """The postback is not authentic or not fresh (the message says which)."""
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 import asyncpg
 
 from app.core.db import Conn
+from app.errors import InvalidInput
 
 
 class PublisherKind(StrEnum):
@@ -16,7 +17,7 @@ class PublisherKind(StrEnum):
     network = "network"
 
 
-class PublisherError(Exception):
+class PublisherError(InvalidInput):
     """A publisher cannot be created as asked (the message says why)."""
 
 

@@ -3,6 +3,11 @@
 The one place errors become HTTP answers: a ``ClickTrackError`` (``app/errors.py``, the tree
 and its statuses) raised anywhere under a route, FastAPI's validation errors, Starlette's
 HTTP errors, values Postgres refused, and anything unexpected (500, logged).
+
+Routes do not translate domain errors: a ``LinkError``, ``PlanInUse`` or ``SignatureError``
+reaches this module as raised, and its class gives the status and ``kind``; the message is
+``describe()``, so an error naming its ``field`` reads ``<field>: <message>``. A 401 also
+carries ``WWW-Authenticate: Bearer``.
 """
 
 from __future__ import annotations

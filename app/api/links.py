@@ -1,4 +1,7 @@
-"""Publisher routes: create, list, get, disable and expire links."""
+"""Publisher routes: create, list, get, disable and expire links.
+
+A bad destination or code raises ``LinkError`` (422), a custom code in use ``CodeTaken``
+(409): they reach the error handler (``app/api/errors.py``) as raised."""
 
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ from app.accounts.apikeys import Principal, Role
 from app.accounts.publishers import get_publisher
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.core.resources import Resources
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound
 from app.links import mirror
 from app.links import model as link_model
 from app.links import store as link_store
-from app.links.model import CODE_PATTERN, Link, LinkError, LinkStatus
+from app.links.model import CODE_PATTERN, Link, LinkStatus
 
 router = APIRouter(tags=["links"])
 
@@ -69,7 +72,7 @@ def _out(link: Link, resources: Resources) -> LinkOut:
 def _owner_for_write(principal: Principal, requested: int | None) -> int:
     if principal.role is Role.admin:
         if requested is None:
-            raise InvalidInput("publisher_id: required with an admin key")
+            raise InvalidInput("required with an admin key", field="publisher_id")
         return requested
     assert principal.publisher_id is not None
     if requested is not None and requested != principal.publisher_id:
@@ -89,23 +92,15 @@ def _visible(link: Link | None, principal: Principal) -> Link:
 @router.post("/links", status_code=201)
 async def create_link(body: LinkIn, principal: PrincipalDep, resources: ResourcesDep) -> LinkOut:
     owner = _owner_for_write(principal, body.publisher_id)
-    try:
-        destination = link_model.validate_destination(
-            body.destination, resources.settings.allowed_hosts
-        )
-    except LinkError as exc:
-        raise InvalidInput(f"destination: {exc}") from None
+    destination = link_model.validate_destination(
+        body.destination, resources.settings.allowed_hosts
+    )
     async with resources.pool.acquire() as conn:
         if await get_publisher(conn, owner) is None:
             raise NotFound(f"publisher {owner} does not exist")
-        try:
-            link = await link_store.create_link(
-                conn, owner, destination, code=body.code, expires_at=body.expires_at
-            )
-        except link_model.CodeTaken as exc:
-            raise Conflict(str(exc)) from None
-        except LinkError as exc:
-            raise InvalidInput(str(exc)) from None
+        link = await link_store.create_link(
+            conn, owner, destination, code=body.code, expires_at=body.expires_at
+        )
     # A code may have been looked up (and remembered as unknown) before it existed.
     await mirror.publish_change(resources.redis, resources.keys, link)
     return _out(link, resources)

@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from app.accounts.publishers import get_publisher
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
 from app.api.scope import acting_for
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import NotFound
 from app.money import closing, earnings, ledger
-from app.money.closing import BeforeHistory, PeriodClose, PeriodNotEnded
-from app.money.ledger import EntryKind, WithdrawalRefused
+from app.money.closing import PeriodClose
+from app.money.ledger import EntryKind
 from app.money.periods import Month, Period
 from app.money.plans_store import withdrawal_rules
 
@@ -123,12 +123,8 @@ class CloseOut(BaseModel):
 
 
 def _month(text: str | None, default: Month) -> Month:
-    if text is None:
-        return default
-    try:
-        return Month.parse(text)
-    except ValueError as exc:
-        raise InvalidInput(f"month: {exc}") from None
+    """The ``month`` parameter; a name that is not a month raises ``PeriodError`` (422)."""
+    return default if text is None else Month.parse(text, field="month")
 
 
 def _estimate_out(publisher_id: int, found: earnings.MonthEstimate) -> EstimateOut:
@@ -298,12 +294,9 @@ async def create_withdrawal(
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, body.publisher_id)
         rules = await withdrawal_rules(conn, datetime.now(UTC), resources.settings.period_tz)
-        try:
-            made = await ledger.request_withdrawal(
-                conn, owner, body.amount, minimum_balance=rules.minimum_balance, fee=rules.fee
-            )
-        except WithdrawalRefused as exc:
-            raise Conflict(str(exc)) from None
+        made = await ledger.request_withdrawal(
+            conn, owner, body.amount, minimum_balance=rules.minimum_balance, fee=rules.fee
+        )
     return _withdrawal_out(made)
 
 
@@ -332,25 +325,20 @@ async def close_period(
     publisher_id: Annotated[int | None, Query(ge=1, description="Omitted: every publisher")] = None,
 ) -> CloseOut:
     """Close a calculation period: post chargebacks and credits. Idempotent; closes any
-    earlier unclosed period of the publisher first."""
-    try:
-        wanted = Period.parse(period)
-    except ValueError as exc:
-        raise InvalidInput(f"period: {exc}") from None
+    earlier unclosed period of the publisher first. A period not ended yet, or before the
+    publisher's first close, is a conflict (409)."""
+    wanted = Period.parse(period, field="period")
     if publisher_id is not None:
         async with resources.pool.acquire() as conn:
             if await get_publisher(conn, publisher_id) is None:
                 raise NotFound(f"publisher {publisher_id} does not exist")
-    try:
-        report = await closing.close_period(
-            resources.pool,
-            wanted,
-            resources.settings.period_tz,
-            datetime.now(UTC),
-            publisher_id=publisher_id,
-        )
-    except (PeriodNotEnded, BeforeHistory) as exc:
-        raise Conflict(str(exc)) from None
+    report = await closing.close_period(
+        resources.pool,
+        wanted,
+        resources.settings.period_tz,
+        datetime.now(UTC),
+        publisher_id=publisher_id,
+    )
     return CloseOut(
         period=str(report.period),
         publishers=report.publishers,

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound
 from app.money import plans_store
-from app.money.plan import Plan, PlanError, plan_from_data
-from app.money.plans_store import PlanInUse, PutOutcome
+from app.money.plan import Plan, plan_from_data
+from app.money.plans_store import PutOutcome
 
 router = APIRouter(tags=["plans"])
 
@@ -52,16 +52,10 @@ async def put_plan(
     """Create or replace the plan that takes effect on ``effective_from`` (a 10th). A plan
     under which commissions were credited cannot change (409)."""
     if body.setdefault("effective_from", str(effective_from)) != str(effective_from):
-        raise InvalidInput("effective_from: differs from the one in the path")
-    try:
-        plan = plan_from_data(body)
-    except PlanError as exc:
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput("differs from the one in the path", field="effective_from")
+    plan = plan_from_data(body)  # PlanError: 422
     async with resources.pool.acquire() as conn:
-        try:
-            outcome = await plans_store.put_plan(conn, plan)
-        except PlanInUse as exc:
-            raise Conflict(str(exc)) from None
+        outcome = await plans_store.put_plan(conn, plan)  # PlanInUse: 409
     if outcome is PutOutcome.created:
         response.status_code = 201
     return PlanPutOut(outcome=outcome, plan=plan)
@@ -71,9 +65,6 @@ async def put_plan(
 async def delete_plan(effective_from: date, _admin: AdminDep, resources: ResourcesDep) -> None:
     """Delete a plan no commission was credited under."""
     async with resources.pool.acquire() as conn:
-        try:
-            deleted = await plans_store.delete_plan(conn, effective_from)
-        except PlanInUse as exc:
-            raise Conflict(str(exc)) from None
+        deleted = await plans_store.delete_plan(conn, effective_from)  # PlanInUse: 409
     if not deleted:
         raise NotFound(f"no plan takes effect on {effective_from}")

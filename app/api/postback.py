@@ -19,16 +19,15 @@ from app.accounts.merchants import (
     MERCHANT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    SignatureError,
     merchant_secret,
     verify,
 )
 from app.api.deps import ResourcesDep
 from app.api.params import PRINTABLE
-from app.errors import Conflict, InvalidInput, TooLarge, Unauthorized
+from app.errors import InvalidInput, TooLarge, Unauthorized
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
 from app.orders.status import Attribution, OrderStatus
-from app.orders.store import OrderConflict, OrderReport, RecordOutcome, record_postback
+from app.orders.store import OrderReport, RecordOutcome, record_postback
 
 router = APIRouter(tags=["postback"])
 
@@ -86,10 +85,10 @@ async def _read_body(request: Request) -> bytes:
 def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderReport:
     latest = received_at + skew
     if not EARLIEST_ORDER <= sent.order_time <= latest:
-        raise InvalidInput("order_time: must be after 2000 and not in the future")
+        raise InvalidInput("must be after 2000 and not in the future", field="order_time")
     status_at = sent.status_time or max(received_at, sent.order_time)
     if not sent.order_time <= status_at <= latest:
-        raise InvalidInput("status_time: must be between order_time and now")
+        raise InvalidInput("must be between order_time and now", field="status_time")
     return OrderReport(
         order_ref=sent.order_id,
         click_ref=sent.click_id,
@@ -119,26 +118,22 @@ async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
         secret = await merchant_secret(conn, int(merchant))
         if secret is None:
             raise Unauthorized("unknown or disabled merchant")
-        try:
-            verify(
-                secret,
-                request.headers.get(TIMESTAMP_HEADER),
-                request.headers.get(SIGNATURE_HEADER),
-                body,
-                now=time.time(),
-                max_skew_s=settings.postback_max_skew_s,
-            )
-        except SignatureError as exc:
-            raise Unauthorized(str(exc)) from None
+        # A missing, stale or wrong signature raises SignatureError: 401.
+        verify(
+            secret,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            now=time.time(),
+            max_skew_s=settings.postback_max_skew_s,
+        )
         try:
             sent = PostbackIn.model_validate_json(body)
-        except ValidationError as exc:
+        except ValidationError as exc:  # answered as FastAPI answers a body it validated
             raise RequestValidationError(exc.errors()) from None
         report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))
-        try:
-            order, outcome = await record_postback(conn, int(merchant), report)
-        except OrderConflict as exc:
-            raise Conflict(str(exc)) from None
+        # Facts that differ from the order's first report raise OrderConflict: 409.
+        order, outcome = await record_postback(conn, int(merchant), report)
     return PostbackOut(
         outcome=outcome,
         order_id=order.order_ref,

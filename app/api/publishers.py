@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from app.accounts import publishers
 from app.accounts.apikeys import Role, create_key
-from app.accounts.publishers import PublisherError, PublisherKind
+from app.accounts.publishers import PublisherKind
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 
 router = APIRouter(tags=["publishers"])
 
@@ -63,10 +63,8 @@ async def create_publisher(
     body: PublisherIn, _admin: AdminDep, resources: ResourcesDep
 ) -> PublisherOut:
     async with resources.pool.acquire() as conn:
-        try:
-            created = await publishers.create_publisher(conn, body.name, body.kind, body.network_id)
-        except PublisherError as exc:
-            raise InvalidInput(str(exc)) from None
+        # A blank name or an unknown network raises PublisherError: 422.
+        created = await publishers.create_publisher(conn, body.name, body.kind, body.network_id)
     return _out(created)
 
 

@@ -12,7 +12,7 @@ async def acting_for(conn: Conn, principal: Principal, requested: int | None) ->
     """The publisher id a call concerns; another publisher's id answers like a missing one."""
     if principal.role is Role.admin:
         if requested is None:
-            raise InvalidInput("publisher_id: required with an admin key")
+            raise InvalidInput("required with an admin key", field="publisher_id")
         if await get_publisher(conn, requested) is None:
             raise NotFound(f"publisher {requested} does not exist")
         return requested

@@ -11,6 +11,8 @@ from enum import IntFlag
 
 import orjson
 
+from app.errors import ClickTrackError
+
 STREAM_FIELD = b"c"
 VERSION = 1
 MAX_USER_AGENT = 512
@@ -29,7 +31,7 @@ class Flag(IntFlag):
     head = 32
 
 
-class EventError(ValueError):
+class EventError(ClickTrackError, ValueError):
     """A stream entry that is not a valid click (it goes to the dead-letter stream)."""
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from app.errors import ClickTrackError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # An arbitrary constant shared by every clicktrack process: "ctmigr" in ASCII.
 ADVISORY_LOCK_KEY = 0x63746D69677200
@@ -26,7 +28,7 @@ class Migration:
     sql: str
 
 
-class MigrationError(Exception):
+class MigrationError(ClickTrackError):
     """The migrations folder is inconsistent or a file failed to apply."""
 
 

@@ -28,13 +28,14 @@ from app.core.metrics import (
     COMMIT_BATCH_SIZE,
     COMMIT_SECONDS,
 )
+from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 REPLAY_INTERVAL_S = 0.5
 
 
-class NotRecorded(Exception):
+class NotRecorded(Unavailable):
     """Neither Redis nor the spool could take the click: it must not be acknowledged."""
 
 

@@ -23,6 +23,7 @@ from app.core.aio import raise_if_cancelling
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_CACHE, BufferedCounter
+from app.errors import Unavailable
 from app.links import mirror
 from app.links.mirror import EdgeLink
 
@@ -46,7 +47,7 @@ MISS: Final = Miss.MISS
 """``LinkCache.cached``: not in the cache, or expired; ``get`` it."""
 
 
-class LinkUnavailable(Exception):
+class LinkUnavailable(Unavailable):
     """The link could not be resolved: no copy anywhere and its stores unreachable."""
 
 

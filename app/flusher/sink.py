@@ -16,6 +16,7 @@ from asyncpg.pgproto.pgproto import UUID  # uuid.UUID's subclass, parsed in C: 1
 
 from app.clicks.record import Click, EventError
 from app.core.db import Pool
+from app.errors import ClickTrackError
 from app.traffic import rollups
 
 COLUMNS = (
@@ -109,7 +110,7 @@ def row_day(row: Row) -> date:
     return ts.date()
 
 
-class PartitionError(Exception):
+class PartitionError(ClickTrackError):
     """A day partition could not be created."""
 
 

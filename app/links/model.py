@@ -15,6 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from app.errors import Conflict, InvalidInput
+
 CODE_PATTERN = r"^[A-Za-z0-9]{1,32}$"
 _CODE = re.compile(CODE_PATTERN)
 _CODE_ALPHABET = string.ascii_letters + string.digits
@@ -30,12 +32,12 @@ class LinkStatus(StrEnum):
     disabled = "disabled"
 
 
-class LinkError(Exception):
+class LinkError(InvalidInput):
     """A link cannot be stored as asked (the message says why)."""
 
 
-class CodeTaken(LinkError):
-    pass
+class CodeTaken(Conflict, LinkError):
+    """A custom code another link already has: a conflict (409), and still a LinkError."""
 
 
 @dataclass(frozen=True)
@@ -71,23 +73,29 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
 
 
 def validate_destination(url: str, allowed_hosts: tuple[str, ...]) -> str:
-    """Return the destination as stored, or raise LinkError saying what is wrong."""
+    """Return the destination as stored, or raise LinkError (``field="destination"``) saying
+    what is wrong."""
     if len(url) > MAX_DESTINATION_LENGTH:
-        raise LinkError(f"destination longer than {MAX_DESTINATION_LENGTH} characters")
+        raise LinkError(
+            f"destination longer than {MAX_DESTINATION_LENGTH} characters", field="destination"
+        )
     if _FORBIDDEN_IN_URL.search(url):
-        raise LinkError("destination contains whitespace, control characters or backslashes")
+        raise LinkError(
+            "destination contains whitespace, control characters or backslashes",
+            field="destination",
+        )
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
-        raise LinkError(f"destination is not a valid URL: {exc}") from None
+        raise LinkError(f"destination is not a valid URL: {exc}", field="destination") from None
     if parts.scheme not in ("http", "https"):
-        raise LinkError("destination must be an http or https URL")
+        raise LinkError("destination must be an http or https URL", field="destination")
     if not host:
-        raise LinkError("destination has no host")
+        raise LinkError("destination has no host", field="destination")
     if parts.username is not None or parts.password is not None:
-        raise LinkError("destination must not contain user credentials")
+        raise LinkError("destination must not contain user credentials", field="destination")
     if not host_allowed(host, allowed_hosts):
-        raise LinkError(f"destination host {host!r} is not allowed")
+        raise LinkError(f"destination host {host!r} is not allowed", field="destination")
     return url

@@ -26,6 +26,7 @@ from decimal import Decimal
 import asyncpg
 
 from app.core.db import Conn, Pool
+from app.errors import Conflict
 from app.money.commission import ZERO, order_commission
 from app.money.ledger import EntryKind, lock_account
 from app.money.periods import Period, periods_between
@@ -34,11 +35,11 @@ from app.orders.attribution import reattribute
 from app.orders.status import QUALIFYING_WINDOW
 
 
-class PeriodNotEnded(Exception):
+class PeriodNotEnded(Conflict):
     """The period is still running (or in the future)."""
 
 
-class BeforeHistory(Exception):
+class BeforeHistory(Conflict):
     """The period precedes the publisher's first closed period: it can no longer be closed."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from app.core.db import Conn
+from app.errors import Conflict
 from app.money.commission import ZERO, is_cents
 
 
@@ -57,7 +58,7 @@ class Withdrawal:
     requested_at: datetime
 
 
-class WithdrawalRefused(Exception):
+class WithdrawalRefused(Conflict):
     """The withdrawal breaks a rule (the message says which); nothing was written."""
 
 

@@ -3,6 +3,9 @@
 A calculation period runs from the 10th of a month, 00:00, to the 10th of the next month,
 00:00 (exclusive): the 9th is its last day, to its last instant. A period is named after the
 month it starts in: ``2016-09`` is 10 September 2016 to 9 October 2016.
+
+A name that is not a month (``Month.parse``, ``Period.parse``) raises ``PeriodError``: an
+``InvalidInput`` and a ``ValueError``, naming the input at fault when the caller says which.
 """
 
 from __future__ import annotations
@@ -11,11 +14,23 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 
+from app.errors import InvalidInput
+
 START_DAY = 10
 _NAME = re.compile(r"^(\d{4})-(\d{2})$")
 # Months a caller may name: wide enough for any real order, narrow enough that the next
 # month of any of them is still a valid date.
 FIRST_YEAR, LAST_YEAR = 1970, 2999
+
+
+class PeriodError(InvalidInput, ValueError):
+    """A month or period name that is not one (the message says why)."""
+
+
+def _no_such_month(year: int, month: int) -> str | None:
+    if not 1 <= month <= 12 or not 1 <= year <= 9998:
+        return f"no such month: {year}-{month}"
+    return None
 
 
 def _require_aware(instant: datetime) -> None:
@@ -31,18 +46,25 @@ class Month:
     month: int
 
     def __post_init__(self) -> None:
-        if not 1 <= self.month <= 12 or not 1 <= self.year <= 9998:
-            raise ValueError(f"no such month: {self.year}-{self.month}")
+        problem = _no_such_month(self.year, self.month)
+        if problem:  # a bug, not input: ``parse`` refuses such a name first
+            raise ValueError(problem)
 
     @classmethod
-    def parse(cls, text: str) -> Month:
+    def parse(cls, text: str, *, field: str | None = None) -> Month:
+        """``YYYY-MM``, or ``PeriodError`` naming ``field`` (the input the text came from)."""
         match = _NAME.fullmatch(text)
         if match is None:
-            raise ValueError(f"expected YYYY-MM, got {text!r}")
-        year = int(match.group(1))
+            raise PeriodError(f"expected YYYY-MM, got {text!r}", field=field)
+        year, month = int(match.group(1)), int(match.group(2))
         if not FIRST_YEAR <= year <= LAST_YEAR:
-            raise ValueError(f"expected a year from {FIRST_YEAR} to {LAST_YEAR}, got {year}")
-        return cls(year, int(match.group(2)))
+            raise PeriodError(
+                f"expected a year from {FIRST_YEAR} to {LAST_YEAR}, got {year}", field=field
+            )
+        problem = _no_such_month(year, month)
+        if problem:
+            raise PeriodError(problem, field=field)
+        return cls(year, month)
 
     @classmethod
     def containing(cls, instant: datetime, tz: tzinfo) -> Month:
@@ -73,8 +95,9 @@ class Period:
     month: Month
 
     @classmethod
-    def parse(cls, text: str) -> Period:
-        return cls(Month.parse(text))
+    def parse(cls, text: str, *, field: str | None = None) -> Period:
+        """``YYYY-MM``: the period starting in that month; else ``PeriodError`` (see Month)."""
+        return cls(Month.parse(text, field=field))
 
     @classmethod
     def of(cls, year: int, month: int) -> Period:

@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.errors import InvalidInput
 from app.money.periods import START_DAY
 
 ANY_CATEGORY = "*"
@@ -48,7 +49,7 @@ Percent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=4)]
 Usd = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 
 
-class PlanError(ValueError):
+class PlanError(InvalidInput, ValueError):
     """A plan that cannot be used (the message says why)."""
 
 

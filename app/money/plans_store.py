@@ -14,11 +14,12 @@ from datetime import date, datetime, tzinfo
 from enum import StrEnum
 
 from app.core.db import Conn
+from app.errors import Conflict
 from app.money.periods import Period
 from app.money.plan import Plan, WithdrawalRules, plan_from_data
 
 
-class PlanInUse(Exception):
+class PlanInUse(Conflict):
     """The plan has paid commissions; it can no longer change."""
 
 

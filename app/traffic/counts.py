@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from app.core.db import Conn, Pool
+from app.errors import InvalidInput
 from app.traffic.days import day_bounds
 
 MAX_DAYS = 366  # the longest range a report covers
@@ -45,8 +46,9 @@ class Dimension(StrEnum):
 TRACKING = (Dimension.af, Dimension.cn, Dimension.cv)
 
 
-class RangeError(ValueError):
-    """A report's range is reversed or too long (the message says which)."""
+class RangeError(InvalidInput, ValueError):
+    """A report's range is reversed or too long (the message says which); its field is
+    ``from``."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,12 @@ class TrafficQuery:
         days = (self.last_day - self.first_day).days + 1
         limit = MAX_RAW_DAYS if self.from_raw_clicks else MAX_DAYS
         if days < 1:
-            raise RangeError("the range ends before it starts")
+            raise RangeError("the range ends before it starts", field="from")
         if self.first_day < FIRST_DAY or self.last_day > LAST_DAY:
-            raise RangeError(f"days run from {FIRST_DAY} to {LAST_DAY}")
+            raise RangeError(f"days run from {FIRST_DAY} to {LAST_DAY}", field="from")
         if days > limit:
             why = " (a report by dp counts raw clicks)" if self.from_raw_clicks else ""
-            raise RangeError(f"the range covers {days} days; at most {limit}{why}")
+            raise RangeError(f"the range covers {days} days; at most {limit}{why}", field="from")
 
 
 class TrafficRow(NamedTuple):
