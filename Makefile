@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.clicktrack-installed
-DEVSTACK := $(PY) scripts/devstack.py
+DEVSTACK := $(PY) scripts/devstack
 
 # Extra arguments for pytest (test, faults), bench/run.py or locust: make test ARGS="-k foo"
 ARGS ?=

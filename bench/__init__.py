@@ -1,6 +1,6 @@
 """The benchmark: ``make bench`` runs ``bench/run.py`` (see docs/performance.md).
 
-Its modules reuse ``scripts/devstack.py`` to start throwaway Redis and Postgres servers; the
+Its modules reuse ``scripts/devstack/`` to start throwaway Redis and Postgres servers; the
 folder holding it is put on the import path here, once, for all of them.
 """
 

@@ -15,7 +15,7 @@ rollups cost the flusher. See docs/performance.md, "Reports".
 3. **Reports.** The API in-process (httpx over ASGI, the app's own pool): each report is asked
    ``--runs`` times after two warm-ups; the median and the 95th percentile are reported.
 
-Everything runs on its own throwaway Redis and Postgres (``scripts/devstack.py``), under
+Everything runs on its own throwaway Redis and Postgres (``scripts/devstack/``), under
 ``.data/bench-reports/<time>/``, removed at the end unless ``--keep``.
 """
 
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import devstack
 import httpx
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
+from devstack import base, net, probes, servers
 
 from app.accounts.apikeys import Role, create_key
 from app.clicks import stream
@@ -76,12 +76,12 @@ def log(message: str) -> None:
 class Stores:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.redis = devstack.start_redis(workdir / "redis", devstack_port())
-        self.postgres = devstack.start_postgres(workdir / "pg", devstack_port())
+        self.redis = servers.start_redis(workdir / "redis", devstack_port())
+        self.postgres = servers.start_postgres(workdir / "pg", devstack_port())
 
     def database(self, name: str) -> str:
-        devstack.ensure_database(self.postgres.url, name)
-        url: str = devstack.with_database(self.postgres.url, name)
+        probes.ensure_database(self.postgres.url, name)
+        url: str = net.with_database(self.postgres.url, name)
         return url
 
     def stop(self) -> None:
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     try:
         stores = Stores(workdir)
-    except devstack.DevstackError as exc:
+    except base.DevstackError as exc:
         log(f"error: {exc}")
         return 1
     try:

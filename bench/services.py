@@ -1,6 +1,6 @@
 """The benchmark's processes: its own throwaway Redis and Postgres, and the servers it measures.
 
-Redis and Postgres are started here on free ports (``scripts/devstack.py``), with their data
+Redis and Postgres are started here on free ports (``scripts/devstack/``), with their data
 in the run's folder, so that nothing else (a developer's stack, another engineer's tests)
 shares them during the measurement. Every process started here is stopped here, by PID.
 """
@@ -19,7 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import asyncpg
-import devstack
+from devstack import base, net, probes, servers
 
 from app.core.migrate import migrate
 from bench import PROJECT_ROOT
@@ -37,7 +37,7 @@ class BenchError(Exception):
 
 # What stops a run with a message rather than a traceback: ours, wrk's, and devstack's (a
 # server that cannot start, a binary that is missing).
-STOPPING_ERRORS: tuple[type[Exception], ...] = (BenchError, WrkError, devstack.DevstackError)
+STOPPING_ERRORS: tuple[type[Exception], ...] = (BenchError, WrkError, base.DevstackError)
 
 
 def free_port() -> int:
@@ -110,7 +110,7 @@ class Process:
 
 def wait_for_port(process: Process, port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not devstack.port_open(port):
+    while not net.port_open(port):
         if not process.running():
             raise BenchError(f"{process.name} exited at start:\n{process.tail()}")
         if time.monotonic() > deadline:
@@ -123,16 +123,16 @@ class Stores:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.redis: devstack.RedisServer | None = None
-        self.postgres: devstack.PostgresServer | None = None
+        self.redis: servers.RedisServer | None = None
+        self.postgres: servers.PostgresServer | None = None
         self.database_url = ""
 
     def start(self) -> None:
         config = REDIS_CONF if REDIS_CONF.is_file() else None
-        self.redis = devstack.start_redis(self.workdir / "redis", free_port(), config=config)
-        self.postgres = devstack.start_postgres(self.workdir / "pg", free_port())
-        devstack.ensure_database(self.postgres.url, DATABASE)
-        self.database_url = devstack.with_database(self.postgres.url, DATABASE)
+        self.redis = servers.start_redis(self.workdir / "redis", free_port(), config=config)
+        self.postgres = servers.start_postgres(self.workdir / "pg", free_port())
+        probes.ensure_database(self.postgres.url, DATABASE)
+        self.database_url = net.with_database(self.postgres.url, DATABASE)
         asyncio.run(self._migrate())
 
     async def _migrate(self) -> None:

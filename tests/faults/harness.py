@@ -30,10 +30,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-import devstack
 import httpx
 import orjson
 import redis.asyncio as aioredis
+from devstack import probes, servers
 
 from app.core.keys import RedisKeys
 from app.links import store as link_store
@@ -142,7 +142,7 @@ class RedisNode:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.server: devstack.RedisServer | None = None
+        self.server: servers.RedisServer | None = None
         self.paused = False
 
     @property
@@ -150,7 +150,7 @@ class RedisNode:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.server = devstack.start_redis(self.data_dir, self.port, config=REDIS_CONF)
+        self.server = servers.start_redis(self.data_dir, self.port, config=REDIS_CONF)
 
     def stop(self) -> None:
         """SIGTERM: Redis shuts down cleanly (its AOF fsynced)."""
@@ -189,15 +189,15 @@ class PostgresNode:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.server: devstack.PostgresServer | None = None
+        self.server: servers.PostgresServer | None = None
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.DATABASE}"
 
     def start(self) -> None:
-        self.server = devstack.start_postgres(self.data_dir, self.port)
-        devstack.ensure_database(self.server.url, self.DATABASE)
+        self.server = servers.start_postgres(self.data_dir, self.port)
+        probes.ensure_database(self.server.url, self.DATABASE)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -12,8 +12,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import devstack
 import redis.asyncio as aioredis
+from devstack import servers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,7 +89,7 @@ async def test_windows_stay_out_of_the_aof(settings: Settings, tmp_path: Path) -
     """Redis restarted from its AOF (the shipped redis.conf) has the stream back, and no
     window: the script's writes are not persisted, the stream's are."""
     port = free_port()
-    node = devstack.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
+    node = servers.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
     keys = RedisKeys("aof-test")
     assert settings.duplicate_window_s >= 3
     redis = aioredis.Redis.from_url(node.url)
@@ -101,7 +101,7 @@ async def test_windows_stay_out_of_the_aof(settings: Settings, tmp_path: Path) -
         assert await redis.keys(f"{keys.prefix}:seen:*")
         await redis.aclose()
         node.stop()  # SIGTERM: the AOF is fsynced
-        node = devstack.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
+        node = servers.start_redis(tmp_path / "redis", port, config=REDIS_CONF)
         redis = aioredis.Redis.from_url(node.url)
         assert await redis.xlen(keys.clicks_stream) == 3
         assert await redis.keys(f"{keys.prefix}:seen:*") == []
