@@ -16,7 +16,11 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import errors, health, links, money, orders, plans, postback, publishers, reports
+from app.api import errors, health, links, money, orders, plans, postback, publishers
+from app.api.reports import income as income_reports
+from app.api.reports import orders as order_reports
+from app.api.reports import overview as overview_reports
+from app.api.reports import traffic as traffic_reports
 from app.clicks.spool import Spool
 from app.core.db import create_pool
 from app.core.keys import RedisKeys
@@ -126,7 +130,10 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(orders.router, prefix="/api/v1")
     api.include_router(money.router, prefix="/api/v1")
     api.include_router(plans.router, prefix="/api/v1")
-    api.include_router(reports.router, prefix="/api/v1")
+    api.include_router(traffic_reports.router, prefix="/api/v1")
+    api.include_router(order_reports.router, prefix="/api/v1")
+    api.include_router(income_reports.router, prefix="/api/v1")
+    api.include_router(overview_reports.router, prefix="/api/v1")
     api.include_router(dashboard.router)
     return api
 

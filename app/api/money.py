@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.accounts.publishers import get_publisher
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.params import PERIOD_PATTERN, PeriodText, PublisherId
 from app.api.scope import acting_for
 from app.errors import NotFound
 from app.money import closing, earnings, ledger
@@ -21,10 +22,6 @@ from app.money.periods import Month, Period
 from app.money.plans_store import withdrawal_rules
 
 router = APIRouter(tags=["money"])
-
-PublisherParam = Annotated[int | None, Query(ge=1, description="Admin keys only")]
-PERIOD_PATTERN = r"^\d{4}-\d{2}$"
-MonthParam = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 
 
 class WithdrawalRulesOut(BaseModel):
@@ -176,7 +173,7 @@ def _withdrawal_out(found: ledger.Withdrawal) -> WithdrawalOut:
 
 @router.get("/money/balance")
 async def get_balance(
-    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherParam = None
+    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherId = None
 ) -> BalanceOut:
     """The account balance: the sum of the publisher's ledger, available to withdraw."""
     async with resources.pool.acquire() as conn:
@@ -195,8 +192,8 @@ async def get_balance(
 async def get_estimate(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    month: MonthParam = None,
-    publisher_id: PublisherParam = None,
+    month: PeriodText = None,
+    publisher_id: PublisherId = None,
 ) -> EstimateOut:
     """Estimated commission of the orders placed in a calendar month (default: this one)."""
     tz = resources.settings.period_tz
@@ -212,8 +209,8 @@ async def get_estimate(
 async def get_income(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    month: MonthParam = None,
-    publisher_id: PublisherParam = None,
+    month: PeriodText = None,
+    publisher_id: PublisherId = None,
 ) -> IncomeOut:
     """Credits and chargebacks booked in a calendar month (default: last month)."""
     tz = resources.settings.period_tz
@@ -226,7 +223,7 @@ async def get_income(
 
 @router.get("/money/summary")
 async def get_summary(
-    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherParam = None
+    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherId = None
 ) -> SummaryOut:
     """Balance, this month's estimated commission and last month's income, in one call."""
     tz = resources.settings.period_tz
@@ -249,7 +246,7 @@ async def get_summary(
 async def get_ledger(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    publisher_id: PublisherParam = None,
+    publisher_id: PublisherId = None,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EntryPage:
@@ -277,7 +274,7 @@ async def get_ledger(
 
 @router.get("/money/periods")
 async def get_periods(
-    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherParam = None
+    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherId = None
 ) -> list[PeriodCloseOut]:
     """The publisher's closed calculation periods, oldest first."""
     async with resources.pool.acquire() as conn:
@@ -304,7 +301,7 @@ async def create_withdrawal(
 async def list_withdrawals(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    publisher_id: PublisherParam = None,
+    publisher_id: PublisherId = None,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> WithdrawalPage:

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from app.accounts.apikeys import Principal, Role
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
-from app.api.params import PRINTABLE
+from app.api.params import PRINTABLE, TrackingText
 from app.api.scope import acting_for
 from app.errors import NotFound
 from app.orders import store
@@ -102,9 +102,6 @@ def _visible(order: Order | None, principal: Principal) -> Order:
     return order
 
 
-Tracking = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
-
-
 @router.get("/orders")
 async def list_orders(
     principal: PrincipalDep,
@@ -113,10 +110,10 @@ async def list_orders(
     ordered_before: Annotated[AwareDatetime | None, Query(description="Order time < this")] = None,
     status: Annotated[list[OrderStatus] | None, Query(description="Any of these")] = None,
     attribution: Attribution | None = None,
-    af: Tracking = None,
-    cn: Tracking = None,
-    cv: Tracking = None,
-    dp: Tracking = None,
+    af: TrackingText = None,
+    cn: TrackingText = None,
+    cv: TrackingText = None,
+    dp: TrackingText = None,
     publisher_id: Annotated[
         int | None, Query(ge=1, description="Admin keys only; omitted: every order")
     ] = None,

@@ -1,7 +1,125 @@
-"""Query and body parameters shared by several routes."""
+"""Query and body parameters shared by several routes.
+
+The query parameters come as dependency classes, taken as ``Annotated[DayRange, Depends()]``:
+each keeps its OpenAPI name, alias, pattern and default. FastAPI lists a route's own query
+parameters before those of its dependencies, so a route whose parameters are all dependencies
+lists them in the order of its signature."""
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import Query
+
+from app.reports.traffic import Filters
+from app.traffic.counts import Dimension
 
 # Text sent for an id, a reason or a tracking string: Postgres text cannot hold NUL, and no id
 # has a use for control characters.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+FromDay = Annotated[
+    date | None,
+    Query(alias="from", description="First UTC day (default: 29 days before `to`)"),
+]
+ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day, included (today)")]
+PERIOD_PATTERN = r"^\d{4}-\d{2}$"  # a calculation period or a month: YYYY-MM
+PeriodText = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
+PublisherId = Annotated[int | None, Query(ge=1, description="Admin keys only")]
+LinkCode = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,32}$", description="Link code")]
+TrackingText = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
+TrackingId = Annotated[
+    str | None, Query(max_length=128, pattern=PRINTABLE, description="Tracking id")
+]
+_DIMENSIONS = "|".join(d.value for d in Dimension)
+GroupByText = Annotated[
+    str,
+    Query(
+        pattern=rf"^(({_DIMENSIONS})(,({_DIMENSIONS}))*)?$",
+        description="Comma-separated, in order: day, link, af, cn, cv, dp (dp: raw clicks, "
+        "at most 31 days); empty: totals only",
+    ),
+]
+
+
+class DayRange:
+    """``from`` and ``to``: UTC days, both included; either may be left out."""
+
+    def __init__(self, first: FromDay = None, last: ToDay = None) -> None:
+        self.first = first
+        self.last = last
+
+
+class PeriodRange:
+    """``from`` and ``to``: calculation periods (``YYYY-MM``), both included."""
+
+    def __init__(
+        self,
+        first: Annotated[PeriodText, Query(alias="from")] = None,
+        last: Annotated[PeriodText, Query(alias="to")] = None,
+    ) -> None:
+        self.first = first
+        self.last = last
+
+
+class TrackingFilters:
+    """``link``, ``af``, ``cn``, ``cv``, ``dp``: exact values to keep."""
+
+    def __init__(
+        self,
+        link: LinkCode = None,
+        af: TrackingText = None,
+        cn: TrackingText = None,
+        cv: TrackingText = None,
+        dp: TrackingText = None,
+    ) -> None:
+        self.link = link
+        self.af = af
+        self.cn = cn
+        self.cv = cv
+        self.dp = dp
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(link=self.link, af=self.af, cn=self.cn, cv=self.cv, dp=self.dp)
+
+
+class OrderFilters(TrackingFilters):
+    """The same filters, ``af`` documented as the tracking id (Live Order Tracking)."""
+
+    def __init__(
+        self,
+        link: LinkCode = None,
+        af: TrackingId = None,
+        cn: TrackingText = None,
+        cv: TrackingText = None,
+        dp: TrackingText = None,
+    ) -> None:
+        super().__init__(link, af, cn, cv, dp)
+
+
+class TrafficGrouping:
+    """``group_by``: the traffic report's dimensions, as text (``traffic.parse_group_by``)."""
+
+    def __init__(self, group_by: GroupByText = "day") -> None:
+        self.group_by = group_by
+
+
+class PublisherChoice:
+    """``publisher_id``: the publisher an admin key acts for (``scope.acting_for``)."""
+
+    def __init__(self, publisher_id: PublisherId = None) -> None:
+        self.publisher_id = publisher_id
+
+
+class BomFlag:
+    """``bom``: a CSV export starts with a byte order mark."""
+
+    def __init__(
+        self,
+        bom: Annotated[
+            bool, Query(description="Start with a UTF-8 byte order mark (for Excel on Windows)")
+        ] = False,
+    ) -> None:
+        self.bom = bom

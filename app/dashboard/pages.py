@@ -61,6 +61,16 @@ def login_page(token: str, error: str | None = None) -> str:
     )
 
 
+def error_page(message: str) -> str:
+    """A request the dashboard cannot answer, said in plain words."""
+    return layout(
+        "Not possible · clicktrack",
+        '<main class="problem"><h1>clicktrack</h1>'
+        f'<p class="error" role="alert">{escape(message)}</p>'
+        '<p><a href="/dashboard">Back to the dashboard</a></p></main>',
+    )
+
+
 @dataclass(frozen=True)
 class TrackingIdRow:
     af: str | None

@@ -183,3 +183,44 @@ async def test_tracking_strings_are_escaped_and_downloads_need_a_session(
     assert export.text.splitlines()[1] == '"<script>alert(""x"")</script>",5,4,4,1'
     css = await app_client.get("/dashboard/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        (
+            "/dashboard/export/traffic.csv",
+            {"group_by": "<b>week</b>"},
+            "group_by: &#x27;&lt;b&gt;week",
+        ),
+        (
+            "/dashboard/export/traffic.csv",
+            {"from": "2026-01-10", "to": "2026-01-01"},
+            "to: the range ends before it starts",
+        ),
+        (
+            "/dashboard/export/traffic.csv",
+            {"group_by": "dp", "from": "2026-01-01", "to": "2026-03-01"},
+            "from: the range covers 60 days; at most 31",
+        ),
+        ("/dashboard/export/orders.csv", {"from": "garbage"}, "from: expected a day"),
+        ("/dashboard/export/income.csv", {"bom": "maybe"}, "bom: expected true or false"),
+        ("/dashboard", {"to": "2026-02-30"}, "to: expected a day"),
+    ],
+)
+async def test_bad_input_answers_an_html_page_not_the_apis_json(
+    app_client: httpx.AsyncClient,
+    publisher: tuple[int, str],
+    path: str,
+    params: dict[str, str],
+    message: str,
+) -> None:
+    assert (await app_client.get(path, params=params)).status_code == 303  # no session yet
+    await sign_in(app_client, publisher[1])
+    answer = await app_client.get(path, params=params)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-store"
+    assert message in answer.text and "<b>" not in answer.text

@@ -1,0 +1,37 @@
+"""Report routes, under ``/reports``: ``traffic`` (JSON and CSV), ``orders`` (Live Order
+Tracking, CSV), ``income`` (JSON and CSV) and ``overview``; one router per module. A
+publisher key reads its own; an admin key names the publisher. Days are UTC days; ranges
+include both ends. The reports themselves are ``app/reports/``.
+
+The income report's response models are here, not in ``income.py``: ``app/api/money.py`` has
+an ``IncomeOut`` too, so OpenAPI names this one after its module
+(``app__api__reports__IncomeOut``), as it did before the routes were split.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+
+class PeriodIncomeOut(BaseModel):
+    period: str = Field(description="YYYY-MM: from the 10th of that month to the 9th of the next")
+    first_day: date
+    last_day: date
+    closed: bool
+    state: str = Field(description="`closed`, `running` (not ended) or `ended` (to close)")
+    closed_at: datetime | None
+    orders: int = Field(description="Attributed orders placed in the period")
+    order_amount: Decimal
+    completed_sales: Decimal = Field(description="Credited by the close; open: would be now")
+    credited: Decimal
+    charged_back: Decimal
+    net: Decimal
+    estimated_commission: Decimal | None = Field(description="Open periods only")
+
+
+class IncomeOut(BaseModel):
+    publisher_id: int
+    periods: list[PeriodIncomeOut]

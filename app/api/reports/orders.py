@@ -1,0 +1,65 @@
+"""Route: Live Order Tracking, as CSV (``/reports/orders.csv``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import PrincipalDep, ResourcesDep
+from app.api.params import BomFlag, DayRange, OrderFilters, PublisherChoice
+from app.api.reports.download import csv_response
+from app.api.scope import acting_for
+from app.orders.status import OrderStatus
+from app.reports import exports, ranges
+from app.reports.orders import DateBasis, OrderExport
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+
+class OrderSelection:
+    """``date_type`` and ``status``: which date the range is of, and which orders."""
+
+    def __init__(
+        self,
+        date_type: Annotated[
+            DateBasis,
+            Query(description="`order`: by order time; `transaction`: by completion time"),
+        ] = DateBasis.order,
+        status: Annotated[list[OrderStatus] | None, Query(description="Any of these")] = None,
+    ) -> None:
+        self.date_type = date_type
+        self.statuses = tuple(status or ())
+
+
+@router.get("/orders.csv", response_class=StreamingResponse)
+async def live_order_tracking_csv(
+    principal: PrincipalDep,
+    resources: ResourcesDep,
+    days: Annotated[DayRange, Depends()],
+    selection: Annotated[OrderSelection, Depends()],
+    tracking: Annotated[OrderFilters, Depends()],
+    csv: Annotated[BomFlag, Depends()],
+    publisher: Annotated[PublisherChoice, Depends()],
+) -> StreamingResponse:
+    """Live Order Tracking: one row per order with its order and transaction times (UTC),
+    status, amount, commission and the tracking strings af, cn, cv, dp; streamed."""
+    first, last = ranges.day_range(days.first, days.last)
+    async with resources.pool.acquire() as conn:
+        owner = await acting_for(conn, principal, publisher.publisher_id)
+    export = OrderExport(
+        owner,
+        first,
+        last,
+        basis=selection.date_type,
+        statuses=selection.statuses,
+        link=tracking.link,
+        af=tracking.af,
+        cn=tracking.cn,
+        cv=tracking.cv,
+        dp=tracking.dp,
+    )
+    tz, now = resources.settings.period_tz, datetime.now(UTC)
+    return csv_response(exports.orders_csv(resources.pool, export, tz, now, bom=csv.bom))

@@ -1,0 +1,46 @@
+"""The dashboard's CSV downloads, for the signed-in publisher: the same exports as the API's
+(``app/reports/exports.py``), from the query's text. Bad input raises ``InvalidInput``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.core.resources import Resources
+from app.dashboard import inputs
+from app.reports import exports, income, ranges, traffic
+from app.reports.exports import CsvExport
+from app.reports.orders import OrderExport
+
+
+def orders(
+    owner: int, resources: Resources, first: str | None, last: str | None, bom: str | None
+) -> CsvExport:
+    """Live Order Tracking over the days asked for (by order date, every order)."""
+    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"))
+    export = OrderExport(owner, *days)
+    tz, now = resources.settings.period_tz, datetime.now(UTC)
+    return exports.orders_csv(resources.pool, export, tz, now, bom=inputs.flag(bom, "bom"))
+
+
+def traffic_by(
+    owner: int,
+    resources: Resources,
+    first: str | None,
+    last: str | None,
+    group_by: str,
+    bom: str | None,
+) -> CsvExport:
+    """The traffic report over the days asked for, grouped as asked."""
+    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"))
+    query = traffic.traffic_query(owner, *days, group_by)
+    return exports.traffic_csv(resources.pool, query, bom=inputs.flag(bom, "bom"))
+
+
+async def income_by_period(owner: int, resources: Resources, bom: str | None) -> CsvExport:
+    """Income over the default periods (the last 12)."""
+    with_bom = inputs.flag(bom, "bom")
+    tz, now = resources.settings.period_tz, datetime.now(UTC)
+    first, last = ranges.period_range(None, None, now, tz)
+    async with resources.pool.acquire() as conn:
+        found = await income.income_by_period(conn, owner, first, last, tz, now)
+    return exports.income_csv(found, bom=with_bom)
