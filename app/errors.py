@@ -12,11 +12,11 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
      │    ├── MerchantError                           a merchant's name
      │    ├── RangeError                              a report's day range
      │    └── PeriodError                             a month or period name (YYYY-MM)
-     ├── Unauthorized                 401            no or a wrong credential
+     ├── Unauthorized                 401 unauthorized no or a wrong credential
      │    └── SignatureError                          a postback's HMAC signature
-     ├── Forbidden                    403            a credential without the right
-     ├── NotFound                     404            nothing of that id for this caller
-     ├── Conflict                     409            valid, but the stored state refuses it
+     ├── Forbidden                    403 forbidden    a credential without the right
+     ├── NotFound                     404 not_found    nothing of that id for this caller
+     ├── Conflict                     409 conflict     valid, but the stored state refuses it
      │    ├── CodeTaken                               a custom link code already in use
      │    │                                           (also a LinkError; 409 wins)
      │    ├── PlanInUse                               a plan already applied to a closed period
@@ -24,8 +24,8 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
      │    ├── WithdrawalRefused                       balance, minimum or fee
      │    ├── PeriodNotEnded                          a period closed before its end
      │    └── BeforeHistory                           a period before a publisher's first close
-     ├── TooLarge                     413            a body over the limit
-     └── Unavailable                  503            a store needed right now does not answer
+     ├── TooLarge                     413 too_large    a body over the limit
+     └── Unavailable                  503 unavailable  a store needed right now does not answer
           ├── LinkUnavailable                         the redirect cannot resolve a link
           └── NotRecorded                             the redirect cannot record a click
 
