@@ -16,12 +16,14 @@ FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 # The same two commands as the README's "Deploying": a venv, then the project from
-# pyproject.toml (every dependency comes from there; there is no requirements file).
+# pyproject.toml (every dependency comes from there; there is no requirements file), each
+# package at the version constraints.txt pins (the versions `make test` tested).
 RUN python -m venv /opt/venv
-RUN --mount=type=cache,target=/root/.cache/pip /opt/venv/bin/pip install .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/venv/bin/pip install --constraint=constraints.txt .
 
 # app/core/migrate.py reads the SQL files from `migrations/` beside the `app` package. An installed
 # (non-editable) package has no such folder, so put the files where the installed code looks,

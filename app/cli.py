@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from app.accounts import merchants, publishers
 from app.accounts.apikeys import Role, create_key
 from app.accounts.publishers import PublisherKind
+from app.clicks import stream
 from app.core.db import create_pool
+from app.core.keys import RedisKeys
 from app.core.migrate import migrate
+from app.core.redis import create_redis
 from app.errors import ClickTrackError
 from app.money import closing, plans_store
 from app.money.periods import Period
@@ -162,11 +167,81 @@ async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> 
     print(f"rebuilt the traffic rollups of {len(days)} days from {total} clicks")
 
 
+REDRIVE_BATCH = 200  # entries per atomic move
+
+
+async def cmd_redrive(settings: Settings, args: argparse.Namespace) -> None:
+    """Move dead letters or parked entries back into their shard's click stream, printing
+    each; ``--limit`` bounds the entries moved, over all shards."""
+    if args.shard is not None and args.shard >= settings.stream_shards:
+        raise CliError(
+            f"--shard {args.shard}: there are {settings.stream_shards} stream shards "
+            f"(CLICKTRACK_STREAM_SHARDS), numbered from 0"
+        )
+    shards = range(settings.stream_shards) if args.shard is None else [args.shard]
+    redis = create_redis(settings, "cli")
+    moved: dict[int, int] = {}
+    try:
+        for shard in shards:
+            left = None if args.limit is None else args.limit - sum(moved.values())
+            if left == 0:
+                break
+            keys = RedisKeys(settings.key_prefix, shard)
+            moved[shard] = await _redrive_shard(redis, keys, args.source, left, args.dry_run)
+    except (RedisError, OSError) as exc:
+        raise CliError(f"cannot use Redis ({settings.redis_url}): {exc}") from None
+    finally:
+        await redis.aclose()
+    what = "dead letters" if args.source == "dead" else "parked entries"
+    total = sum(moved.values())
+    verb = "would move" if args.dry_run else "moved"
+    by_shard = ", ".join(f"shard {shard}: {n}" for shard, n in moved.items() if n)
+    print(f"{verb} {total} {what} back into the click stream" + (f" ({by_shard})" if total else ""))
+
+
+async def _redrive_shard(
+    redis: aioredis.Redis, keys: RedisKeys, source: str, limit: int | None, dry_run: bool
+) -> int:
+    """One shard's side stream, in batches, up to its newest entry as of now (an entry set
+    aside again meanwhile waits for the next run); returns how many were (or would be)
+    moved."""
+    side = keys.dead_letter_stream if source == "dead" else keys.parked_stream
+    until = await stream.last_id(redis, side)
+    moved, after = 0, None
+    while until is not None and (limit is None or moved < limit):
+        count = REDRIVE_BATCH if limit is None else min(REDRIVE_BATCH, limit - moved)
+        batch = await stream.redrive(redis, keys, side, count, after, until, dry_run=dry_run)
+        if not batch:
+            break
+        for entry in batch:
+            origin, reason = entry.original_id.decode(), entry.reason
+            if not entry.movable:
+                outcome = "kept (no payload)"
+            else:
+                outcome = "would move" if dry_run else f"moved to {(entry.new_id or b'').decode()}"
+                moved += 1
+            print(
+                f"shard {keys.shard} {entry.side_id.decode()} (was {origin}): {outcome}; {reason}"
+            )
+        after = batch[-1].side_id
+    return moved
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _shard_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -237,7 +312,25 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="from_day", type=_day, default=None, help="YYYY-MM-DD")
     backfill.add_argument("--to", dest="to_day", type=_day, default=None, help="YYYY-MM-DD")
     backfill.set_defaults(run=cmd_backfill_rollups)
+
+    _add_redrive(sub)
     return parser
+
+
+def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    redrive = sub.add_parser(
+        "redrive",
+        help="move dead letters or parked entries back into the click stream, each once",
+    )
+    redrive.add_argument(
+        "--from", dest="source", choices=["dead", "parked"], default="dead",
+        help="the dead letters (default) or the parked entries (a record version a flusher "
+        "did not read)",
+    )  # fmt: skip
+    redrive.add_argument("--shard", type=_shard_number, default=None, help="one shard only")
+    redrive.add_argument("--limit", type=_positive_int, default=None, help="move at most N")
+    redrive.add_argument("--dry-run", action="store_true", help="print, move nothing")
+    redrive.set_defaults(run=cmd_redrive)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,9 +34,10 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
 
 Errors of a process's own set-up or data, never shown to an API caller, derive from
 ``ClickTrackError`` directly: ``ConfigError`` (settings), ``MigrationError`` (schema),
-``EventError`` (a stream entry that is not a click), ``PartitionError`` (a click's day has
-no partition), and ``CliError`` (the CLI's own messages). Each class lives beside the rule it
-reports; this module holds the branches.
+``EventError`` (a stream entry that is not a click: a dead letter; its subclass
+``UnknownVersion``, a record of a major version the reader does not read: parked),
+``PartitionError`` (a click's day has no partition), and ``CliError`` (the CLI's own
+messages). Each class lives beside the rule it reports; this module holds the branches.
 
 Code raises the error where the rule is broken, naming the input with ``field=`` where it
 knows it, and does not catch it to raise another: routes let it propagate to the handler,

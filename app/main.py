@@ -22,7 +22,7 @@ from app.api.reports import orders as order_reports
 from app.api.reports import overview as overview_reports
 from app.api.reports import traffic as traffic_reports
 from app.clicks.spool import Spool
-from app.core.db import create_pool
+from app.core.db import Pool, create_pool
 from app.core.keys import RedisKeys
 from app.core.limits import RequestLimits
 from app.core.metrics import flush_buffered
@@ -50,11 +50,18 @@ def build_redirect(
         ttl_s=settings.link_cache_ttl_s,
         negative_ttl_s=settings.link_negative_ttl_s,
         redis_timeout_s=settings.redis_timeout_ms / 1000,
+        load_timeout_s=settings.link_load_timeout_ms / 1000,
+        load_concurrency=settings.link_load_concurrency,
+        legacy_mirror=settings.link_mirror_legacy_writes,
     )
     writer = ClickWriter(
         writer_redis,
         resources.keys,
-        Spool(settings.spool_dir, fsync=settings.spool_fsync),
+        Spool(
+            settings.spool_dir,
+            fsync=settings.spool_fsync,
+            max_file_bytes=settings.spool_file_max_bytes,
+        ),
         timeout_s=settings.redis_timeout_ms / 1000,
         shards=settings.stream_shards,
     )
@@ -84,13 +91,28 @@ async def _flush_metrics_every_second() -> None:
         flush_buffered()
 
 
+async def open_pool(settings: Settings) -> Pool:
+    """The web app's Postgres pool. It connects nothing at start (``min_size=0``): with
+    Postgres down the app still starts and serves links from the Redis mirror. Requests that
+    need Postgres connect then, each wait bounded (``CLICKTRACK_DATABASE_TIMEOUT_MS``,
+    ``CLICKTRACK_DATABASE_COMMAND_TIMEOUT_MS``), and answer 503 past the bounds
+    (``app/api/errors.py``) instead of queueing behind the pool."""
+    return await create_pool(
+        settings.database_url,
+        min_size=0,
+        connect_timeout_s=settings.database_timeout_ms / 1000,
+        acquire_timeout_s=settings.database_timeout_ms / 1000,
+        command_timeout_s=settings.database_command_timeout_ms / 1000,
+    )
+
+
 def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pool = await create_pool(settings.database_url)
-        redis = create_redis(settings.redis_url)
+        pool = await open_pool(settings)
+        redis = create_redis(settings, "web")
         # Clicks get their own connection: a slow API call never queues in front of a batch.
-        writer_redis = create_redis(settings.redis_url, max_connections=4)
+        writer_redis = create_redis(settings, "click_writer")
         resources = Resources(settings, pool, redis, RedisKeys(settings.key_prefix))
         redirect = build_redirect(settings, resources, writer_redis)
         redirect.writer.start()

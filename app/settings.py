@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=256)
     public_base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#]+$")
 
+    # Postgres as the web app uses it. Opening a connection or waiting for one from the pool
+    # past database_timeout_ms, or one query past database_command_timeout_ms, answers 503.
+    database_timeout_ms: int = Field(default=2000, ge=1)
+    database_command_timeout_ms: int = Field(default=5000, ge=1)
+
     # The session cookie.
     cookie_secret: SecretStr = SecretStr(DEVELOPMENT_COOKIE_SECRET)
     cookie_name: str = Field(default="ct_sid", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -59,6 +64,15 @@ class Settings(BaseSettings):
     link_cache_size: int = Field(default=100_000, ge=1)
     link_cache_ttl_s: float = Field(default=60.0, gt=0)
     link_negative_ttl_s: float = Field(default=2.0, gt=0)
+    # The redirect's Postgres read-through of a link not in its cache nor the Redis mirror:
+    # at most this long (a read slot, the pool's acquire and the query), then the link's
+    # expired copy or a 503; at most this many at once (the pool's other connections stay
+    # the API's when Postgres hangs).
+    link_load_timeout_ms: int = Field(default=500, ge=1)
+    link_load_concurrency: int = Field(default=4, ge=1)
+    # Write the link mirror record unversioned, as releases before the versioned record did
+    # (they cannot read it): only during a rolling upgrade from one of them.
+    link_mirror_legacy_writes: bool = False
 
     # What a request may bring: a longer query string gets a 414, a larger body a 413.
     max_query_bytes: int = Field(default=8192, ge=256)
@@ -85,8 +99,15 @@ class Settings(BaseSettings):
 
     # Durable write of clicks: group commit to Redis, spool on disk when Redis fails.
     redis_timeout_ms: int = Field(default=250, ge=1)
+    # Every Redis client of every process (app/core/redis.py): opening a connection, and one
+    # reply to a command that has no tighter bound of its own (a flusher adds its block).
+    redis_connect_timeout_ms: int = Field(default=2000, ge=1)
+    redis_socket_timeout_ms: int = Field(default=5000, ge=1)
     spool_dir: Path = Path(".data/spool")
     spool_fsync: bool = False
+    # A spool file is closed past this size and another started (bytes): no file grows
+    # without bound in a long Redis outage, and the closed ones can be replayed at once.
+    spool_file_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
 
     # Flusher.
     flush_batch_size: int = Field(default=2000, ge=1)
@@ -97,6 +118,12 @@ class Settings(BaseSettings):
     stream_shards: int = Field(default=1, ge=1, le=1024)
     flusher_shards: Annotated[tuple[int, ...], NoDecode] = ()
     flusher_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # Liveness: the flusher's event loop rewrites this file every second or so;
+    # `python -m app.flusher --check` fails once it is older than the max age.
+    flusher_heartbeat_file: Path = Path("/tmp/clicktrack-flusher.heartbeat")
+    flusher_heartbeat_max_age_s: float = Field(default=30.0, ge=2)
+    # Consumers of the group idle this long with nothing pending are deleted (0: never).
+    consumer_prune_idle_s: float = Field(default=3600.0, ge=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -7,7 +7,12 @@ HTTP errors, values Postgres refused, and anything unexpected (500, logged).
 Routes do not translate domain errors: a ``LinkError``, ``PlanInUse`` or ``SignatureError``
 reaches this module as raised, and its class gives the status and ``kind``; the message is
 ``describe()``, so an error naming its ``field`` reads ``<field>: <message>``. A 401 also
-carries ``WWW-Authenticate: Bearer``.
+carries ``WWW-Authenticate: Bearer``; every 503 carries ``Retry-After``.
+
+Postgres out of reach (``app.core.db.unreachable``: refused, reset or lost connections,
+timeouts of the pool's acquire or of a query, the server shutting down or out of
+connections) answers 503 ``unavailable`` with a message in words, never a 500: the request
+was not applied and may be sent again. Routes do not catch these either.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.db import RETRY_AFTER_S, unreachable
 from app.errors import ClickTrackError
 
 log = logging.getLogger(__name__)
@@ -32,8 +38,16 @@ def error_response(
     body: dict[str, Any] = {"error": kind, "message": message}
     if details:
         body["details"] = details
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=status_headers(status))
+
+
+def status_headers(status: int) -> dict[str, str] | None:
+    """The headers an error answer of ``status`` carries besides its body."""
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_S)}
+    return None
 
 
 async def _clicktrack_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -78,6 +92,31 @@ async def _argument_refused(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid", "a value is out of the range the API accepts")
 
 
+def database_message(exc: BaseException) -> str:
+    """What a person reads when Postgres is out of reach (``unreachable(exc)``)."""
+    if isinstance(exc, TimeoutError):
+        return "the database did not answer in time; the request was not applied, try again"
+    return "the database cannot be reached right now; the request was not applied, try again"
+
+
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    if not unreachable(exc):  # an OSError or asyncpg error that is not an outage: a bug
+        return await _unexpected(request, exc)
+    log.warning("database unreachable", extra={"error": repr(exc), "path": request.url.path})
+    return error_response(503, "unavailable", database_message(exc))
+
+
+# The classes whose instances may mean "Postgres is out of reach"; each is checked by
+# ``unreachable`` (TimeoutError and ConnectionError are OSErrors).
+DATABASE_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal", "internal error; the request was not applied")
@@ -88,4 +127,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(asyncpg.DataError, _argument_refused)
+    for error in DATABASE_DOWN:
+        app.add_exception_handler(error, _database_unreachable)
     app.add_exception_handler(Exception, _unexpected)

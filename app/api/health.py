@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from app.api.deps import ResourcesDep
 from app.core.metrics import exposition
+from app.core.resources import Resources
 from app.settings import Settings
 
 router = APIRouter(tags=["health"])
@@ -31,26 +32,52 @@ async def healthz() -> dict[str, str]:
 async def readyz(resources: ResourcesDep) -> JSONResponse:
     """Ready when clicks can be recorded (Redis, or else the spool) and links can be
     resolved (the Redis mirror, or else Postgres). Redis down alone is not a reason to take
-    every replica out of the load balancer at once: the spool holds the clicks."""
-    checks = {"redis": "ok", "postgres": "ok", "spool": "ok"}
+    every replica out of the load balancer at once: the spool holds the clicks; Postgres
+    down alone neither (links come from the mirror; the API answers 503 meanwhile).
+
+    200 ``{"ready": true, "redis": "ok", "postgres": "ok" | "down: ...", "spool": "ok" |
+    "unusable: ..."}``, or 503 with ``"ready": false``. The checks run at the same time,
+    each bounded by ``CHECK_TIMEOUT_S``: the answer comes within about a second whatever
+    hangs."""
     # Each check is bounded: a store that hangs (dropped packets) must fail the check well
     # within the probe's own timeout, not make every replica's probe time out at once.
+    redis, postgres, spool = await asyncio.gather(
+        _check_redis(resources), _check_postgres(resources), _check_spool(resources.settings)
+    )
+    checks = {"redis": redis, "postgres": postgres, "spool": spool}
+    redis_ok = redis == "ok"
+    ready = (redis_ok or spool == "ok") and (redis_ok or postgres == "ok")
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+async def _check_redis(resources: Resources) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await resources.redis.ping()
     except (RedisError, OSError, TimeoutError) as exc:
-        checks["redis"] = f"down: {exc!r}"
+        return f"down: {exc!r}"
+    return "ok"
+
+
+async def _check_postgres(resources: Resources) -> str:
+    """A real round trip (the pool connects if it holds no connection): the pool having
+    been created says nothing, it connects nothing at start."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await resources.pool.fetchval("SELECT 1")
     except Exception as exc:  # any failure means "cannot resolve from Postgres"; never a 500
-        checks["postgres"] = f"down: {exc!r}"
-    problem = spool_problem(resources.settings)
-    if problem:
-        checks["spool"] = problem
-    redis_ok = checks["redis"] == "ok"
-    ready = (redis_ok or checks["spool"] == "ok") and (redis_ok or checks["postgres"] == "ok")
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        return f"down: {exc!r}"
+    return "ok"
+
+
+async def _check_spool(settings: Settings) -> str:
+    """In a thread: a disk that hangs (a stalled volume) must not hold the event loop."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            problem = await asyncio.to_thread(spool_problem, settings)
+    except TimeoutError:
+        return f"unusable: the disk did not answer within {CHECK_TIMEOUT_S:g} s"
+    return problem or "ok"
 
 
 def spool_problem(settings: Settings) -> str | None:

@@ -102,7 +102,12 @@ async def create_link(body: LinkIn, principal: PrincipalDep, resources: Resource
             conn, owner, destination, code=body.code, expires_at=body.expires_at
         )
     # A code may have been looked up (and remembered as unknown) before it existed.
-    await mirror.publish_change(resources.redis, resources.keys, link)
+    await mirror.publish_change(
+        resources.redis,
+        resources.keys,
+        link,
+        legacy=resources.settings.link_mirror_legacy_writes,
+    )
     return _out(link, resources)
 
 
@@ -144,5 +149,10 @@ async def update_link(
             )
         else:
             link = await link_store.update_link(conn, link.id, status=body.status)
-    await mirror.publish_change(resources.redis, resources.keys, link)
+    await mirror.publish_change(
+        resources.redis,
+        resources.keys,
+        link,
+        legacy=resources.settings.link_mirror_legacy_writes,
+    )
     return _out(link, resources)

@@ -2,8 +2,10 @@
 
 The redirect appends one entry per click (``queue_add``, never capped); the flushers read it
 through one consumer group, ack what they committed, and ``trim_acknowledged`` drops only
-what every group has acked. Entry ids and fields are bytes: use a client without
-``decode_responses``.
+what every group has acked. What the flusher cannot store is set aside with its reason, in
+the same MULTI as its ack: dead letters (not a click) and parked entries (a record version it
+does not read); ``redrive`` moves them back. ``prune_consumers`` removes consumers long gone.
+Entry ids and fields are bytes: use a client without ``decode_responses``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ class DeadLetter:
     entry_id: bytes
     reason: str
     payload: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A record of a major version this flusher does not read: kept aside, then acked."""
+
+    entry_id: bytes
+    reason: str
+    payload: bytes
 
 
 # Appends every argument to the stream: one command and one reply for a whole batch, atomic.
@@ -139,13 +150,17 @@ async def ack(
     keys: RedisKeys,
     entry_ids: Sequence[bytes],
     dead_letters: Sequence[DeadLetter] = (),
+    parked: Sequence[Parked] = (),
 ) -> int:
-    """Move dead letters aside and ack ``entry_ids``, atomically (MULTI); return acks done."""
-    if not entry_ids and not dead_letters:
+    """Move dead letters and parked entries aside and ack ``entry_ids``, atomically (MULTI):
+    an entry leaves the stream only once it is in its side stream. Returns acks done."""
+    if not entry_ids and not dead_letters and not parked:
         return 0
     async with redis.pipeline(transaction=True) as pipe:
         for letter in dead_letters:
             queue_dead_letter(pipe, keys, letter)
+        for entry in parked:
+            _queue_aside(pipe, keys.parked_stream, entry.entry_id, entry.reason, entry.payload)
         if entry_ids:
             pipe.xack(keys.clicks_stream, keys.consumer_group, *entry_ids)
         results = await pipe.execute()
@@ -154,10 +169,16 @@ async def ack(
 
 def queue_dead_letter(pipe: Pipeline, keys: RedisKeys, letter: DeadLetter) -> None:
     """Queue the dead-letter entry: the original id, the reason and the payload if any."""
-    fields: dict[bytes, bytes] = {b"id": letter.entry_id, b"reason": letter.reason.encode()}
-    if letter.payload is not None:
-        fields[STREAM_FIELD] = letter.payload
-    pipe.xadd(keys.dead_letter_stream, fields)  # type: ignore[arg-type]
+    _queue_aside(pipe, keys.dead_letter_stream, letter.entry_id, letter.reason, letter.payload)
+
+
+def _queue_aside(
+    pipe: Pipeline, side_stream: str, entry_id: bytes, reason: str, payload: bytes | None
+) -> None:
+    fields: dict[bytes, bytes] = {b"id": entry_id, b"reason": reason.encode()}
+    if payload is not None:
+        fields[STREAM_FIELD] = payload
+    pipe.xadd(side_stream, fields)  # type: ignore[arg-type]
 
 
 async def pending_count(redis: aioredis.Redis, keys: RedisKeys) -> int:
@@ -226,6 +247,114 @@ async def backlog(redis: aioredis.Redis, keys: RedisKeys) -> Backlog:
         if first and first[0][0] is not None:
             oldest = _parse_id(first[0][0])
     return Backlog(length, pending, None if oldest is None else oldest[0])
+
+
+# Moves up to ARGV[3] entries of the side stream KEYS[1], ids ARGV[1] to ARGV[2], back into
+# the click stream KEYS[2]: each with a payload is added there and deleted here in one atomic
+# step, so it is moved exactly once, whoever else runs the same. Returns, per entry: {side id,
+# original id, new id ('': no payload, left in place), reason}.
+_REDRIVE = b"""
+local moved = {}
+for i, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
+  local fields, payload, origin, reason, new = entry[2], nil, '', '', ''
+  for j = 1, #fields, 2 do
+    local name, value = fields[j], fields[j + 1]
+    if name == 'c' then payload = value elseif name == 'id' then origin = value
+    elseif name == 'reason' then reason = value end
+  end
+  if payload then
+    new = redis.call('XADD', KEYS[2], '*', 'c', payload)
+    redis.call('XDEL', KEYS[1], entry[1])
+  end
+  moved[i] = {entry[1], origin, new, reason}
+end
+return moved
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SideEntry:
+    """An entry of a dead-letter or parked stream, as ``redrive`` found (and moved) it."""
+
+    side_id: bytes  # its id in the side stream
+    original_id: bytes  # the id it had in the click stream
+    reason: str
+    movable: bool  # it has a payload (an entry without one stays where it is)
+    new_id: bytes | None  # its id back in the click stream; None: not moved
+
+
+async def redrive(
+    redis: aioredis.Redis,
+    keys: RedisKeys,
+    side_stream: str,
+    count: int,
+    after: bytes | None = None,
+    until: bytes = b"+",
+    *,
+    dry_run: bool = False,
+) -> list[SideEntry]:
+    """Move up to ``count`` entries of ``side_stream`` (a shard's dead-letter or parked
+    stream, of the same hash tag as ``keys``) back into the click stream, oldest first:
+    those with ids above ``after`` (from the start when None) up to ``until``. One atomic
+    script call; an entry without a payload stays. ``dry_run``: only read them."""
+    start = b"-" if after is None else b"(" + after
+    if dry_run:
+        found = map(_entry, await redis.xrange(side_stream, start, until, count) or [])
+        return [
+            SideEntry(
+                i, f.get(b"id", b""), f.get(b"reason", b"").decode("utf-8", "replace"),
+                STREAM_FIELD in f, None,
+            )
+            for i, f in found
+        ]  # fmt: skip
+    script = redis.register_script(_REDRIVE)
+    reply = await script(keys=[side_stream, keys.clicks_stream], args=[start, until, count])
+    return [
+        SideEntry(side_id, origin, reason.decode("utf-8", "replace"), bool(new), new or None)
+        for side_id, origin, new, reason in reply
+    ]
+
+
+async def last_id(redis: aioredis.Redis, stream_key: str) -> bytes | None:
+    """The id of the newest entry of a stream (None when it is empty or does not exist)."""
+    newest = await redis.xrevrange(stream_key, count=1)
+    return _entry(newest[0])[0] if newest else None
+
+
+# Deletes the consumers of group ARGV[1] idle for more than ARGV[2] ms that hold no pending
+# entry, but none of ARGV[3...]; atomic, so a consumer that reads meanwhile is not deleted
+# with entries (XGROUP DELCONSUMER drops them: they would never be acked). Returns {name,
+# idle ms} per consumer deleted.
+_PRUNE = b"""
+local own, removed = {}, {}
+for i = 3, #ARGV do own[ARGV[i]] = true end
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if not own[info['name']] and info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed[#removed + 1] = {info['name'], info['idle']}
+  end
+end
+return removed
+"""
+
+
+async def prune_consumers(
+    redis: aioredis.Redis, keys: RedisKeys, own: Iterable[str], min_idle_ms: int
+) -> list[tuple[str, int]]:
+    """Delete the group's consumers idle for more than ``min_idle_ms`` that hold no pending
+    entry, never those named in ``own``. Returns (name, idle ms) of each deleted."""
+    script = redis.register_script(_PRUNE)
+    try:
+        removed = await script(
+            keys=[keys.clicks_stream], args=[keys.consumer_group, min_idle_ms, *own]
+        )
+    except ResponseError as exc:
+        if "no such key" in str(exc) or "NOGROUP" in str(exc):  # nothing to prune yet
+            return []
+        raise
+    return [(_as_bytes(name).decode(), int(idle)) for name, idle in removed]
 
 
 def _entries(response: Any) -> list[Entry]:

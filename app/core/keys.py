@@ -1,9 +1,10 @@
 """Every Redis key and channel name, in one place. All live under ``settings.key_prefix``.
 
-Clicks are spread over ``stream_shards`` streams. A shard's stream and its dead letters
-carry the shard number as a Redis Cluster hash tag (``ct:clicks:{3}``), so that both live
-in one slot (the flusher moves dead letters and acks in one MULTI) while different shards
-spread over the cluster's nodes.
+Clicks are spread over ``stream_shards`` streams. A shard's stream, its dead letters and its
+parked entries carry the shard number as a Redis Cluster hash tag (``ct:clicks:{3}``), so
+that all three live in one slot (the flusher sets entries aside and acks them in one MULTI;
+``redrive`` moves them back in one script call) while different shards spread over the
+cluster's nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class RedisKeys:
     @property
     def dead_letter_stream(self) -> str:
         return f"{self.prefix}:clicks:dead:{{{self.shard}}}"
+
+    @property
+    def parked_stream(self) -> str:
+        """Records of a major version the flusher does not read, kept for one that does."""
+        return f"{self.prefix}:clicks:parked:{{{self.shard}}}"
 
     @property
     def consumer_group(self) -> str:

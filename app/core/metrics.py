@@ -36,7 +36,18 @@ REDIRECT_SECONDS = Histogram(
 CLICKS_ACCEPTED = Counter("clicktrack_clicks_accepted", "Clicks written to the Redis stream.")
 CLICKS_SPOOLED = Counter("clicktrack_clicks_spooled", "Clicks written to the local spool.")
 CLICKS_REPLAYED = Counter("clicktrack_clicks_replayed", "Spooled clicks moved into Redis.")
+COMMIT_UNEXPECTED_ERRORS = Counter(
+    "clicktrack_commit_unexpected_errors",
+    "Errors of no expected kind in the group commit (the batch went to the spool, or its "
+    "redirects got 503s); each is logged.",
+)
 LINK_CACHE = Counter("clicktrack_link_cache", "Link lookups by the redirect.", ["result"])
+LINK_MIRROR_UNREADABLE = Counter(
+    "clicktrack_link_mirror_unreadable",
+    "Link mirror records the redirect could not use (read from Postgres instead), by reason: "
+    "corrupt, or major (a format version this release does not read).",
+    ["reason"],
+)
 COMMIT_BATCH_SIZE = Histogram(
     "clicktrack_commit_batch_size", "Clicks per group commit.", buckets=_BATCH_BUCKETS
 )
@@ -72,6 +83,14 @@ FLUSHER_WRITE_SECONDS = Histogram(
 )
 FLUSHER_RETRIES = Counter("clicktrack_flusher_retries", "Flusher steps failed and retried.")
 FLUSHER_CLAIMED = Counter("clicktrack_flusher_claimed", "Entries claimed from idle consumers.")
+FLUSHER_PARKED = Counter(
+    "clicktrack_flusher_parked",
+    "Entries of a record version this flusher does not read, set aside for one that does.",
+)
+FLUSHER_CONSUMERS_PRUNED = Counter(
+    "clicktrack_flusher_consumers_pruned",
+    "Consumers of the group deleted: idle past the bound, nothing pending.",
+)
 
 
 class BufferedHistogram:

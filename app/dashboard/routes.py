@@ -29,7 +29,7 @@ from app.dashboard.view import dashboard_view
 from app.errors import InvalidInput
 from app.reports import ranges
 
-router = APIRouter(prefix=PATH, include_in_schema=False)
+router = APIRouter(prefix=PATH, include_in_schema=False, route_class=web.PageRoute)
 
 # Taken as text and read by ``inputs``: a bad value answers a page, not the API's JSON.
 FromText = Annotated[str | None, Query(alias="from")]

@@ -1,18 +1,28 @@
 """The dashboard's HTTP plumbing: its pages' headers, the signed-in session of a request,
-cookies, forms, downloads, and the HTML page an error answers with."""
+cookies, forms, downloads, and the HTML page an error answers with.
+
+Its routes are ``PageRoute``s: Postgres out of reach (``app.core.db.unreachable``) answers
+an HTML 503 page with ``Retry-After``, not the API's JSON; the routes do not catch it."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 
+from app.core.db import RETRY_AFTER_S, unreachable
 from app.core.resources import Resources
 from app.dashboard import pages
 from app.dashboard.sessions import COOKIE, PATH, DashboardSession, Sessions
 from app.errors import ClickTrackError
 from app.reports.exports import MEDIA_TYPE, CsvExport
+
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -33,6 +43,40 @@ def html(body: str, status: int = 200) -> HTMLResponse:
 def problem(error: ClickTrackError) -> HTMLResponse:
     """An error as a page, with the status the API would answer."""
     return html(pages.error_page(error.describe()), error.status)
+
+
+def unavailable() -> HTMLResponse:
+    """The page for Postgres out of reach: 503, ``Retry-After``."""
+    page = html(
+        pages.error_page(
+            "The dashboard cannot reach its database right now. "
+            "Nothing was changed; please try again in a few seconds."
+        ),
+        503,
+    )
+    page.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return page
+
+
+class PageRoute(APIRoute):
+    """A dashboard route: when Postgres is out of reach, the HTML 503 page. A download that
+    fails after its first bytes were sent cannot change its status: its connection drops."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        answer = super().get_route_handler()
+
+        async def answer_or_unavailable(request: Request) -> Response:
+            try:
+                return await answer(request)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                log.warning(
+                    "database unreachable", extra={"error": repr(exc), "path": request.url.path}
+                )
+                return unavailable()
+
+        return answer_or_unavailable
 
 
 def download(export: CsvExport) -> StreamingResponse:

@@ -4,7 +4,11 @@
 in flight at a time; the next one fills meanwhile. A batch goes to Redis in one pipelined
 round trip; when Redis errors or is slower than the timeout, the batch goes to the local
 spool instead, and the writer keeps spooling (no timeout paid per batch) until the replay
-task has found Redis answering again and emptied the spool into it.
+task has found Redis answering within the timeout again and emptied the spool into it.
+
+Every batch is answered, whatever happens: an error of no expected kind while sending to
+Redis spools the batch as a Redis error would; one the spool raises refuses the batch
+(``NotRecorded``: the redirect's quick 503); a cancelled drainer spools what it held.
 """
 
 from __future__ import annotations
@@ -27,16 +31,34 @@ from app.core.metrics import (
     CLICKS_SPOOLED,
     COMMIT_BATCH_SIZE,
     COMMIT_SECONDS,
+    COMMIT_UNEXPECTED_ERRORS,
 )
 from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 REPLAY_INTERVAL_S = 0.5
+UNEXPECTED_LOG_EVERY_S = 60.0
 
 
 class NotRecorded(Unavailable):
     """Neither Redis nor the spool could take the click: it must not be acknowledged."""
+
+
+_unexpected_logged_at = float("-inf")
+
+
+def _log_unexpected(message: str, exc: Exception) -> None:
+    """Count ``exc`` (being handled); log it, with its trace at most once per
+    ``UNEXPECTED_LOG_EVERY_S`` (an error of a batch may well be the error of every batch)."""
+    global _unexpected_logged_at
+    COMMIT_UNEXPECTED_ERRORS.inc()
+    now = time.monotonic()
+    if now - _unexpected_logged_at >= UNEXPECTED_LOG_EVERY_S:
+        _unexpected_logged_at = now
+        log.exception(message, extra={"error": repr(exc)})
+    else:
+        log.error(message, extra={"error": repr(exc)})
 
 
 class _Batch:
@@ -110,19 +132,39 @@ class ClickWriter:
             await asyncio.shield(batch.outcome)
 
     async def _drain(self) -> None:
+        """Write the batches one after the other until none is waiting. Every batch taken is
+        settled, on every path: an error of any kind ends as NotRecorded for its requests
+        (``_commit``), and when this task is cancelled (a forced shutdown) or dies anyway,
+        the batch it held and the one filling go to the spool before it ends."""
+        batch: _Batch | None = None
         try:
             while self._batch is not None:
                 batch, self._batch = self._batch, None
-                try:
-                    await self._write(batch.clicks)
-                except NotRecorded as exc:
-                    batch.settle(exc)
-                else:
-                    batch.settle(None)
+                batch.settle(await self._commit(batch.clicks))
+                batch = None
         finally:
             self._drainer = None
+            left = [b for b in (batch, self._batch) if b is not None]
+            self._batch = None  # the next record() starts a batch and a drainer of its own
+            for unsettled in left:
+                unsettled.settle(self._spool_or_refuse(unsettled.clicks))
+
+    async def _commit(self, batch: list[tuple[int, bytes]]) -> NotRecorded | None:
+        """Write one batch: None once it is durable, else the error for its requests.
+        Raises only CancelledError."""
+        try:
+            await self._write(batch)
+        except NotRecorded as exc:
+            return exc
+        except Exception as exc:  # a bug past every fallback: the requests get their 503
+            raise_if_cancelling()
+            _log_unexpected("group commit failed, clicks refused", exc)
+            return NotRecorded(repr(exc))
+        return None
 
     async def _write(self, batch: list[tuple[int, bytes]]) -> None:
+        """To Redis within the timeout, else (or while Redis is held failed) to the spool.
+        Raises NotRecorded when the spool could not take it either."""
         started = time.perf_counter()
         COMMIT_BATCH_SIZE.observe(len(batch))
         if self.redis_ok:
@@ -133,16 +175,35 @@ class ClickWriter:
                 COMMIT_SECONDS.observe(time.perf_counter() - started)
                 return
             except (RedisError, OSError, TimeoutError) as exc:
+                raise_if_cancelling()
                 self.redis_ok = False
                 log.warning("redis unavailable, spooling clicks: %r", exc)
+            except Exception as exc:  # of no expected kind: it may be about Redis all the same
+                raise_if_cancelling()
+                self.redis_ok = False
+                _log_unexpected("unexpected error sending clicks to redis; spooling them", exc)
+        self._spool_batch(batch)
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+    def _spool_batch(self, batch: list[tuple[int, bytes]]) -> None:
+        """Append the batch to the spool, all or none. Raises NotRecorded on any error."""
         try:
             # A spool line is "<shard> <payload>": the replay puts it back where it belongs.
             self._spool.append([b"%d %s" % entry for entry in batch])
-        except OSError as exc:
-            log.error("spool write failed, clicks refused", extra={"error": repr(exc)})
+        except Exception as exc:
+            if isinstance(exc, OSError):
+                log.error("spool write failed, clicks refused", extra={"error": repr(exc)})
+            else:
+                _log_unexpected("unexpected error writing the spool, clicks refused", exc)
             raise NotRecorded(str(exc)) from exc
         CLICKS_SPOOLED.inc(len(batch))
-        COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+    def _spool_or_refuse(self, batch: list[tuple[int, bytes]]) -> NotRecorded | None:
+        try:
+            self._spool_batch(batch)
+        except NotRecorded as exc:
+            return exc
+        return None
 
     async def _to_redis(
         self, batch: list[tuple[int, bytes]], sender: resp.PackedSender | None = None
@@ -162,6 +223,7 @@ class ClickWriter:
                 batch.append((0, line))
         async with asyncio.timeout(self._timeout_s * 4):
             await self._to_redis(batch, self._replay_sender)
+        CLICKS_REPLAYED.inc(len(batch))
 
     def start(self) -> None:
         self._replayer = asyncio.create_task(self._replay_forever())
@@ -184,12 +246,15 @@ class ClickWriter:
                 log.exception("spool replay failed; retrying")
 
     async def replay_spool(self) -> int:
-        async with asyncio.timeout(self._timeout_s * 4):
+        """Move every spool file nobody holds (this writer's own, rotated first, included)
+        into Redis; then batches go to Redis again. The number of clicks moved. Raises when
+        Redis does not answer a ping within the batches' own timeout: a Redis that answers,
+        but slower than a batch may wait, is not taken back (the clicks stay spooled)."""
+        async with asyncio.timeout(self._timeout_s):
             await self._redis.ping()
         self._spool.rotate()
         replayed = await self._spool.replay(self._replay_lines)
         self.redis_ok = True
-        CLICKS_REPLAYED.inc(replayed)
         if replayed:
             log.info("spooled clicks replayed into redis", extra={"clicks": replayed})
         return replayed

@@ -2,8 +2,13 @@
 through from Postgres on a miss.
 
 Entries expire after a TTL; a change announced on the links channel (``app.links.mirror``) evicts
-one at once, and a lost subscription clears everything. When Redis and Postgres are both
-unreachable, an expired entry is served rather than failing the redirect.
+one at once, and a lost subscription clears everything. When the mirror has no usable copy and
+Postgres fails or does not answer within its bound, an expired entry is served rather than
+failing the redirect; with none, ``LinkUnavailable`` (the redirect's 503 with Retry-After).
+
+Every lookup ends, whatever happens: one load per code runs as a task of its own that every
+request for the code awaits, so an error of any kind reaches them all and cancelling one
+request (the first included) leaves the others their answer.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import logging
 import time
 from enum import Enum
+from functools import partial
 from typing import Final, Literal
 from urllib.parse import quote
 
@@ -35,8 +41,26 @@ _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 FOLLOW_POLL_S = 0.5
+# After the stores failed to give a code, its expired copy is served this long (s) before
+# they are asked again.
+STALE_RETRY_S = 1.0
+# An unexpected error while loading a link is logged at most this often (s), with a trace.
+FAILURE_LOG_EVERY_S = 60.0
 _COUNT_HIT = BufferedCounter(LINK_CACHE.labels("hit")).inc
 _COUNT_MISS = LINK_CACHE.labels("miss").inc
+
+
+_failure_logged_at = float("-inf")
+
+
+def _log_failure(code: str) -> None:
+    """Log the exception being handled (a bug, or data this release cannot use), at most
+    once per ``FAILURE_LOG_EVERY_S``: a link that fails, fails for every request."""
+    global _failure_logged_at
+    now = time.monotonic()
+    if now - _failure_logged_at >= FAILURE_LOG_EVERY_S:
+        _failure_logged_at = now
+        log.exception("link could not be loaded; answering 503", extra={"code": code})
 
 
 class Miss(Enum):
@@ -77,6 +101,13 @@ def _split_location(destination: str, param: str) -> tuple[str, str]:
 
 
 class LinkCache:
+    """Code → ``RedirectTarget`` for the redirect: the in-process cache, then the Redis
+    mirror, then Postgres. Each store call is bounded: the mirror by ``redis_timeout_s``,
+    the Postgres read-through by ``load_timeout_s`` (waiting for one of ``load_concurrency``
+    read slots, the pool's acquire and the query together, s). So a lookup takes at most
+    about ``redis_timeout_s + load_timeout_s`` (the mirror, then Postgres; the mirror is
+    filled in the background), whatever state the stores are in."""
+
     def __init__(
         self,
         redis: aioredis.Redis,
@@ -88,12 +119,24 @@ class LinkCache:
         ttl_s: float,
         negative_ttl_s: float,
         redis_timeout_s: float = 0.25,
+        load_timeout_s: float = 0.5,
+        load_concurrency: int = 4,
+        legacy_mirror: bool = False,
     ) -> None:
         self._redis = redis
         # A Redis that accepts connections but does not answer (frozen, overloaded, a network
         # that drops packets) must not hold redirects up: past this, Postgres is asked.
         self._redis_timeout_s = redis_timeout_s
         self._pool = pool
+        # Postgres gets its own, short bound: the pool's are made for the API's queries.
+        self._load_timeout_s = load_timeout_s
+        # Read-throughs in flight, a query given up on included (it finishes in the
+        # background): a frozen Postgres holds at most this many of the pool's connections,
+        # however many codes are asked, and the API keeps the rest.
+        self._read_slots = asyncio.Semaphore(load_concurrency)
+        self._queries: set[asyncio.Task[EdgeLink | None]] = set()
+        self._fills: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
+        self._legacy_mirror = legacy_mirror
         self._keys = keys
         self._param = click_id_param
         self._size = size
@@ -101,7 +144,7 @@ class LinkCache:
         self._negative_ttl = negative_ttl_s
         # code -> (target or None for "no such link", monotonic expiry)
         self._entries: dict[str, tuple[RedirectTarget | None, float]] = {}
-        self._loading: dict[str, asyncio.Future[RedirectTarget | None]] = {}
+        self._loading: dict[str, asyncio.Task[RedirectTarget | None]] = {}
         # Bumped by every eviction: a load that started before one must not store its result.
         self._generation = 0
 
@@ -115,40 +158,46 @@ class LinkCache:
         return MISS
 
     async def get(self, code: str) -> RedirectTarget | None:
+        """The link (None: no such link), or its expired copy when the stores cannot give
+        it. Raises ``LinkUnavailable``: no copy, and the stores failed, did not answer in
+        time, or gave a link that could not be prepared."""
         cached = self.cached(code)
         if cached is not MISS:
             return cached
         _COUNT_MISS()
-        entry = self._entries.get(code)  # expired: served if the stores cannot be reached
-        loading = self._loading.get(code)
-        if loading is not None:  # a concurrent request is already fetching this code
-            return await asyncio.shield(loading)
-        future: asyncio.Future[RedirectTarget | None] = asyncio.get_running_loop().create_future()
-        self._loading[code] = future
-        try:
-            target = await self._load(code, stale=entry)
-            future.set_result(target)
-            return target
-        except LinkUnavailable as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: concurrent waiters re-raise it themselves
-            raise
-        finally:
+        load = self._loading.get(code)
+        if load is None:
+            # One load per code, in a task of its own: every request for the code awaits it,
+            # and cancelling any of them (the first included) cancels no other.
+            load = asyncio.ensure_future(self._load(code, self._entries.get(code)))
+            self._loading[code] = load
+            load.add_done_callback(partial(self._loaded, code))
+        return await asyncio.shield(load)
+
+    def _loaded(self, code: str, load: asyncio.Task[RedirectTarget | None]) -> None:
+        if self._loading.get(code) is load:
             del self._loading[code]
+        if not load.cancelled():
+            load.exception()  # retrieved: its awaiters (if any are left) raise it themselves
 
     async def _load(
         self, code: str, stale: tuple[RedirectTarget | None, float] | None
     ) -> RedirectTarget | None:
         generation = self._generation
+        ttl: float | None = None
         try:
             link = await self._fetch(code)
-        except (RedisError, OSError, TimeoutError, LinkUnavailable):
-            if stale is not None:
-                return stale[0]
-            raise LinkUnavailable(code) from None
-        target = None if link is None else RedirectTarget(link, self._param)
+            target = None if link is None else RedirectTarget(link, self._param)
+        except Exception as exc:  # whatever went wrong, the requests get an answer
+            if not isinstance(exc, LinkUnavailable):
+                _log_failure(code)
+            if stale is None:
+                raise LinkUnavailable(code) from exc
+            # Served past its TTL; asked again only after a short while, so that stores that
+            # do not answer cost one wait per code, not one per request.
+            target, ttl = stale[0], min(STALE_RETRY_S, self._ttl)
         if generation == self._generation:
-            self._store(code, target)
+            self._store(code, target, ttl)
         return target
 
     async def _fetch(self, code: str) -> EdgeLink | None:
@@ -162,24 +211,65 @@ class LinkCache:
         else:
             redis_up = True
         if raw is not None:
-            return mirror.decode(code, raw)
-        try:
-            link = await mirror.load_from_postgres(self._pool, code)
-        except Exception as exc:  # asyncpg raises many kinds; all mean "Postgres unavailable"
-            raise LinkUnavailable(code) from exc
-        if link is not None and redis_up:
-            try:
-                async with asyncio.timeout(self._redis_timeout_s):
-                    await self._redis.set(key, mirror.encode(link), ex=mirror.MIRROR_TTL_S, nx=True)
-            except (RedisError, OSError, TimeoutError):
-                pass  # the mirror is only a cache
+            link = mirror.decode(code, raw)
+            if link is not None:
+                return link
+            # Unreadable (counted and logged): Postgres decides, and the record stays, since
+            # a pod of another release may read it.
+        link = await self._read_through(code)
+        if link is not None and redis_up and raw is None:
+            # In the background: the mirror is only a cache, the answer need not wait for it.
+            fill = asyncio.ensure_future(self._fill(key, link))
+            self._fills.add(fill)
+            fill.add_done_callback(self._fills.discard)
         return link
 
-    def _store(self, code: str, target: RedirectTarget | None) -> None:
+    async def _fill(self, key: str, link: EdgeLink) -> None:
+        """Copy ``link`` to the mirror unless it has a copy (``SET NX``: the API's is newer);
+        at most ``redis_timeout_s``, errors ignored."""
+        try:
+            async with asyncio.timeout(self._redis_timeout_s):
+                record = mirror.encode(link, legacy=self._legacy_mirror)
+                await self._redis.set(key, record, ex=mirror.MIRROR_TTL_S, nx=True)
+        except (RedisError, OSError, TimeoutError):
+            pass
+
+    async def _read_through(self, code: str) -> EdgeLink | None:
+        """The link from Postgres (None: no such code), within ``load_timeout_s``. Raises
+        ``LinkUnavailable`` on any error, or when no read slot, connection or answer came in
+        time. A query given up on is left to finish, holding its slot: cancelling it would
+        make asyncpg wait on the same silent server to clean up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._load_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._read_slots.acquire()
+        except TimeoutError:
+            raise LinkUnavailable(code) from None
+        query = asyncio.ensure_future(mirror.load_from_postgres(self._pool, code))
+        self._queries.add(query)
+        query.add_done_callback(self._query_done)
+        done, _ = await asyncio.wait((query,), timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            raise LinkUnavailable(code)
+        try:
+            return query.result()
+        except Exception as exc:  # asyncpg raises many kinds; all mean "Postgres unavailable"
+            raise LinkUnavailable(code) from exc
+
+    def _query_done(self, query: asyncio.Task[EdgeLink | None]) -> None:
+        self._queries.discard(query)
+        self._read_slots.release()
+        if not query.cancelled():
+            query.exception()  # retrieved: a query given up on has nobody left to raise it
+
+    def _store(self, code: str, target: RedirectTarget | None, ttl: float | None = None) -> None:
+        """Cache ``target`` for ``ttl`` s (None: the TTL of a link, or of "no such link")."""
         if len(self._entries) >= self._size and code not in self._entries:
             # Evict the oldest insertion: cheap, and hot codes are re-inserted on expiry.
             del self._entries[next(iter(self._entries))]
-        ttl = self._ttl if target is not None else self._negative_ttl
+        if ttl is None:
+            ttl = self._ttl if target is not None else self._negative_ttl
         self._entries[code] = (target, time.monotonic() + ttl)
 
     def evict(self, code: str) -> None:

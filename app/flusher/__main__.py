@@ -1,13 +1,18 @@
 """``python -m app.flusher``: settings, logging, signals, exit codes.
 
-Exit 0 after SIGTERM or SIGINT (the batch in hand is written and acked first), 2 on bad
-configuration. Outages of Redis or Postgres are waited out, never a reason to exit.
+Exit 0 after SIGTERM or SIGINT (the batch in hand is written and acked first), 128 + the
+signal's number when a second one comes before that ended, 2 on bad configuration. Outages
+of Redis or Postgres are waited out, never a reason to exit.
+
+``python -m app.flusher --check``: the liveness probe. Exit 0 when the heartbeat the running
+flusher's event loop writes is fresh, 1 with a one-line reason otherwise
+(``app/flusher/liveness.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import signal
 import sys
 
 import uvloop
@@ -16,6 +21,7 @@ from prometheus_client import start_http_server
 from app.core.db import create_pool
 from app.core.logs import setup_logging
 from app.core.redis import create_redis
+from app.flusher import liveness
 from app.flusher.loop import WRITERS, Flusher, default_consumer_name, log
 from app.settings import ConfigError, Settings, load_settings
 
@@ -24,15 +30,21 @@ EXIT_BAD_CONFIG = 2
 
 async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # The socket timeout must outlast a blocking read.
-    redis = create_redis(
-        settings.redis_url,
-        socket_timeout_s=settings.flush_block_ms / 1000 + 10,
-        connect_timeout_s=5,
+    liveness.stop_on_signals(asyncio.get_running_loop(), stop)
+    # Alive from the start: connecting to Redis or Postgres may take a while.
+    heartbeat = asyncio.create_task(
+        liveness.keep_beating(settings.flusher_heartbeat_file, settings.flusher_heartbeat_max_age_s)
     )
+    try:
+        await _serve(settings, stop)
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    # The socket timeout must outlast a blocking read.
+    redis = create_redis(settings, "flusher")
     shards = settings.shards_to_flush()
     # A connection per batch being written (WRITERS per loop), plus one for partitions and
     # retention.
@@ -74,7 +86,27 @@ def _loop_name(base: str, number: int, loops: int) -> str:
     return base if loops == 1 else f"{base}-{number}"
 
 
-def main() -> int:
+def check() -> int:
+    """The liveness probe: 0 when the heartbeat is fresh, else 1 and why, on one line."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"invalid configuration: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    reason = liveness.check(settings.flusher_heartbeat_file, settings.flusher_heartbeat_max_age_s)
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.flusher", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="liveness probe: is the heartbeat fresh?"
+    )
+    if parser.parse_args(argv).check:
+        return check()
     setup_logging()
     try:
         settings = load_settings()

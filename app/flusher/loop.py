@@ -1,10 +1,14 @@
 """The flusher's consumer-group loop: click stream -> ``clicks`` table.
 
 Contract: at least once from the stream, exactly once in the table. An entry is acked only
-after its row is committed (or after it went to the dead letters), so a crash or an error at
-any point leaves it pending: this consumer reads its own pending entries again first (on start
-and after every error), and another consumer claims them after ``claim_idle_ms``. The sink
+after its row is committed (or after it went to the dead letters or the parked entries, in
+the MULTI of its ack: ``app/flusher/entries.py``), so a crash or an error at any point
+leaves it pending: this consumer reads its own pending entries again first (on start and
+after every error), and another consumer claims them after ``claim_idle_ms``. The sink
 ignores clicks already stored, so a second delivery never makes a second row.
+
+Every ``consumer_prune_idle_s`` or so, a loop also deletes the consumers of its group that
+have been idle that long and hold no pending entry (pods long gone; never its own).
 """
 
 from __future__ import annotations
@@ -17,35 +21,38 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.clicks import stream
-from app.clicks.record import STREAM_FIELD, Click, EventError, Flag, decode, encode
-from app.clicks.stream import DeadLetter, Entry
+from app.clicks.record import READERS, Click, Reader
+from app.clicks.stream import DeadLetter, Entry, Parked
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import (
-    CLICK_FLAGS,
     FLUSHER_BATCH_SIZE,
     FLUSHER_CLAIMED,
+    FLUSHER_CONSUMERS_PRUNED,
     FLUSHER_DEAD_LETTERS,
     FLUSHER_DUPLICATES,
     FLUSHER_LAG,
+    FLUSHER_PARKED,
     FLUSHER_RETRIES,
     FLUSHER_ROWS,
     FLUSHER_WRITE_SECONDS,
     STREAM_LENGTH,
     STREAM_PENDING,
 )
+from app.flusher.entries import count_flags, sort_entries, to_rows
 from app.flusher.quality import ClickClassifier
-from app.flusher.sink import ClickSink, PartitionError, Row, row_day, to_row
+from app.flusher.sink import ClickSink, PartitionError, Row, row_day
 from app.settings import Settings
 
 log = logging.getLogger("clicktrack.flusher")
@@ -63,6 +70,7 @@ TRIM_INTERVAL_S = 1.0
 # order, which the duplicate windows need.
 WRITERS = 2
 RETENTION_INTERVAL_S = 3600.0
+PRUNE_INTERVAL_S = 60.0  # at most; a shorter consumer_prune_idle_s checks as often as that
 # Outages, not bugs: retried without a traceback in the log.
 _EXPECTED_ERRORS = (
     OSError,
@@ -79,7 +87,9 @@ class Stats:
     written: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    parked: int = 0
     claimed: int = 0
+    pruned: int = 0
 
 
 @dataclass
@@ -90,6 +100,7 @@ class Batch:
     clicks: list[Click]
     rows: list[Row]
     dead: list[DeadLetter]
+    parked: list[Parked]
 
 
 def default_consumer_name() -> str:
@@ -107,7 +118,9 @@ class Flusher:
         shard: int = 0,
         backoff_s: tuple[float, float] = (0.1, 5.0),
         writers: int = WRITERS,
+        readers: Mapping[int, Reader] = READERS,
     ) -> None:
+        """``readers``: the record majors this flusher reads (others are parked)."""
         self.settings = settings
         self.keys = RedisKeys(settings.key_prefix, shard)
         self.consumer = consumer or settings.consumer_name or default_consumer_name()
@@ -123,10 +136,13 @@ class Flusher:
         self._claim_cursor = b"0-0"
         self._next_batch: Batch | None = None  # read and classified while one is written
         self._writers = writers
+        self._readers = readers
         self._storing: collections.deque[asyncio.Task[None]] = collections.deque()  # oldest first
         self._next_claim = 0.0
         self._next_trim = 0.0
         self._next_retention = 0.0
+        # The first pruning waits a while: a fleet restarted at once does not prune at once.
+        self._next_prune = time.monotonic() + random.uniform(0.5, 1.0) * self._prune_interval()
         self._acked_since_trim = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -201,6 +217,7 @@ class Flusher:
             self._next_batch = await upcoming
         await self._maybe_trim()
         await self._maybe_apply_retention()
+        await self._maybe_prune()
         return len(batch.entries)
 
     async def _finish_storing(self) -> None:
@@ -224,10 +241,10 @@ class Flusher:
 
     async def _read_batch(self) -> Batch:
         entries = await self._read_entries()
-        decoded, dead = _decode(entries)
-        clicks = [click for _, click in decoded]
+        found = sort_entries(entries, self._readers)
+        clicks = [click for _, _, click in found.clicks]
         await self._classifier.classify(clicks)
-        return Batch(entries, clicks, _to_rows(decoded, dead), dead)
+        return Batch(entries, clicks, to_rows(found.clicks, found.dead), found.dead, found.parked)
 
     async def _read_entries(self) -> list[Entry]:
         count = self.settings.flush_batch_size
@@ -268,7 +285,7 @@ class Flusher:
         new = await self._sink.write(rows)
         FLUSHER_WRITE_SECONDS.observe(time.perf_counter() - started)
         entry_ids = [entry_id for entry_id, _ in batch.entries]
-        await stream.ack(self._redis, self.keys, entry_ids, dead)
+        await stream.ack(self._redis, self.keys, entry_ids, dead, batch.parked)
         self._acked_since_trim = True
         self.stats.batches += 1
         self.stats.written += new
@@ -276,13 +293,18 @@ class Flusher:
         FLUSHER_BATCH_SIZE.observe(len(entry_ids))
         FLUSHER_ROWS.inc(new)
         FLUSHER_DUPLICATES.inc(len(rows) - new)
-        _count_flags(batch.clicks)
+        count_flags(batch.clicks)
         if dead:
             self.stats.dead_lettered += len(dead)
             FLUSHER_DEAD_LETTERS.inc(len(dead))
             log.warning(
                 "entries_dead_lettered", extra={"count": len(dead), "reason": dead[0].reason}
             )
+        if batch.parked:
+            self.stats.parked += len(batch.parked)
+            FLUSHER_PARKED.inc(len(batch.parked))
+            reason = batch.parked[0].reason
+            log.warning("entries_parked", extra={"count": len(batch.parked), "reason": reason})
 
     async def _ensure_partitions(self, days: Iterable[date]) -> None:
         """Create missing day partitions within the window. A failure is logged, not raised:
@@ -313,6 +335,28 @@ class Flusher:
         if dropped:
             log.info("click_partitions_dropped", extra={"count": dropped, "before": str(cutoff)})
 
+    def _prune_interval(self) -> float:
+        return min(PRUNE_INTERVAL_S, self.settings.consumer_prune_idle_s)
+
+    async def _maybe_prune(self) -> None:
+        """Delete consumers of the group idle for ``consumer_prune_idle_s`` with nothing
+        pending (``stream.prune_consumers``: atomic, never this one)."""
+        idle_s, now = self.settings.consumer_prune_idle_s, time.monotonic()
+        if not idle_s or now < self._next_prune:
+            return
+        self._next_prune = now + self._prune_interval()
+        try:
+            pruned = await stream.prune_consumers(
+                self._redis, self.keys, [self.consumer], int(idle_s * 1000)
+            )
+        except ResponseError as exc:  # refused (a Redis without scripting?): not worth a retry
+            log.warning("consumer_prune_failed", extra={"error": str(exc)})
+            return
+        for name, idle_ms in pruned:
+            log.info("consumer_pruned", extra={"consumer": name, "idle_ms": idle_ms})
+        self.stats.pruned += len(pruned)
+        FLUSHER_CONSUMERS_PRUNED.inc(len(pruned))
+
     async def _maybe_trim(self) -> None:
         """Once a second: trim what was acked, and report the backlog."""
         now = time.monotonic()
@@ -328,38 +372,3 @@ class Flusher:
         STREAM_PENDING.labels(shard).set(backlog.pending)
         lag = 0.0 if backlog.oldest_ms is None else max(0.0, time.time() - backlog.oldest_ms / 1000)
         FLUSHER_LAG.labels(shard).set(lag)
-
-
-def _count_flags(clicks: Iterable[Click]) -> None:
-    counts: collections.Counter[str] = collections.Counter()
-    for click in clicks:
-        if click.flags:
-            counts.update(flag.name for flag in Flag if click.flags & flag and flag.name)
-    for name, count in counts.items():
-        CLICK_FLAGS.labels(name).inc(count)
-
-
-def _decode(entries: Iterable[Entry]) -> tuple[list[tuple[bytes, Click]], list[DeadLetter]]:
-    clicks: list[tuple[bytes, Click]] = []
-    dead: list[DeadLetter] = []
-    for entry_id, fields in entries:
-        payload = fields.get(STREAM_FIELD)
-        if payload is None:
-            dead.append(DeadLetter(entry_id, "no field c", None))
-            continue
-        try:
-            clicks.append((entry_id, decode(payload)))
-        except EventError as exc:
-            dead.append(DeadLetter(entry_id, str(exc), payload))
-    return clicks, dead
-
-
-def _to_rows(clicks: Iterable[tuple[bytes, Click]], dead: list[DeadLetter]) -> list[Row]:
-    """Rows of the clicks Postgres will take; the others join the dead letters."""
-    rows: list[Row] = []
-    for entry_id, click in clicks:
-        try:
-            rows.append(to_row(click))
-        except EventError as exc:
-            dead.append(DeadLetter(entry_id, str(exc), encode(click)))
-    return rows

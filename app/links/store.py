@@ -88,7 +88,9 @@ async def update_link(
         f"""UPDATE links SET
                 status = coalesce($2, status),
                 expires_at = CASE WHEN $3 THEN $4 ELSE expires_at END,
-                updated_at = now()
+                -- Later than the row's last change even when this transaction began first
+                -- and waited for its lock: the mirror keeps the newest copy by this time.
+                updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
             WHERE id = $1 RETURNING {_COLUMNS}""",
         link_id,
         None if status is None else status.value,

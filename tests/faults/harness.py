@@ -34,6 +34,7 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 from devstack import probes, servers
+from devstack.procs import Proc
 
 from app.core.keys import RedisKeys
 from app.links import store as link_store
@@ -46,6 +47,8 @@ CLAIM_IDLE_MS = 2000
 # Links are re-read from Redis or Postgres every second, so that every fault also hits
 # the link lookup, as it would for the many links of a real installation.
 LINK_CACHE_TTL_S = "1"
+# With side codes (scenario 12), one request in this many asks for one of them.
+SIDE_EVERY = 20
 MODE_ENV = "CLICKTRACK_FAULTS"
 
 
@@ -190,6 +193,7 @@ class PostgresNode:
         self.data_dir = data_dir
         self.port = port
         self.server: servers.PostgresServer | None = None
+        self.paused: list[Proc] = []  # what pause() stopped: the postmaster, its children
 
     @property
     def url(self) -> str:
@@ -201,12 +205,31 @@ class PostgresNode:
 
     def stop(self) -> None:
         if self.server is not None:
+            self.resume()
             self.server.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster, then each of its children (every backend calls setsid(),
+        so one signal to a process group would not reach them): open connections stay open
+        and get no answer, new ones wait in the listen backlog. A frozen host, as its
+        clients see it."""
+        postmaster = Proc.find(self.server.pid) if self.running() and self.server else None
+        if postmaster is not None and not self.paused:
+            postmaster.signal(signal.SIGSTOP)  # first: it forks nothing new while we look
+            self.paused = [postmaster, *postmaster.children()]
+            for child in self.paused[1:]:
+                child.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in reversed(self.paused):  # the postmaster last
+            process.signal(signal.SIGCONT)
+        self.paused = []
 
     def running(self) -> bool:
         return self.server is not None and self.server.is_running()
 
     def ensure_up(self) -> None:
+        self.resume()
         if not self.running():
             self.start()
 
@@ -223,6 +246,11 @@ class LoadStats:
     samples_5xx: list[str] = field(default_factory=list)
     worst_latency_s: float = 0.0
     worst_at_s: float = 0.0  # when the slowest request started, from the start of the load
+    # Scenario 12's side codes (Scenario.side_codes): answers and slowest, per code; and the
+    # 503s with Retry-After for links never cached, kept out of ``statuses`` (not 5xx).
+    side_answers: Counter[tuple[str, int]] = field(default_factory=Counter)
+    side_worst_s: dict[str, float] = field(default_factory=dict)
+    uncached_503s: int = 0
 
 
 class Load:
@@ -260,7 +288,8 @@ class Load:
                 return
             self._counter += 1
             af = f"r{self._counter}"
-            url = f"{self.scenario.base_url}/e/{self.scenario.code}?af={af}&cn=faults"
+            code = self.scenario.code_for(self._counter)
+            url = f"{self.scenario.base_url}/e/{code}?af={af}&cn=faults"
             stats.sent += 1
             started = time.monotonic()
             try:
@@ -273,12 +302,31 @@ class Load:
                 if latency > stats.worst_latency_s:
                     stats.worst_latency_s = latency
                     stats.worst_at_s = started - self.started
+            if code != self.scenario.code and self._uncached_503(code, response, latency):
+                stats.uncached_503s += 1
+                continue
             stats.statuses[response.status_code] += 1
             if response.status_code == 302:
                 query = parse_qs(urlsplit(response.headers["location"]).query)
                 stats.accepted[query[CLICK_ID_PARAM][0]] = af
             elif response.status_code >= 500 and len(stats.samples_5xx) < 5:
                 stats.samples_5xx.append(f"{response.status_code} {response.text[:200]!r}")
+
+    def _uncached_503(self, code: str, response: httpx.Response, latency: float) -> bool:
+        """Note a side code's answer. True for the one 5xx allowed, and only there: a 503
+        with Retry-After for a link that no process has had a copy of (it never got a 302
+        in this run, and the test says it is in no mirror), while Postgres cannot answer."""
+        stats, status = self.stats, response.status_code
+        stats.side_answers[(code, status)] += 1
+        stats.side_worst_s[code] = max(stats.side_worst_s.get(code, 0.0), latency)
+        if status == 302:
+            self.scenario.uncached_codes.discard(code)  # cached now: a 503 would be a fault
+            return False
+        return (
+            status == 503
+            and code in self.scenario.uncached_codes
+            and "retry-after" in response.headers
+        )
 
 
 # --- Scenarios --------------------------------------------------------------------------------
@@ -305,6 +353,17 @@ class Scenario:
         self.timeline: list[tuple[float, str]] = []
         self.web_urls: dict[str, str] = {}
         self.load_started = time.monotonic()
+        # Scenario 12: more links the load asks for, one request in SIDE_EVERY (``code_for``);
+        # their clicks are counted with the scenario's link's. Of them, the links no process
+        # has a copy of yet: see ``Load._uncached_503``.
+        self.side_codes: list[str] = []
+        self.uncached_codes: set[str] = set()
+
+    def code_for(self, n: int) -> str:
+        """The code the load's n-th request asks for."""
+        if self.side_codes and n % SIDE_EVERY == 0:
+            return self.side_codes[n // SIDE_EVERY % len(self.side_codes)]
+        return self.code
 
     # Processes.
 
@@ -325,17 +384,44 @@ class Scenario:
         return self.folder / f"{name}.log"
 
     async def start_web(
-        self, *, redis_url: str | None = None, name: str = "web", serve: bool = True
+        self,
+        *,
+        redis_url: str | None = None,
+        name: str = "web",
+        serve: bool = True,
+        module: str = "app.serve",
     ) -> Child:
-        """A web app on a port of its own; the load goes to it if ``serve``."""
+        """A web app on a port of its own; the load goes to it if ``serve``. ``module``: a
+        stand-in for ``app.serve`` (scenario 17's next release)."""
         child, base_url = await start_web(
-            self._settings(redis_url), self.folder, self._log_path(name), name=name
+            self._settings(redis_url), self.folder, self._log_path(name), name=name, module=module
         )
         self.children.append(child)
         if serve:
             self.base_url = base_url
         self.web_urls[child.name] = base_url
         return child
+
+    async def wait_ready(self, name: str, within: float = 30.0) -> dict[str, Any]:
+        """Until web process ``name``'s ``/readyz`` answers 200 (``start_web`` waits for
+        ``/healthz`` only: alive, not necessarily able to serve); its body. Fails if the
+        process exits or ``within`` seconds pass."""
+        child = next(c for c in self.children if c.name == name)
+        deadline = time.monotonic() + within
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            while True:
+                try:
+                    response = await client.get(f"{self.web_urls[name]}/readyz")
+                    if response.status_code == 200:
+                        body: dict[str, Any] = response.json()
+                        return body
+                    last = f"{response.status_code} {response.text[:200]}"
+                except httpx.TransportError as exc:
+                    last = repr(exc)
+                assert child.running(), f"{name} exited ({child.returncode}):\n{child.tail()}"
+                assert time.monotonic() < deadline, f"{name} never ready ({last}):\n{child.tail()}"
+                await asyncio.sleep(0.1)
 
     @contextlib.asynccontextmanager
     async def inserts_held(self) -> AsyncIterator[None]:
@@ -355,6 +441,8 @@ class Scenario:
                 **self._settings(),
                 "CLICKTRACK_CONSUMER_NAME": consumer,
                 "CLICKTRACK_FLUSHER_METRICS_PORT": "0",  # several flushers share the host
+                # and a heartbeat file each (the default is one per host: one per container).
+                "CLICKTRACK_FLUSHER_HEARTBEAT_FILE": str(self.folder / f"{consumer}.heartbeat"),
             }
         )
         child = Child(consumer, ["-m", module], env, self.folder, self._log_path(consumer))
@@ -475,7 +563,8 @@ class Scenario:
         conn = await asyncpg.connect(self.faults.postgres.url, timeout=5)
         try:
             records = await conn.fetch(
-                "SELECT click_id::text AS id, af FROM clicks WHERE code = $1", self.code
+                "SELECT click_id::text AS id, af FROM clicks WHERE code = ANY($1::text[])",
+                [self.code, *self.side_codes],
             )
         finally:
             await conn.close()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from app.clicks import stream
-from app.clicks.stream import DeadLetter
+from app.clicks.stream import DeadLetter, Parked
 from app.core.keys import RedisKeys
 from app.flusher.__main__ import main
 
@@ -28,6 +28,7 @@ async def stall_instead_of_ack(
     keys: RedisKeys,
     entry_ids: Sequence[bytes],
     dead_letters: Sequence[DeadLetter] = (),
+    parked: Sequence[Parked] = (),
 ) -> int:
     print(f"{MARKER} {len(entry_ids)}", file=sys.stderr, flush=True)
     await asyncio.Event().wait()

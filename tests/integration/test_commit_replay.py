@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from app.clicks.spool import Spool
 from app.core.keys import RedisKeys
-from app.edge.commit import ClickWriter
+from app.edge.commit import ClickWriter, NotRecorded
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -92,3 +94,125 @@ async def test_a_batch_reaches_a_redis_that_forgot_the_script(
     )
     assert [fields[b"c"] for _, fields in entries] == [b"before", b"after"]
     assert writer.redis_ok  # no detour through the spool
+
+
+# --- Surprises: every request of a batch gets its answer, whatever goes wrong (issue 15) ---
+
+
+class Surprise(RuntimeError):
+    """An error nobody planned for: a bug, a library raising what it never documented."""
+
+
+def raising(exc: BaseException) -> Callable[..., Awaitable[None]]:
+    async def fail(*_args: object, **_kwargs: object) -> None:
+        raise exc
+
+    return fail
+
+
+def raising_now(exc: BaseException) -> Callable[..., None]:
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise exc
+
+    return fail
+
+
+async def stream_payloads(redis: aioredis.Redis, keys: RedisKeys) -> list[bytes]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.clicks_stream
+    )
+    return [fields[b"c"] for _, fields in entries]
+
+
+async def test_an_unexpected_error_from_redis_spools_the_batch(
+    tmp_path: Path, key_prefix: str, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a Redis, OS or timeout error: the batch goes to the spool all the same (the error
+    may well be about Redis), every request of it is answered, and later batches work."""
+    keys = RedisKeys(key_prefix)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    writer = ClickWriter(client, keys, Spool(tmp_path), timeout_s=2.0)
+    first = [f"first-{n}".encode() for n in range(5)]
+    later = [f"later-{n}".encode() for n in range(5)]
+    try:
+        async with asyncio.timeout(10):
+            with monkeypatch.context() as patch:
+                patch.setattr(writer, "_to_redis", raising(Surprise("bug in the sender")))
+                await asyncio.gather(*(writer.record(payload) for payload in first))
+                await asyncio.gather(*(writer.record(payload) for payload in later))
+            assert not writer.redis_ok  # spooling until the replay finds Redis answering
+            assert await writer.replay_spool() == len(first) + len(later)
+            await writer.record(b"direct")
+    finally:
+        await writer.close()
+        await client.aclose()
+    assert sorted(await stream_payloads(redis, keys)) == sorted([*first, *later, b"direct"])
+
+
+@pytest.mark.parametrize("error", [ValueError("bad"), OSError(28, "No space left on device")])
+async def test_an_error_from_the_spool_refuses_the_batch(
+    tmp_path: Path,
+    key_prefix: str,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+) -> None:
+    """Neither Redis nor the spool took the batch: each of its requests gets NotRecorded (the
+    redirect's quick 503), and the next batch is written once the spool works again."""
+    keys = RedisKeys(key_prefix)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    spool = Spool(tmp_path)
+    writer = ClickWriter(client, keys, spool, timeout_s=2.0)
+    try:
+        async with asyncio.timeout(10):
+            with monkeypatch.context() as patch:
+                patch.setattr(writer, "_to_redis", raising(Surprise("sender")))
+                patch.setattr(spool, "append", raising_now(error))
+                results = await asyncio.gather(
+                    *(writer.record(b"refused-%d" % n) for n in range(5)), return_exceptions=True
+                )
+            assert [type(result) for result in results] == [NotRecorded] * 5
+            await writer.record(b"spooled")  # Redis still held failed: the spool takes it
+            assert await writer.replay_spool() == 1
+            await writer.record(b"direct")
+    finally:
+        await writer.close()
+        await client.aclose()
+    assert await stream_payloads(redis, keys) == [b"spooled", b"direct"]
+
+
+async def test_a_cancelled_drainer_settles_its_batch_and_the_next(
+    tmp_path: Path, key_prefix: str, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task that writes batches is cancelled (a forced shutdown) while a batch waits on
+    Redis and another fills: both go to the spool and every request is answered; the next
+    record starts a new drainer."""
+    keys = RedisKeys(key_prefix)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    writer = ClickWriter(client, keys, Spool(tmp_path), timeout_s=30.0)
+    never = asyncio.Event()
+
+    async def hang(*_args: object, **_kwargs: object) -> None:
+        await never.wait()
+
+    try:
+        async with asyncio.timeout(10):
+            with monkeypatch.context() as patch:
+                patch.setattr(writer, "_to_redis", hang)
+                in_flight = [asyncio.create_task(writer.record(b"a%d" % n)) for n in range(3)]
+                await asyncio.sleep(0.05)  # the drainer waits on Redis with the first batch
+                filling = [asyncio.create_task(writer.record(b"b%d" % n)) for n in range(2)]
+                await asyncio.sleep(0)
+                drainer = writer._drainer
+                assert drainer is not None
+                drainer.cancel()
+                results = await asyncio.gather(*in_flight, *filling, return_exceptions=True)
+            assert results == [None] * 5
+            assert await writer.replay_spool() == 5
+            await writer.record(b"direct")
+    finally:
+        await writer.close()
+        await client.aclose()
+    assert sorted(await stream_payloads(redis, keys)) == sorted(
+        [b"a0", b"a1", b"a2", b"b0", b"b1", b"direct"]
+    )

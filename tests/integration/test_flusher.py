@@ -11,21 +11,24 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
 import uuid_utils
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.clicks import stream
-from app.clicks.record import Click, Flag, encode
+from app.clicks.record import READERS, Click, Flag, encode
 from app.clicks.stream import Entry
 from app.core.db import Pool, create_pool
 from app.core.keys import RedisKeys
+from app.core.metrics import FLUSHER_CONSUMERS_PRUNED, FLUSHER_DEAD_LETTERS, FLUSHER_PARKED
 from app.core.migrate import migrate
 from app.flusher.loop import Flusher
 from app.settings import Settings
@@ -287,7 +290,8 @@ async def test_malformed_entries_go_to_the_dead_letters_and_the_rest_is_stored(
     body = orjson.loads(encode(good[0]))
     malformed = {
         b"not json": b"{not json",
-        b"wrong version": orjson.dumps(body | {"v": 99}),
+        b"impossible version": orjson.dumps(body | {"v": 0}),
+        b"bad minor": orjson.dumps(body | {"mv": "x"}),
         b"missing field": orjson.dumps({k: v for k, v in body.items() if k != "s"}),
         b"bad uuid": orjson.dumps(body | {"id": "not-a-uuid"}),
         b"NUL": orjson.dumps(body | {"af": "a\x00b"}),
@@ -310,6 +314,133 @@ async def test_malformed_entries_go_to_the_dead_letters_and_the_rest_is_stored(
         assert letters[entry_id][b"reason"]
     assert letters[no_c][b"reason"] == b"no field c"
     assert await stream.pending_count(redis, keys) == 0
+
+
+def newer(click: Click, major: int = 1, minor: int = 1) -> bytes:
+    """The click as a writer of a later version would write it: an extra field or two."""
+    body = orjson.loads(encode(click)) | {"v": major, "mv": minor, "geo": {"cc": "FR"}}
+    return orjson.dumps(body)
+
+
+async def test_unknown_majors_are_parked_corrupt_entries_dead_lettered_newer_minors_read(
+    settings: Settings, redis: aioredis.Redis, pool: Pool, keys: RedisKeys, code: str
+) -> None:
+    clicks = make_clicks(code, 90)
+    plain, minor, major = clicks[:30], clicks[30:60], clicks[60:]
+    parked_before, dead_before = FLUSHER_PARKED._value.get(), FLUSHER_DEAD_LETTERS._value.get()
+    await stream.ensure_group(redis, keys)
+    # Interleaved, so that each batch holds every kind.
+    payloads: list[bytes] = []
+    for a, b, c in zip(plain, minor, major, strict=True):
+        payloads += [encode(a), newer(b), newer(c, major=2, minor=0)]
+    payloads += [b"{broken", orjson.dumps({"v": 2.0})]
+    ids = await stream.add_many(redis, keys, payloads)
+    major_ids = dict(zip(ids[2:90:3], major, strict=True))
+
+    flusher = Flusher(settings.model_copy(update={"flush_batch_size": 20}), redis, pool)
+    await drain(redis, keys, flusher)
+    assert await stored(pool, code) == {c.click_id: c for c in plain + minor}
+    parked = {fields[b"id"]: fields for _, fields in await entries(redis, keys.parked_stream)}
+    assert set(parked) == set(major_ids)
+    for entry_id, fields in parked.items():
+        assert orjson.loads(fields[b"c"])["id"] == major_ids[entry_id].click_id
+        assert fields[b"reason"] == b"record version 2.0: this reader reads major 1"
+    dead = {fields[b"id"] for _, fields in await entries(redis, keys.dead_letter_stream)}
+    assert dead == set(ids[90:])  # the float version is corrupt, not a newer major
+    assert (flusher.stats.parked, flusher.stats.dead_lettered) == (30, 2)
+    assert FLUSHER_PARKED._value.get() - parked_before == 30
+    assert FLUSHER_DEAD_LETTERS._value.get() - dead_before == 2
+    assert await stream.pending_count(redis, keys) == 0
+
+
+async def test_a_flusher_given_the_newer_major_stores_what_another_parked(
+    settings: Settings, redis: aioredis.Redis, pool: Pool, keys: RedisKeys, code: str
+) -> None:
+    clicks = make_clicks(code, 40)
+    await stream.add_many(redis, keys, [newer(c, major=2) for c in clicks])
+    await drain(redis, keys, Flusher(settings, redis, pool, consumer="old"))
+    assert await count_rows(pool, code) == 0
+    assert await redis.xlen(keys.parked_stream) == 40
+
+    await stream.add_many(redis, keys, [newer(c, major=2) for c in clicks[:10]])
+    both = {1: READERS[1], 2: READERS[1]}  # major 2 as a newer flusher would read it
+    await drain(redis, keys, Flusher(settings, redis, pool, consumer="new", readers=both))
+    assert await stored(pool, code) == {c.click_id: c for c in clicks[:10]}
+
+
+async def test_an_entry_set_aside_leaves_the_stream_only_with_its_ack(
+    settings: Settings,
+    redis: aioredis.Redis,
+    pool: Pool,
+    keys: RedisKeys,
+    code: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parking and acking are one MULTI: when it fails, the entry is still pending and not
+    parked; the retry parks it once."""
+    (click,) = make_clicks(code, 1)
+    await stream.ensure_group(redis, keys)
+    (entry_id,) = await stream.add_many(redis, keys, [newer(click, major=3)])
+    real_execute = Pipeline.execute
+    failed: list[bool] = []
+
+    async def fail_first_transaction(self: Pipeline, raise_on_error: bool = True) -> list[Any]:
+        if self.is_transaction and not failed:
+            failed.append(True)
+            raise RedisConnectionError("Redis went away before EXEC")
+        return await real_execute(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", fail_first_transaction)
+    flusher = Flusher(settings, redis, pool, consumer="solo")
+    with pytest.raises(RedisConnectionError):
+        await flusher.run_once(read_ahead=False)
+    assert failed and await redis.xlen(keys.parked_stream) == 0
+    assert await backlog(redis, keys) == (0, 1)
+    await drain(redis, keys, Flusher(settings, redis, pool, consumer="solo"))
+    assert [f[b"id"] for _, f in await entries(redis, keys.parked_stream)] == [entry_id]
+
+
+async def test_stale_consumers_without_pending_entries_are_pruned(
+    redis: aioredis.Redis, keys: RedisKeys, code: str
+) -> None:
+    await stream.ensure_group(redis, keys)
+    await add(redis, keys, make_clicks(code, 3))
+    for name in ("gone", "holder", "me"):
+        await redis.xgroup_createconsumer(keys.clicks_stream, keys.consumer_group, name)
+    assert len(await stream.read_new(redis, keys, "holder", 1, 10)) == 1
+    await asyncio.sleep(0.3)
+    await redis.xgroup_createconsumer(keys.clicks_stream, keys.consumer_group, "fresh")
+
+    pruned = await stream.prune_consumers(redis, keys, ["me"], min_idle_ms=200)
+    assert [name for name, _ in pruned] == ["gone"] and pruned[0][1] > 200
+    consumers = await redis.xinfo_consumers(keys.clicks_stream, keys.consumer_group)
+    assert {c["name"] for c in consumers} == {b"holder", b"me", b"fresh"}
+    assert await stream.pending_count(redis, keys) == 1  # holder's entry is still pending
+    assert await stream.prune_consumers(redis, keys, ["me"], min_idle_ms=200) == []
+    missing = RedisKeys(f"{keys.prefix}:none")
+    assert await stream.prune_consumers(redis, missing, [], min_idle_ms=0) == []
+
+
+async def test_a_flusher_prunes_a_dead_consumer_once_its_entries_are_claimed(
+    settings: Settings, redis: aioredis.Redis, pool: Pool, keys: RedisKeys, code: str
+) -> None:
+    clicks = make_clicks(code, 50)
+    await stream.ensure_group(redis, keys)
+    await add(redis, keys, clicks)
+    assert len(await stream.read_new(redis, keys, "dead-pod", 20, 10)) == 20
+    quick = settings.model_copy(update={"claim_idle_ms": 300, "consumer_prune_idle_s": 0.5})
+    pruned_before = FLUSHER_CONSUMERS_PRUNED._value.get()
+    flusher = Flusher(quick, redis, pool, consumer="live-pod")
+
+    async def dead_pod_gone() -> bool:
+        consumers = await redis.xinfo_consumers(keys.clicks_stream, keys.consumer_group)
+        return {c["name"] for c in consumers} == {b"live-pod"}
+
+    async with running(flusher):
+        await eventually(dead_pod_gone)
+    assert await stored(pool, code) == {c.click_id: c for c in clicks}
+    assert (flusher.stats.claimed, flusher.stats.pruned) == (20, 1)
+    assert FLUSHER_CONSUMERS_PRUNED._value.get() - pruned_before == 1
 
 
 async def test_the_stream_is_trimmed_after_a_drain(

@@ -142,13 +142,18 @@ async def wait_http_ok(child: Child, url: str, within: float = 30.0) -> None:
 
 
 async def start_web(
-    settings: Mapping[str, str], workdir: Path, log_path: Path, *, name: str = "web"
+    settings: Mapping[str, str],
+    workdir: Path,
+    log_path: Path,
+    *,
+    name: str = "web",
+    module: str = "app.serve",
 ) -> tuple[Child, str]:
-    """``python -m app.serve`` on a free port (unless settings name one); return it and its
-    base URL once /healthz answers."""
+    """``python -m app.serve`` (or ``module``, a stand-in for it) on a free port (unless
+    settings name one); return it and its base URL once /healthz answers."""
     port = settings.get("CLICKTRACK_PORT") or str(free_port())
     env = child_env({"CLICKTRACK_HOST": "127.0.0.1", "CLICKTRACK_PORT": port, **settings})
-    child = Child(name, ["-m", "app.serve"], env, workdir, log_path)
+    child = Child(name, ["-m", module], env, workdir, log_path)
     base_url = f"http://127.0.0.1:{port}"
     try:
         await wait_http_ok(child, f"{base_url}/healthz")

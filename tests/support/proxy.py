@@ -1,4 +1,5 @@
-"""A TCP proxy the tests can cut and heal: the network between the app and Redis, failing."""
+"""A TCP proxy the tests can cut and heal: the network between the app and Redis, failing.
+It can also slow every reply down (``slow``): a Redis that answers, but late."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ class CuttableProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.cut = False
+        self.delay_s = 0.0  # added before each reply is passed on (``slow``)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()  # writers towards the app: replies
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -30,6 +33,13 @@ class CuttableProxy:
 
     def heal(self) -> None:
         self.cut = False
+        self.delay_s = 0.0
+
+    def slow(self, delay_s: float) -> None:
+        """Until ``heal()``, hold what the server sends for ``delay_s`` seconds before passing
+        it on, on open connections and new ones alike. A connection carries one exchange at a
+        time (a request, then its reply), so each reply comes ``delay_s`` late."""
+        self.delay_s = delay_s
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.cut:
@@ -41,14 +51,18 @@ class CuttableProxy:
             client_w.transport.abort()
             return
         self._writers |= {client_w, server_w}
+        self._clients.add(client_w)
         await asyncio.gather(
             self._pipe(client_r, server_w), self._pipe(server_r, client_w), return_exceptions=True
         )
+        self._clients.discard(client_w)
         self._writers -= {client_w, server_w}
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.delay_s and writer in self._clients:  # a reply, and Redis is "slow"
+                    await asyncio.sleep(self.delay_s)
                 if self.cut:
                     break
                 writer.write(data)

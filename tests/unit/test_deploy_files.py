@@ -15,15 +15,21 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+import time
 import tomllib
 from collections.abc import Iterable
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from pydantic import ValidationError
 
 from app.cli import build_parser
@@ -364,6 +370,119 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
             assert (ROOT / source).exists()
 
 
+# ---- constraints.txt: the versions make run, make test and the image install ----
+
+CONSTRAINTS = ROOT / "constraints.txt"
+_CONSTRAINED = ("--constraint=constraints.txt", "-c constraints.txt")
+
+
+def constraint_pins() -> dict[str, str]:
+    """constraints.txt as {normalized name: version}; every line NAME==VERSION or a comment."""
+    pins: dict[str, str] = {}
+    for raw in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version and not re.search(r"[\s;@<>!~,]", line), f"not NAME==VERSION: {raw}"
+        assert canonicalize_name(name) not in pins, f"pinned twice: {name}"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def needed_packages(extras: Iterable[str] = ("dev",)) -> dict[str, str]:
+    """{normalized name: installed version} of every package the project's install with
+    ``extras`` pulls in, direct and transitive (read from pyproject.toml, then from each
+    installed package's metadata), on this Python and platform."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    own = canonicalize_name(project["name"])
+    direct = [Requirement(r) for r in project["dependencies"]]
+    todo_extras, seen_extras = list(extras), set()
+    while todo_extras:
+        extra = todo_extras.pop()
+        if extra not in seen_extras:
+            seen_extras.add(extra)
+            for req in map(Requirement, project["optional-dependencies"][extra]):
+                if canonicalize_name(req.name) == own:  # "clicktrack[load]"
+                    todo_extras.extend(req.extras)
+                else:
+                    direct.append(req)
+    todo = [r for r in direct if r.marker is None or r.marker.evaluate({"extra": ""})]
+    found: dict[str, str] = {}
+    done: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if (name, frozenset(req.extras)) in done:
+            continue
+        done.add((name, frozenset(req.extras)))
+        dist = metadata.distribution(name)
+        found[name] = dist.version
+        for sub in map(Requirement, dist.requires or []):
+            wanted = req.extras or {""}
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in wanted):
+                todo.append(sub)
+    return found
+
+
+def test_dockerfile_installs_with_the_constraints_file() -> None:
+    instructions = list(dockerfile())
+    installs = [i for i, (kw, rest) in enumerate(instructions) if "pip install" in rest]
+    assert installs
+    for i in installs:
+        assert any(flag in instructions[i][1] for flag in _CONSTRAINED), instructions[i][1]
+    copied = [
+        i
+        for i, (kw, rest) in enumerate(instructions)
+        if kw == "COPY" and "constraints.txt" in rest.split()[:-1]
+    ]
+    assert copied and copied[0] < installs[0], "COPY constraints.txt before installing"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pip install --constraint=constraints.txt ." in readme
+
+
+def test_make_installs_with_the_constraints_file() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    stamp = re.search(r"^\$\(STAMP\):([^|\n]*)", makefile, re.MULTILINE)
+    assert stamp is not None
+    assert {"pyproject.toml", "constraints.txt"} <= set(stamp[1].split()), "re-install on change"
+    installs = [line for line in makefile.splitlines() if "-m pip install" in line]
+    assert installs
+    for line in installs:
+        assert any(flag in line for flag in _CONSTRAINED), line
+    assert re.search(r"^lock:", makefile, re.MULTILINE), "make lock writes constraints.txt"
+
+
+def test_constraints_pin_every_package_the_project_needs_at_its_installed_version() -> None:
+    pins = constraint_pins()
+    needed = needed_packages()
+    assert canonicalize_name("clicktrack") not in pins, "the project itself is not pinned"
+    missing = sorted(set(needed) - set(pins))
+    assert not missing, f"not in constraints.txt (run `make lock`): {missing}"
+    other = {
+        name: (pins[name], version)
+        for name, version in needed.items()
+        if Version(pins[name]) != Version(version)
+    }
+    assert not other, f"installed at another version than pinned (pin, installed): {other}"
+
+
+def test_pyproject_holds_redis_to_the_major_the_code_is_written_for() -> None:
+    """app/core/redis.py passes redis-py options of one major; another could refuse or
+    reinterpret them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    (redis_req,) = (
+        req
+        for req in map(Requirement, project["dependencies"])
+        if canonicalize_name(req.name) == "redis"
+    )
+    installed = Version(metadata.version("redis"))
+    assert redis_req.specifier.contains(installed)
+    assert not redis_req.specifier.contains(f"{installed.major + 1}.0")
+    assert not redis_req.specifier.contains(f"{installed.major - 1}.99")
+    assert constraint_pins()["redis"] == str(installed)
+
+
 # ---- compose ----
 
 
@@ -542,6 +661,61 @@ def test_k8s_spool_outlives_the_pod() -> None:
     assert mount["name"] in claims, "the spool must be a per-pod volume claim, not an emptyDir"
     assert web["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
     assert "replicas" not in web["spec"], "the HPA owns the replica count"
+
+
+def flusher_probes() -> list[tuple[str, list[str], dict[str, str | None]]]:
+    """(where, argv, environment) of each flusher liveness check the deployment runs."""
+    compose_flusher = compose_services()["flusher"]
+    test = compose_flusher["healthcheck"]["test"]
+    assert test[0] == "CMD", "exec form: no shell in the way of the exit status"
+    (container,) = pod_spec(k8s_object("Deployment", "clicktrack-flusher"))["containers"]
+    k8s_env: dict[str, str | None] = {**k8s_config_env(), "CLICKTRACK_COOKIE_SECRET": "s" * 48}
+    return [
+        ("compose flusher", test[1:], compose_env(compose_flusher)),
+        ("k8s flusher", container["livenessProbe"]["exec"]["command"], k8s_env),
+    ]
+
+
+@pytest.mark.parametrize("where", ["compose flusher", "k8s flusher"])
+def test_flusher_liveness_is_the_heartbeat_check(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    """The probe runs ``python -m app.flusher --check``, which passes on a fresh heartbeat
+    and fails without one, with the deployment's own settings."""
+    ((_, argv, env),) = [p for p in flusher_probes() if p[0] == where]
+    assert argv == ["python", "-m", "app.flusher", "--check"]
+    heartbeat = tmp_path / "heartbeat"
+    probe_env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKTRACK_")}
+    probe_env |= {k: v for k, v in {**dockerfile_env(), **env}.items() if v is not None}
+    probe_env["CLICKTRACK_FLUSHER_HEARTBEAT_FILE"] = str(heartbeat)
+
+    def probe() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *argv[1:]], env=probe_env, cwd=tmp_path, capture_output=True,
+            text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    missing = probe()
+    assert missing.returncode == 1 and "no heartbeat" in missing.stderr, missing.stderr
+    heartbeat.write_text(f"{time.monotonic()} 1\n")
+    fresh = probe()
+    assert fresh.returncode == 0, fresh.stderr
+
+
+def test_k8s_flusher_probe_has_time_and_a_writable_heartbeat() -> None:
+    flusher = k8s_object("Deployment", "clicktrack-flusher")
+    (container,) = pod_spec(flusher)["containers"]
+    probe = container["livenessProbe"]
+    assert set(probe) >= {"exec", "periodSeconds", "timeoutSeconds", "failureThreshold"}
+    assert probe["timeoutSeconds"] >= 5, "a Python start-up on a busy node takes seconds"
+    default = Settings.model_fields["flusher_heartbeat_file"].default
+    heartbeat = Path(k8s_config_env().get("CLICKTRACK_FLUSHER_HEARTBEAT_FILE", default))
+    assert container["securityContext"]["readOnlyRootFilesystem"]
+    mounts = [Path(m["mountPath"]) for m in container["volumeMounts"]]
+    assert any(heartbeat.is_relative_to(mount) for mount in mounts), "a read-only file system"
+    # Kubernetes restarts a stuck flusher, not one waiting out an outage: it only reads the
+    # heartbeat, which a flusher waiting for Redis or Postgres keeps writing.
+    assert "tcpSocket" not in probe and "httpGet" not in probe
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize built in)")

@@ -7,7 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.clicks.record import STREAM_FIELD, VERSION, Click, EventError, Flag, decode, encode
+from app.clicks.record import (
+    MAJOR,
+    MINOR,
+    READERS,
+    STREAM_FIELD,
+    Click,
+    EventError,
+    Flag,
+    UnknownVersion,
+    decode,
+    encode,
+)
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TRACKING = st.none() | st.text(max_size=128)
@@ -86,7 +97,7 @@ def test_round_trip(click: Click) -> None:
 @given(clicks)
 def test_encoding_is_one_versioned_json_object(click: Click) -> None:
     body = body_of(click)
-    assert body["v"] == VERSION
+    assert (body["v"], body.get("mv", 0)) == (MAJOR, MINOR)
     assert body["id"] == click.click_id
     assert body["t"] == click.ts_us
 
@@ -109,22 +120,92 @@ def test_rejects_what_is_not_a_json_object(raw: bytes) -> None:
         decode(raw)
 
 
-@pytest.mark.parametrize("version", [None, 0, 2, "1", [1]])
-def test_rejects_unknown_versions(version: object) -> None:
+@pytest.mark.parametrize("version", ["absent", None, 0, -1, "1", "2", [1], True, 1.0, 2.5])
+def test_a_version_that_cannot_be_is_corrupt(version: object) -> None:
+    """Not an int of 1 or more: not a record of any version, past or future (a dead letter)."""
     body = body_of(SAMPLE)
-    if version is None:
+    if version == "absent":
         del body["v"]
     else:
         body["v"] = version
-    with pytest.raises(EventError, match="version"):
+    with pytest.raises(EventError, match="version") as caught:
         decode(orjson.dumps(body))
+    assert not isinstance(caught.value, UnknownVersion)
+
+
+@pytest.mark.parametrize("minor", [None, -1, "1", 1.5, True, [0]])
+def test_a_minor_that_cannot_be_is_corrupt(minor: object) -> None:
+    body = body_of(SAMPLE) | {"mv": minor}
+    with pytest.raises(EventError, match="version") as caught:
+        decode(orjson.dumps(body))
+    assert not isinstance(caught.value, UnknownVersion)
+
+
+@pytest.mark.parametrize(("major", "minor"), [(2, 0), (3, 7), (99, None), (2**40, 1)])
+def test_an_unknown_major_is_told_apart_to_be_parked(major: int, minor: int | None) -> None:
+    body = body_of(SAMPLE) | {"v": major, "mv": minor}
+    if minor is None:
+        del body["mv"]
+    with pytest.raises(UnknownVersion, match=f"record version {major}.{minor or 0}") as caught:
+        decode(orjson.dumps(body))
+    assert (caught.value.major, caught.value.minor) == (major, minor or 0)
+    assert isinstance(caught.value, EventError)  # old callers still catch it
+
+
+def test_an_unknown_major_is_parked_whatever_its_fields() -> None:
+    """A newer major may change every field: only the envelope is read."""
+    for body in ({"v": 2}, {"v": 2, "id": 5, "t": "yesterday"}, {"v": 2, "mv": 3, "c": [1]}):
+        with pytest.raises(UnknownVersion):
+            decode(orjson.dumps(body))
+
+
+def test_decode_reads_the_majors_it_is_given() -> None:
+    raw = encode(SAMPLE)
+    with pytest.raises(UnknownVersion, match="reads major 2"):
+        decode(raw, {2: READERS[1]})
+    newer = orjson.dumps(body_of(SAMPLE) | {"v": 2, "mv": 0})
+    assert decode(newer, {1: READERS[1], 2: READERS[1]}) == SAMPLE
+    assert set(READERS) == {MAJOR}
+
+
+def test_a_newer_minor_with_extra_fields_is_read() -> None:
+    body = body_of(SAMPLE) | {"mv": MINOR + 1, "geo": {"cc": "FR"}, "tier": 3, "z": None}
+    assert decode(orjson.dumps(body)) == SAMPLE
+
+
+def test_a_record_without_minor_is_minor_0() -> None:
+    """What the writers before minors existed wrote (and this one writes while MINOR is 0)."""
+    body = body_of(SAMPLE)
+    body.pop("mv", None)
+    assert decode(orjson.dumps(body)) == SAMPLE
+    assert decode(orjson.dumps(body | {"mv": 0})) == SAMPLE
+
+
+KNOWN_KEYS = {"v", "mv", *body_of(SAMPLE)}
+extra_fields = st.dictionaries(
+    st.text(max_size=8).filter(lambda key: key not in KNOWN_KEYS), json_values, max_size=5
+)
+
+
+@given(clicks, st.integers(min_value=0, max_value=2**31), extra_fields)
+def test_round_trip_through_any_minor_with_extra_fields(
+    click: Click, minor: int, extra: dict[str, Any]
+) -> None:
+    body = extra | body_of(click) | {"mv": minor}
+    assert decode(orjson.dumps(body)) == click
+
+
+@given(clicks, st.integers(min_value=2, max_value=2**63 - 1), extra_fields)
+def test_any_other_major_is_parked(click: Click, major: int, extra: dict[str, Any]) -> None:
+    with pytest.raises(UnknownVersion):
+        decode(orjson.dumps(extra | body_of(click) | {"v": major}))
 
 
 OPTIONAL = {"af": "af", "cn": "cn", "cv": "cv", "dp": "dp", "ip": "ip", "ua": "user_agent"}
 OPTIONAL |= {"ref": "referer", "lang": "accept_language"}
 
 
-@pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v"} - set(OPTIONAL)))
+@pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v", "mv"} - set(OPTIONAL)))
 def test_rejects_a_missing_required_field(field: str) -> None:
     body = body_of(SAMPLE)
     del body[field]
@@ -192,4 +273,4 @@ def test_truncated_or_padded_payloads_are_rejected(click: Click, junk: bytes) ->
 def test_encode_writes_every_field_of_the_contract() -> None:
     from app.clicks.record import _FIELDS
 
-    assert set(body_of(SAMPLE)) == {"v", *_FIELDS}
+    assert set(body_of(SAMPLE)) == {"v", *_FIELDS} | ({"mv"} if MINOR else set())

@@ -1,0 +1,116 @@
+"""Is the flusher alive: a heartbeat its event loop writes, the check the probe runs, and
+the signals that stop it.
+
+- **Heartbeat.** A task of the flusher's event loop rewrites a small file (the
+  ``flusher_heartbeat_file`` setting) every ``max_age / 10`` seconds, at most every second:
+  ``<time.monotonic()> <pid>``. The monotonic clock is the host's, shared by every process
+  of the host, and never steps. A loop that is stuck (a blocking call, a busy loop, a
+  deadlocked thread holding the GIL) stops writing, even though the metrics port, served by
+  a thread, would still answer. An outage of Redis or Postgres does not stop it: a flusher
+  waits those out, and restarting it would not help.
+- **Check.** ``python -m app.flusher --check`` (``check()``) reads the file: fresh, exit 0;
+  missing, unreadable, older than ``flusher_heartbeat_max_age_s`` or from the future (written
+  before a reboot), exit 1 with one line saying which.
+- **Signals.** The first SIGTERM or SIGINT asks for a graceful stop (the batch in hand is
+  written and acked); a second one exits at once, status 128 + the signal's number, with a
+  log line: its entries stay pending, to be read again or claimed. Plain ``signal.signal``
+  handlers, which Python runs between bytecodes, so the second signal works even when the
+  event loop is stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger("clicktrack.flusher")
+
+MAX_INTERVAL_S = 1.0
+
+
+def interval(max_age_s: float) -> float:
+    """How often the heartbeat is written for a given max age (seconds)."""
+    return min(MAX_INTERVAL_S, max_age_s / 10)
+
+
+def beat(path: Path) -> None:
+    """Write the heartbeat now: to a temporary file renamed over the old one, so that the
+    check never reads half a file. Raises ``OSError`` when the folder is not writable."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"{time.monotonic():.3f} {os.getpid()}\n", encoding="ascii")
+    os.replace(temporary, path)
+
+
+async def keep_beating(path: Path, max_age_s: float) -> None:
+    """Write the heartbeat until cancelled; then remove it (a stopped flusher is not alive).
+    A failed write is logged once, and tried again."""
+    failing = False
+    try:
+        while True:
+            try:
+                beat(path)
+                failing = False
+            except OSError as exc:
+                if not failing:
+                    log.error("heartbeat_failed", extra={"path": str(path), "error": str(exc)})
+                failing = True
+            await asyncio.sleep(interval(max_age_s))
+    finally:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def check(path: Path, max_age_s: float) -> str | None:
+    """None when the heartbeat at ``path`` is at most ``max_age_s`` seconds old; else why not,
+    in one line."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return f"no heartbeat at {path}: the flusher is not running (or not started yet)"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"heartbeat {path} unreadable: {exc}"
+    try:
+        written = float(text.split()[0])
+    except (IndexError, ValueError):
+        return f"heartbeat {path} unreadable: {text[:40]!r}"
+    age = time.monotonic() - written
+    if age < -1.0:
+        return f"heartbeat {path} is from the future ({-age:.0f} s): written before a reboot"
+    if age > max_age_s:
+        return f"heartbeat {path} is {age:.1f} s old (max {max_age_s:g} s): the event loop is stuck"
+    return None
+
+
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT: the first sets ``stop`` (a graceful stop), the second exits now."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            log.critical(
+                "flusher_forced_exit",
+                extra={"signal": name, "first": signal.Signals(received[0]).name},
+            )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        received.append(signum)
+        log.info("flusher_stopping", extra={"signal": name})
+        with contextlib.suppress(RuntimeError):  # the loop has ended already: nothing to stop
+            loop.call_soon_threadsafe(stop.set)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handle)
