@@ -40,7 +40,7 @@ _UNAVAILABLE = _PAGE.format(
     title="Try again", text="This link cannot be followed right now. Please try again."
 ).encode()
 _NO_STORE = (b"cache-control", b"no-store")
-_NO_CONTENT = (b"content-length", b"0")
+_EMPTY_LENGTH = (b"content-length", b"0")
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _READ_METHODS = frozenset(("GET", "HEAD"))
 _PREFIX_LENGTH = len(PREFIX)
@@ -48,8 +48,20 @@ _PARAMS_INVALID = int(Flag.params_invalid)
 # Records one answer's latency, in seconds.
 Observe = Callable[[float], None]
 
+# Counted in plain ints per request and added to the histogram every second (metrics.py).
+_OBSERVE_REDIRECT = BufferedHistogram(REDIRECT_SECONDS.labels("redirect")).observe
+_OBSERVE_NOT_FOUND = BufferedHistogram(REDIRECT_SECONDS.labels("not_found")).observe
+_OBSERVE_GONE = BufferedHistogram(REDIRECT_SECONDS.labels("gone")).observe
+_OBSERVE_UNAVAILABLE = BufferedHistogram(REDIRECT_SECONDS.labels("unavailable")).observe
+_OBSERVE_NOT_ALLOWED = BufferedHistogram(REDIRECT_SECONDS.labels("method_not_allowed")).observe
+
 
 class Redirect:
+    """The ``GET|HEAD /e/{code}`` ASGI handler: 302 to the link's destination once the click
+    is durable; 404/410 pages for unknown/expired links, 503 with ``Retry-After`` when the
+    link cannot be resolved or the click recorded, 405 for other methods. ``shards``: the
+    number of click streams; a session's clicks always go to the same one."""
+
     def __init__(
         self,
         links: LinkCache,
@@ -114,7 +126,7 @@ class Redirect:
                     (b"location", target.location(click.click_id).encode("ascii")),
                     _NO_STORE,
                     (b"set-cookie", self.session.set_cookie_header(signed_session)),
-                    _NO_CONTENT,
+                    _EMPTY_LENGTH,
                 ],
             }
         )
@@ -164,13 +176,6 @@ class Redirect:
         )
         return click, signed_session
 
-
-# Counted in plain ints per request and added to the histogram every second (metrics.py).
-_OBSERVE_REDIRECT = BufferedHistogram(REDIRECT_SECONDS.labels("redirect")).observe
-_OBSERVE_NOT_FOUND = BufferedHistogram(REDIRECT_SECONDS.labels("not_found")).observe
-_OBSERVE_GONE = BufferedHistogram(REDIRECT_SECONDS.labels("gone")).observe
-_OBSERVE_UNAVAILABLE = BufferedHistogram(REDIRECT_SECONDS.labels("unavailable")).observe
-_OBSERVE_NOT_ALLOWED = BufferedHistogram(REDIRECT_SECONDS.labels("method_not_allowed")).observe
 
 _INTERESTING = frozenset(
     {

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from app.links import mirror
@@ -113,3 +114,74 @@ async def test_12_postgres_frozen_links_answer_within_a_second(faults: Faults) -
         assert stats.side_worst_s[link.code] < UNCACHED_BOUND_S, f"{sc.describe_latency()}"
     assert stats.worst_latency_s < CACHED_BOUND_S, f"{sc.name}: {sc.describe_latency()}"
     assert "Traceback" not in web_log, web_log[-3000:]
+
+
+async def web_metric(sc: Scenario, sample: str) -> float:
+    """The value of one sample line of the web process's /metrics (0 when absent)."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        text = (await client.get(f"{sc.base_url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+async def test_15_mirror_records_a_release_does_not_expect(faults: Faults) -> None:
+    """Scenario 15's mirror half: in the Redis mirror, a corrupt record, one of a newer minor
+    version (fields this release does not know) and one of a newer major; the links are in
+    Postgres too, and no worker has them cached. The newer minor is read from the mirror;
+    the other two are read through from Postgres, counted, and left where they are."""
+    async with faults.scenario("15. mirror: corrupt and newer-version records") as sc:
+        await together(sc.start_web(), sc.start_flusher("f1"))
+        corrupt, newer_minor, newer_major = await new_links(sc, 3)
+        records = {
+            corrupt.code: b'[[1, 0], "not a time", 1',
+            newer_minor.code: orjson.dumps(
+                [
+                    [mirror.MAJOR, mirror.MINOR + 1],
+                    int(newer_minor.updated_at.timestamp() * 1_000_000),
+                    newer_minor.id,
+                    newer_minor.publisher_id,
+                    newer_minor.destination,
+                    True,
+                    None,
+                    "a field of the next release",
+                    {"and": "another"},
+                ]
+            ),
+            newer_major.code: orjson.dumps([[mirror.MAJOR + 1, 0], "shaped", "otherwise"]),
+        }
+        async with sc.redis() as redis:
+            for code, record in records.items():
+                await redis.set(sc.keys.link(code), record, ex=mirror.MIRROR_TTL_S)
+        async with sc.load():
+            await sc.warmup()
+            sc.side_codes = list(records)
+            sc.mark("mirror records planted")
+            await sc.outage()
+            await sc.tail()
+        async with sc.redis() as redis:
+            left = {code: await redis.get(sc.keys.link(code)) for code in records}
+        unreadable = {
+            reason: await web_metric(
+                sc, f'clicktrack_link_mirror_unreadable_total{{reason="{reason}"}}'
+            )
+            for reason in ("corrupt", "major")
+        }
+        stats = sc.load_stats
+        sc.note(
+            f"corrupt: {answers(sc, [corrupt.code])}; newer minor: "
+            f"{answers(sc, [newer_minor.code])}; newer major: {answers(sc, [newer_major.code])}; "
+            f"unreadable counted: {unreadable['corrupt']:.0f} corrupt, "
+            f"{unreadable['major']:.0f} newer major"
+        )
+        row = await sc.check()
+    row.assert_exactly_once()
+    for code in records:
+        assert stats.side_answers.get((code, 302), 0) > 0, code
+        assert stats.side_worst_s[code] < CACHED_BOUND_S, sc.describe_latency()
+    assert {status for _, status in stats.side_answers} == {302}
+    assert unreadable["corrupt"] >= 1 and unreadable["major"] >= 1, unreadable
+    # Read through, never overwritten: a newer release's record stays for its own pods.
+    assert left[newer_major.code] == records[newer_major.code]
+    assert left[newer_minor.code] == records[newer_minor.code]
