@@ -180,6 +180,9 @@ async def test_tracking_strings_are_escaped_and_downloads_need_a_session(
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page.text
     export = await app_client.get("/dashboard/export/traffic.csv", params={"group_by": "af"})
     assert export.status_code == 200
+    assert export.text.splitlines()[0] == (
+        '"af","clicks","billable_clicks","unique_clicks","flagged_clicks"'
+    )
     assert export.text.splitlines()[1] == '"<script>alert(""x"")</script>",5,4,4,1'
     css = await app_client.get("/dashboard/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")

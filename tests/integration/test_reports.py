@@ -538,9 +538,39 @@ async def test_csv_with_a_byte_order_mark_on_request(history: History) -> None:
     answer = await history.client.get(
         "/api/v1/reports/orders.csv", params={"bom": "true"}, headers=bearer(history.key)
     )
-    assert answer.content.startswith("\ufefforder_id,".encode())
+    assert answer.content.startswith('\ufeff"order_id",'.encode())
     plain = await history.client.get("/api/v1/reports/orders.csv", headers=bearer(history.key))
-    assert plain.content.startswith(b"order_id,")
+    assert plain.content.startswith(b'"order_id",')
+
+
+# Text columns of the orders export (by position): quoted in the file; the rest bare.
+ORDER_TEXT_COLUMNS = {0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 15}
+
+
+async def test_orders_export_quotes_every_text_cell(history: History) -> None:
+    first = min(o.placed for o in history.orders).date()
+    answer = await history.client.get(
+        "/api/v1/reports/orders.csv", params={"from": str(first)}, headers=bearer(history.key)
+    )
+    assert answer.status_code == 200, answer.text
+    lines = answer.content.decode("utf-8").split("\r\n")
+    assert lines[0] == (
+        '"order_id","order_time_utc","transaction_time_utc","status","amount","currency",'
+        '"commission","commission_status","af","cn","cv","dp","link","category",'
+        '"new_buyer","attribution"'
+    )
+    ordered = sorted(history.orders, key=lambda o: o.placed)
+    for order, line in zip(ordered, lines[1:], strict=False):
+        sources = [order.af, order.cn, order.cv, order.dp]
+        fields = []
+        for n, shown in enumerate(order_cells(order)):
+            empty = 8 <= n <= 11 and sources[n - 8] is None
+            quoted = n in ORDER_TEXT_COLUMNS and not empty
+            fields.append('"' + shown.replace('"', '""') + '"' if quoted else shown)
+        assert line == ",".join(fields)
+    assert lines[len(ordered) + 1 :] == [""]
+    evil = ',"\'=HYPERLINK(""http://evil.example.org"",""x"")",'
+    assert evil in answer.text
 
 
 # -- income and overview ---------------------------------------------------------------------
