@@ -12,12 +12,14 @@ from typing import Annotated
 
 from fastapi import Query
 
+from app.core.chars import REFUSED_CLASS
 from app.reports.traffic import Filters
 from app.traffic.counts import Dimension
 
-# Text sent for an id, a reason or a tracking string: Postgres text cannot hold NUL, and no id
-# has a use for control characters.
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# Text sent for an id, a reason or a tracking string: Postgres text cannot hold NUL, no id has
+# a use for control characters, and invisible ones (bidi overrides, zero-width spaces...) only
+# make two ids look alike. The same characters the redirect refuses (app/core/chars.py).
+PRINTABLE = f"^[^{REFUSED_CLASS}]*$"
 
 FromDay = Annotated[
     date | None,

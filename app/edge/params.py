@@ -1,8 +1,11 @@
 """The tracking strings ``af``, ``cn``, ``cv``, ``dp``: parsing and validation, pure.
 
 A value is kept only when it is valid UTF-8, at most 128 characters once decoded and free of
-control characters; otherwise it is dropped and the click flagged ``params_invalid``. A
-repeated parameter keeps its first value. An empty value counts as absent.
+control and invisible characters (``app/core/chars.py``: categories Cc, Cf, Zl, Zp and a few
+invisible letters, so a bidi override or a zero-width space cannot make two ids look alike in
+a report); otherwise it is dropped and the click flagged ``params_invalid``. A repeated
+parameter keeps its first non-empty value (``af=&af=1`` is ``1``; an invalid value is
+non-empty: it wins, and is dropped). An empty value counts as absent.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import re
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
+from app.core.chars import REFUSED_CLASS
+
 TRACKING_NAMES = (b"af", b"cn", b"cv", b"dp")
 MAX_VALUE_LENGTH = 128
-# C0 controls, DEL and C1 controls.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control and invisible characters (C0, DEL, C1, format, separators...): see app/core/chars.py.
+_REFUSED = re.compile(f"[{REFUSED_CLASS}]")
 
 
 class TrackingStrings(NamedTuple):
@@ -32,14 +37,14 @@ def _decode(raw: bytes) -> bytes:
 
 
 def _valid_text(raw: bytes) -> str | None:
-    if raw.isascii():  # the usual case, checked without a regular expression
-        text = raw.decode("ascii")
+    if raw.isascii():  # the usual case, checked without a regular expression (in ASCII,
+        text = raw.decode("ascii")  # the refused characters are exactly the unprintable ones)
         return text if len(text) <= MAX_VALUE_LENGTH and text.isprintable() else None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if len(text) > MAX_VALUE_LENGTH or _CONTROL.search(text):
+    if len(text) > MAX_VALUE_LENGTH or _REFUSED.search(text):
         return None
     return text
 
@@ -56,8 +61,8 @@ def parse_tracking(query_string: bytes) -> TrackingStrings:
     else:  # nothing encoded, the usual case: one scan in C finds the tracking pairs
         pairs = _PLAIN_TRACKING_PAIR.findall(query_string)
     found: dict[bytes, str | None] = {}  # name -> value; None: invalid, "": empty
-    for name, raw_value in pairs:
-        if name in TRACKING_NAMES and name not in found:
+    for name, raw_value in pairs:  # the first non-empty value wins: "" can be replaced
+        if name in TRACKING_NAMES and found.get(name, "") == "":
             found[name] = _valid_text(raw_value)
     if not found:
         return _NONE

@@ -1,7 +1,9 @@
 """Quality flags that need more than the request: run by the flusher, off the hot path.
 
 - ``bot``: the user agent matches the maintained crawler list (the ``crawler-user-agents``
-  package: update the package to update the list) or the operator's extra patterns file.
+  package: update the package to update the list), our own ``LINK_PREVIEW_PATTERNS`` (the
+  link-preview fetchers of social apps the package misses) or the operator's extra patterns
+  file.
   Matching ~1,500 patterns costs ~0.2 ms per new user agent, so results are cached.
 - ``duplicate``: the same session clicked the same link within ``duplicate_window_s``
   before, or the same IP clicked the same link more than ``ip_clicks_per_minute`` times in
@@ -72,10 +74,31 @@ return counts
 CHECKS_PER_CALL = 200
 
 
+# Link-preview fetchers: a social or chat app fetches a shared link to draw its card, and that
+# fetch is no visitor. The crawler-user-agents package (1.67) already matches Mastodon,
+# Slackbot-LinkExpanding, Discordbot, TelegramBot, WhatsApp (also Signal's preview, which sends
+# "WhatsApp/2"), facebookexternalhit and Facebot (also iMessage's), Twitterbot, LinkedInBot,
+# Iframely, Embedly, SkypeUriPreview (also Teams), Applebot, Google's snippet fetcher,
+# redditbot, Pinterest, Snapchat, Viber, vkShare, Mattermost-Bot, Synapse (Matrix), Lemmy,
+# Friendica and gotosocial (tests/unit/test_bot_patterns.py checks each, so an update of the
+# package that drops one shows). These are the ones it misses, each with a real user agent:
+LINK_PREVIEW_PATTERNS = (
+    # Bluesky's card fetcher: "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1; +mailto:...)"
+    r"Bluesky Cardyb",
+    # Google Chat's and Google+'s page renderer, without the snippet URL the package matches
+    r"Google-PageRenderer",
+    # Misskey (and its forks Sharkey, Firefish...) fetching a note's link: "Misskey/2024.10.1 (...)"
+    r"^(?:Misskey|Sharkey|Firefish|Iceshrimp)/",
+    # Pleroma and Akkoma fetching a post's link: "Pleroma 2.6.0; https://host <admin@host>"
+    r"^(?:Pleroma|Akkoma) \d",
+)
+
+
 def load_bot_patterns(extra_file: Path | None) -> list[str]:
-    """The package's patterns, then the operator's: a JSON list of strings or of
-    ``{"pattern": ...}`` objects (the package's own format)."""
+    """The package's patterns, ours (``LINK_PREVIEW_PATTERNS``), then the operator's: a JSON
+    list of strings or of ``{"pattern": ...}`` objects (the package's own format)."""
     patterns = [entry["pattern"] for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA]
+    patterns += LINK_PREVIEW_PATTERNS
     if extra_file is not None:
         for entry in json.loads(extra_file.read_text(encoding="utf-8")):
             patterns.append(entry if isinstance(entry, str) else entry["pattern"])

@@ -237,3 +237,23 @@ async def test_retention_drops_old_partitions_only(pool: Pool) -> None:
     assert dropped >= 1
     assert await pool.fetchval("SELECT to_regclass('clicks_20200105')") is None
     assert await pool.fetchval("SELECT to_regclass('clicks_20200120')") is not None
+
+
+async def test_link_preview_fetchers_of_social_apps_are_flagged_bots(
+    settings: Settings, pool: Pool, link: link_model.Link
+) -> None:
+    """A shared link is fetched by the app to draw its card: no visitor, flagged ``bot``."""
+    fetchers = [
+        "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1; +mailto:support@bsky.app)",  # ours
+        "Mastodon/4.3.2 (http.rb/5.2.0; +https://mastodon.social/) Bot",  # the package's
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like "
+        "Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0",
+        "Misskey/2024.10.1 (https://misskey.io)",  # ours
+    ]
+    async with running(settings, pool) as app:
+        ids = []
+        for n, agent in enumerate([*fetchers, CHROME]):
+            async with visitor(app, f"192.0.2.{40 + n}") as client:
+                ids.append(await click(client, link.code, **{"user-agent": agent}))
+        stored = await flags_when_stored(pool, ids)
+    assert [stored[i] for i in ids] == [Flag.bot] * len(fetchers) + [Flag(0)]
