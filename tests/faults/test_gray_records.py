@@ -11,46 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import pytest
-import uuid_utils
 
 from app.clicks import record
 from app.clicks.record import Click
 from app.clicks.stream import Entry
 from tests.faults.harness import Faults, Scenario
 from tests.faults.record_versions import MARKER, NEW_FIELD, NEXT_MINOR
+from tests.faults.test_scenarios import hand_click
 from tests.support.processes import Child
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
 # Nothing here breaks Redis or Postgres: a redirect slower than this waited on something.
 LATENCY_BOUND_S = 2.0
-
-
-def _click(sc: Scenario, af: str) -> Click:
-    return Click(
-        click_id=str(uuid_utils.uuid7()),
-        ts_us=time.time_ns() // 1000,
-        link_id=sc.link_id,
-        code=sc.code,
-        publisher_id=sc.publisher_id,
-        af=af,
-        cn="faults",
-        cv=None,
-        dp=None,
-        session_id=uuid.uuid4().hex,
-        session_new=True,
-        ip="127.0.0.1",
-        user_agent="hand-written",
-        referer=None,
-        accept_language=None,
-        method="GET",
-        flags=0,
-    )
 
 
 def _as_version(click: Click, major: int, minor: int) -> bytes:
@@ -84,8 +61,8 @@ async def test_15_corrupt_and_newer_records_in_the_stream(faults: Faults) -> Non
         async with sc.load(), sc.redis() as redis:
             await sc.warmup()
             for n in range(3):
-                good, minor, major = (_click(sc, f"hand{n}-{kind}") for kind in "gmM")
-                corrupt = orjson.loads(record.encode(_click(sc, "corrupt"))) | {"l": "seven"}
+                good, minor, major = (hand_click(sc, f"hand{n}-{kind}") for kind in "gmM")
+                corrupt = orjson.loads(record.encode(hand_click(sc, "corrupt"))) | {"l": "seven"}
                 for click in (good, minor):
                     sc.expect(click.click_id, click.af or "")
                 async with redis.pipeline(transaction=True) as pipe:

@@ -328,7 +328,7 @@ async def test_10_malformed_entries_go_to_the_dead_letters(faults: Faults) -> No
             # Good and bad interleaved in one round trip: they arrive in the same batch.
             async with redis.pipeline(transaction=True) as pipe:
                 for n, bad in enumerate(_malformed()):
-                    good = _click(sc, f"hand{n}")
+                    good = hand_click(sc, f"hand{n}")
                     sc.expect(good.click_id, good.af or "")
                     pipe.xadd(sc.keys.clicks_stream, {record.STREAM_FIELD: record.encode(good)})
                     pipe.xadd(sc.keys.clicks_stream, bad)  # type: ignore[arg-type]
@@ -355,7 +355,8 @@ async def test_10_malformed_entries_go_to_the_dead_letters(faults: Faults) -> No
     assert sorted(fields[b"id"] for _, fields in dead) == sorted(bad_ids[1:])
 
 
-def _click(sc: Scenario, af: str) -> Click:
+def hand_click(sc: Scenario, af: str) -> Click:
+    """A valid click of the scenario's link, written by hand (not through a redirect)."""
     return Click(
         click_id=str(uuid_utils.uuid7()),
         ts_us=time.time_ns() // 1000,
