@@ -637,6 +637,18 @@ class Scenario:
             for child in self.children
         )
 
+    async def web_metrics(self) -> dict[str, float]:
+        """Every sample of the web process's /metrics (at ``base_url``): the sample's name,
+        labels included, -> its value."""
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            text = (await client.get(f"{self.base_url}/metrics")).text
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
     def flusher_stats(self, child: Child) -> dict[str, Any]:
         """The counters a flusher logged when it stopped (empty if it never did: killed)."""
         for line in reversed(child.log().splitlines()):

@@ -118,12 +118,7 @@ async def test_12_postgres_frozen_links_answer_within_a_second(faults: Faults) -
 
 async def web_metric(sc: Scenario, sample: str) -> float:
     """The value of one sample line of the web process's /metrics (0 when absent)."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        text = (await client.get(f"{sc.base_url}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rpartition(" ")[2])
-    return 0.0
+    return (await sc.web_metrics()).get(sample, 0.0)
 
 
 async def test_15_mirror_records_a_release_does_not_expect(faults: Faults) -> None:

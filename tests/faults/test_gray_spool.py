@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 import uuid_utils
 
@@ -72,14 +71,11 @@ async def spool_emptied(sc: Scenario, within: float) -> float:
 
 async def web_counters(sc: Scenario) -> dict[str, float]:
     """The web worker's click counters from its /metrics: spooled, replayed, accepted."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        text = (await client.get(f"{sc.base_url}/metrics")).text
-    counters = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name.startswith("clicktrack_clicks_") and name.endswith("_total"):
-            counters[name.removeprefix("clicktrack_clicks_").removesuffix("_total")] = float(value)
-    return counters
+    return {
+        name.removeprefix("clicktrack_clicks_").removesuffix("_total"): value
+        for name, value in (await sc.web_metrics()).items()
+        if name.startswith("clicktrack_clicks_") and name.endswith("_total")
+    }
 
 
 async def test_13_redis_slow_replies(faults: Faults) -> None:
