@@ -11,6 +11,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import idna
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -189,13 +190,20 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """Each pattern in the ASCII form destinations are compared in (IDNA, UTS #46: see
+        app/links/urls.py), so ``*.bücher.example`` and ``*.xn--bcher-kva.example`` are one
+        pattern."""
+        normalised = []
         for host in hosts:
-            bare = host.removeprefix("*.")
-            if not bare or "*" in bare or "/" in bare or ":" in bare:
+            wildcard, bare = ("*.", host[2:]) if host.startswith("*.") else ("", host)
+            try:
+                ascii_host = idna.encode(bare.removesuffix("."), uts46=True, std3_rules=True)
+            except (idna.IDNAError, UnicodeError):
                 raise ValueError(
                     f"bad allowed host pattern {host!r}: use example.com or *.example.com"
-                )
-        return hosts
+                ) from None
+            normalised.append(wildcard + ascii_host.decode("ascii"))
+        return tuple(normalised)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -20,12 +20,13 @@ from app.links import mirror
 from app.links import model as link_model
 from app.links import store as link_store
 from app.links.model import CODE_PATTERN, Link, LinkStatus
+from app.links.urls import MAX_DESTINATION_BYTES
 
 router = APIRouter(tags=["links"])
 
 
 class LinkIn(BaseModel):
-    destination: str = Field(max_length=link_model.MAX_DESTINATION_LENGTH)
+    destination: str = Field(max_length=MAX_DESTINATION_BYTES)
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
     expires_at: AwareDatetime | None = None
     publisher_id: int | None = Field(

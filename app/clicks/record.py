@@ -4,9 +4,9 @@ One stream entry per click, one field ``c`` holding a JSON object: the envelope,
 ``mv``, and the click's fields (``_FIELDS``: short key -> ``Click`` attribute).
 
 Versions. ``v`` is the record's MAJOR version (an int, 1 and up; today ``MAJOR`` = 1) and
-``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 0, which ``encode``
-leaves out). The envelope never changes: every record of every version is a JSON object
-with an int ``v``. Rules:
+``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 1, which ``encode``
+writes). The envelope never changes: every record of every version is a JSON object with an
+int ``v``. Rules:
 
 - **Minor** (``mv`` + 1): add an optional field. Nothing else. Every reader ignores keys it
   does not know, so a reader of an older minor reads a newer record (the new field is lost
@@ -23,6 +23,14 @@ with an int ``v``. Rules:
   runs. Anything else that is not a valid record raises ``EventError``: a dead letter.
 - Upgrade order (docs/operations.md, "Record versions"): a minor in either order; a major
   needs flushers that read it everywhere before the first web pod writes it.
+
+Minors of major 1:
+
+- 1.0: the fields up to ``f``.
+- 1.1: ``ipk`` (``Click.ip_key``), the per-IP duplicate rule's key: a keyed hash of the full
+  client address (``app/edge/privacy.py``), whatever ``ip`` keeps of it. Optional: absent in
+  1.0 records (the rule then judges ``ip``), null for a click without a client address.
+  Never stored in Postgres.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from app.errors import ClickTrackError
 
 STREAM_FIELD = b"c"
 MAJOR = 1
-MINOR = 0
+MINOR = 1
 MAX_USER_AGENT = 512
 MAX_REFERER = 1024
 MAX_ACCEPT_LANGUAGE = 128
@@ -88,6 +96,9 @@ class Click:
     accept_language: str | None
     method: str
     flags: int
+    # Minor 1: the per-IP duplicate rule's key (keyed hash of the full address, 32 hex
+    # characters); None in older records. Judged in Redis, never stored in Postgres.
+    ip_key: str | None = None
 
 
 _FIELDS = {
@@ -108,6 +119,7 @@ _FIELDS = {
     "lang": "accept_language",
     "m": "method",
     "f": "flags",
+    "ipk": "ip_key",
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "click_id": (str,),
@@ -124,12 +136,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 def encode(click: Click) -> bytes:
     """The click as the payload of its stream entry: a JSON object of version MAJOR.MINOR."""
-    # Spelled out rather than looped over _FIELDS: this runs once per redirect. No "mv" while
-    # MINOR is 0 (absent means 0): a key costs ~6 % of this call. The release that adds a
-    # minor writes "mv": MINOR here with its field (tests/unit/test_events.py checks it).
+    # Spelled out rather than looped over _FIELDS: this runs once per redirect. "mv" is
+    # written since minor 1 (tests/unit/test_events.py checks it is MINOR).
     return orjson.dumps(
         {
             "v": MAJOR,
+            "mv": MINOR,
             "id": click.click_id,
             "t": click.ts_us,
             "l": click.link_id,
@@ -147,6 +159,7 @@ def encode(click: Click) -> bytes:
             "lang": click.accept_language,
             "m": click.method,
             "f": click.flags,
+            "ipk": click.ip_key,
         }
     )
 
@@ -157,13 +170,14 @@ raises ``EventError`` for a body that breaks that version's rules."""
 
 
 def _read_v1(body: dict[str, Any]) -> Click:
-    """Major 1, every minor: the fields of ``_FIELDS``; keys of later minors are ignored."""
+    """Major 1, every minor: the fields of ``_FIELDS``, those of minors after 1.0 optional
+    (absent: None); keys of later minors are ignored."""
     get: Callable[[str], Any] = body.get  # what JSON holds: checked below
     click = Click(
         get("id"), get("t"), get("l"), get("code"), get("p"),
         get("af"), get("cn"), get("cv"), get("dp"),
         get("s"), get("sn"), get("ip"), get("ua"), get("ref"), get("lang"),
-        get("m"), get("f"),
+        get("m"), get("f"), get("ipk"),
     )  # fmt: skip
     # Checked in one expression (this runs for every stored click); `type(x) is int` also
     # keeps true/false out of the numbers. The loop below only names the culprit.
@@ -185,6 +199,7 @@ def _read_v1(body: dict[str, Any]) -> Click:
         and (click.user_agent is None or type(click.user_agent) is str)
         and (click.referer is None or type(click.referer) is str)
         and (click.accept_language is None or type(click.accept_language) is str)
+        and (click.ip_key is None or type(click.ip_key) is str)
     ):
         for short, name in _FIELDS.items():
             value = body.get(short)

@@ -49,7 +49,9 @@ class RedisKeys:
         return f"{self.prefix}:seen:s:{link_id}:{session_id}"
 
     def seen_by_ip(self, link_id: int, ip: str) -> str:
-        """Recent clicks from one IP on one link (duplicate detection)."""
+        """Recent clicks from one IP on one link (duplicate detection); ``ip`` is the
+        click's ``ip_key`` (a keyed hash of the full address) or, in older records, its
+        stored ``ip``."""
         return f"{self.prefix}:seen:ip:{link_id}:{ip}"
 
     def dashboard_session(self, session_id: str) -> str:

@@ -32,10 +32,12 @@ from app.core.metrics import LINK_CACHE, BufferedCounter
 from app.errors import Unavailable
 from app.links import mirror
 from app.links.mirror import EdgeLink
+from app.links.urls import normalise_destination, param_name
 
 log = logging.getLogger(__name__)
 
-# Every printable ASCII character but space passes; anything else is percent-encoded so that
+# A destination stored before destinations were normalised on write, and that cannot be:
+# every printable ASCII character but space passes, anything else is percent-encoded so that
 # the Location header stays ASCII.
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
@@ -92,10 +94,17 @@ class RedirectTarget:
 
 def _split_location(destination: str, param: str) -> tuple[str, str]:
     """Destination with ``param=<click id>`` added last in its query, before any fragment;
-    an existing ``param`` in the destination is dropped so the merchant reads ours."""
-    url, hash_mark, fragment = quote(destination, safe=_URL_SAFE).partition("#")
-    base, question, query = url.partition("?")
-    kept = [p for p in query.split("&") if p and p.partition("=")[0] != param] if question else []
+    an existing ``param`` in the destination (its name compared as the merchant's server
+    decodes it: ``aff%5Fclick%5Fid`` is ``aff_click_id``) is dropped so the merchant reads
+    ours. Destinations are stored pure ASCII (``app.links.urls``); one stored before that
+    rule is normalised here, once per load, and percent-encoded if even that fails."""
+    if not destination.isascii():
+        with contextlib.suppress(ValueError):
+            destination = normalise_destination(destination).url
+        destination = quote(destination, safe=_URL_SAFE)
+    url, hash_mark, fragment = destination.partition("#")
+    base, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and param_name(p.partition("=")[0]) != param]
     kept.append(f"{param}=")
     return f"{base}?{'&'.join(kept)}", hash_mark + fragment
 

@@ -22,11 +22,11 @@ from app.core.metrics import REDIRECT_SECONDS, BufferedHistogram
 from app.edge.commit import ClickWriter, NotRecorded
 from app.edge.linkcache import MISS, LinkCache, LinkUnavailable
 from app.edge.params import parse_tracking
-from app.edge.privacy import IpMasker
+from app.edge.privacy import IpMasker, normalise_address
 from app.edge.quality import request_flags
 from app.edge.session import SessionCookie
 from app.links.mirror import EdgeLink
-from app.links.model import is_valid_code
+from app.links.model import code_in_path
 
 PREFIX = "/e/"
 
@@ -97,8 +97,9 @@ class Redirect:
         code: str = scope["path"][_PREFIX_LENGTH:]
         target = self.links.cached(code)
         if target is MISS:
+            code_named = code_in_path(code)  # "abcD12345/" and "abcD12345." follow the link
             try:
-                target = await self.links.get(code) if is_valid_code(code) else None
+                target = await self.links.get(code_named) if code_named else None
             except LinkUnavailable:
                 await _page(send, 503, _UNAVAILABLE, method, [(b"retry-after", b"5")])
                 return _OBSERVE_UNAVAILABLE
@@ -155,6 +156,8 @@ class Redirect:
         if tracking.invalid:
             flags |= _PARAMS_INVALID
         client = scope.get("client")
+        # Checked once; what is stored and what the per-IP rule judges both start from it.
+        address = normalise_address(client[0]) if client else None
         click = Click(
             click_id=str(uuid_utils.uuid7()),
             ts_us=now_us,
@@ -167,12 +170,13 @@ class Redirect:
             dp=tracking.dp,
             session_id=session_id,
             session_new=session_new,
-            ip=self.mask_ip(client[0]) if client else None,
+            ip=self.mask_ip.mask(address) if address else None,
             user_agent=user_agent[: record.MAX_USER_AGENT] if user_agent else None,
             referer=_clip(headers.get(b"referer"), record.MAX_REFERER),
             accept_language=_clip(headers.get(b"accept-language"), record.MAX_ACCEPT_LANGUAGE),
             method=method,
             flags=flags & self.enabled_flags,
+            ip_key=self.mask_ip.window_key(address) if address else None,
         )
         return click, signed_session
 

@@ -7,9 +7,14 @@
   Matching ~1,500 patterns costs ~0.2 ms per new user agent, so results are cached.
 - ``duplicate``: the same session clicked the same link within ``duplicate_window_s``
   before, or the same IP clicked the same link more than ``ip_clicks_per_minute`` times in
-  the minute up to this click. Decided in Redis, one pipelined round trip per batch, from
-  the clicks' own times, so a backlog flushed late is judged as it happened. The checks
-  of a batch run in Lua, a few hundred per script call, all calls in one write.
+  the minute up to this click. "The same IP" is the same full client address, whatever
+  ``CLICKTRACK_IP_MODE`` stores: the record's ``ip_key``, a keyed hash of the address made
+  by the redirect (``app/edge/privacy.py``), which lives in these windows only; a record
+  without one (written by a web release before record minor 1.1) is judged by its stored
+  ``ip``, which is a whole network's in truncate mode. Decided in Redis, one pipelined
+  round trip per batch, from the clicks' own times, so a backlog flushed late is judged as
+  it happened. The checks of a batch run in Lua, a few hundred per script call, all calls
+  in one write.
 
 A click delivered twice (a flusher crash) gets the same answer both times: each click is a
 member of a sorted set scored by its time, and only strictly earlier members count. The
@@ -152,8 +157,9 @@ class ClickClassifier:
                 keys.append(self._keys.seen_by_session(click.link_id, click.session_id).encode())
                 args += (member, score, session_window)
                 checked.append((click, 1))
-            if self._ip_limit and click.ip:
-                keys.append(self._keys.seen_by_ip(click.link_id, click.ip).encode())
+            address = click.ip_key or click.ip
+            if self._ip_limit and address:
+                keys.append(self._keys.seen_by_ip(click.link_id, address).encode())
                 args += (member, score, self._ip_window)
                 checked.append((click, self._ip_limit))
         if not checked:

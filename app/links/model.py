@@ -13,18 +13,17 @@ import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from urllib.parse import urlsplit
+from unicodedata import category
+
+import idna
 
 from app.errors import Conflict, InvalidInput
+from app.links.urls import normalise_destination
 
 CODE_PATTERN = r"^[A-Za-z0-9]{1,32}$"
 _CODE = re.compile(CODE_PATTERN)
 _CODE_ALPHABET = string.ascii_letters + string.digits
 RANDOM_CODE_LENGTH = 9
-MAX_DESTINATION_LENGTH = 2048
-# Control characters, whitespace and backslashes have no business in a destination URL; some
-# browsers "repair" them into a different host.
-_FORBIDDEN_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 class LinkStatus(StrEnum):
@@ -56,13 +55,38 @@ def is_valid_code(code: str) -> bool:
     return _CODE.fullmatch(code) is not None
 
 
+# A code, then a short tail that no code can hold: a slash, or punctuation picked up from the
+# text around a pasted link ("abcD12345.", "abcD12345)", "abcD12345/?af=1").
+_CODE_AND_TAIL = re.compile(r"([A-Za-z0-9]{1,32})([^A-Za-z0-9]{1,8})")
+# Unicode general categories a tail may hold: punctuation, symbols, spaces. Not letters or
+# digits of any script, not control or invisible characters.
+_TAIL_CATEGORIES = frozenset(
+    ("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs")
+)
+
+
+def code_in_path(segment: str) -> str | None:
+    """The code a path segment after ``/e/`` names, or None (a 404). The code itself, or the
+    code followed by up to 8 punctuation, symbol or space characters (Unicode categories P*,
+    S*, Zs): codes are ``[A-Za-z0-9]{1,32}``, so such a tail can never select another link,
+    and the click is followed rather than lost. ``abc/x``, ``abcé`` and ``abc`` + a control
+    or invisible character name nothing."""
+    if _CODE.fullmatch(segment):
+        return segment
+    near_miss = _CODE_AND_TAIL.fullmatch(segment)
+    if near_miss is None or any(category(c) not in _TAIL_CATEGORIES for c in near_miss[2]):
+        return None
+    return near_miss[1]
+
+
 def random_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(RANDOM_CODE_LENGTH))
 
 
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    """``example.com`` matches itself; ``*.example.com`` matches any subdomain, not itself."""
-    host = host.lower().rstrip(".")
+    """``example.com`` matches itself; ``*.example.com`` matches any subdomain, not itself.
+    Both sides in ASCII form (``app.links.urls.normalise_host``; the settings normalise the
+    patterns), so a host written in Unicode and in punycode are one host."""
     for pattern in patterns:
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
@@ -73,29 +97,16 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
 
 
 def validate_destination(url: str, allowed_hosts: tuple[str, ...]) -> str:
-    """Return the destination as stored, or raise LinkError (``field="destination"``) saying
-    what is wrong."""
-    if len(url) > MAX_DESTINATION_LENGTH:
-        raise LinkError(
-            f"destination longer than {MAX_DESTINATION_LENGTH} characters", field="destination"
-        )
-    if _FORBIDDEN_IN_URL.search(url):
-        raise LinkError(
-            "destination contains whitespace, control characters or backslashes",
-            field="destination",
-        )
+    """Return the destination as stored: normalised to pure ASCII, at most
+    ``MAX_DESTINATION_BYTES`` (``app.links.urls.normalise_destination``), on a host of the
+    allow-list. Raises LinkError (``field="destination"``) saying what is wrong."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        destination = normalise_destination(url)
     except ValueError as exc:
-        raise LinkError(f"destination is not a valid URL: {exc}", field="destination") from None
-    if parts.scheme not in ("http", "https"):
-        raise LinkError("destination must be an http or https URL", field="destination")
-    if not host:
-        raise LinkError("destination has no host", field="destination")
-    if parts.username is not None or parts.password is not None:
-        raise LinkError("destination must not contain user credentials", field="destination")
-    if not host_allowed(host, allowed_hosts):
-        raise LinkError(f"destination host {host!r} is not allowed", field="destination")
-    return url
+        raise LinkError(str(exc), field="destination") from None
+    if not host_allowed(destination.host, allowed_hosts):
+        shown = repr(destination.host)
+        if "xn--" in destination.host:  # say which host the publisher wrote, too
+            shown += f" ({idna.decode(destination.host)})"
+        raise LinkError(f"destination host {shown} is not allowed", field="destination")
+    return destination.url

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -43,6 +44,7 @@ clicks = st.builds(
     accept_language=OPTIONAL_TEXT,
     method=st.sampled_from(["GET", "HEAD"]) | st.text(max_size=8),
     flags=st.integers(min_value=0, max_value=int(max(Flag)) * 2 - 1),
+    ip_key=st.none() | st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | INT64 | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -70,6 +72,7 @@ SAMPLE = Click(
     accept_language="en-US,en;q=0.9",
     method="GET",
     flags=Flag.prefetch | Flag.head,
+    ip_key="0f" * 16,
 )
 
 
@@ -97,7 +100,7 @@ def test_round_trip(click: Click) -> None:
 @given(clicks)
 def test_encoding_is_one_versioned_json_object(click: Click) -> None:
     body = body_of(click)
-    assert (body["v"], body.get("mv", 0)) == (MAJOR, MINOR)
+    assert (body["v"], body["mv"]) == (MAJOR, MINOR)
     assert body["id"] == click.click_id
     assert body["t"] == click.ts_us
 
@@ -174,11 +177,31 @@ def test_a_newer_minor_with_extra_fields_is_read() -> None:
 
 
 def test_a_record_without_minor_is_minor_0() -> None:
-    """What the writers before minors existed wrote (and this one writes while MINOR is 0)."""
+    """What the writers before minors existed wrote."""
     body = body_of(SAMPLE)
     body.pop("mv", None)
     assert decode(orjson.dumps(body)) == SAMPLE
     assert decode(orjson.dumps(body | {"mv": 0})) == SAMPLE
+
+
+def test_minor_1_adds_the_ip_key_and_nothing_else() -> None:
+    """The release of minor 1 writes ``"mv": 1`` and ``ipk``; a minor 0 record (no ``mv``,
+    no ``ipk``: an older web release, a spool or a parked entry replayed late) still reads,
+    its key None, every other field as written."""
+    assert MINOR == 1
+    body = body_of(SAMPLE)
+    assert (body["mv"], body["ipk"]) == (1, SAMPLE.ip_key)
+    assert set(body) == set(body_of(MINOR_0_SAMPLE)) == {"v", "mv", *MINOR_0_KEYS, "ipk"}
+    minor_0 = {key: body[key] for key in ("v", *MINOR_0_KEYS)}
+    assert decode(orjson.dumps(minor_0)) == MINOR_0_SAMPLE
+    assert decode(orjson.dumps(minor_0 | {"mv": 0})) == MINOR_0_SAMPLE
+
+
+MINOR_0_KEYS = (
+    "id", "t", "l", "code", "p", "af", "cn", "cv", "dp", "s", "sn", "ip", "ua", "ref", "lang",
+    "m", "f",
+)  # fmt: skip
+MINOR_0_SAMPLE = replace(SAMPLE, ip_key=None)
 
 
 KNOWN_KEYS = {"v", "mv", *body_of(SAMPLE)}
@@ -202,7 +225,7 @@ def test_any_other_major_is_parked(click: Click, major: int, extra: dict[str, An
 
 
 OPTIONAL = {"af": "af", "cn": "cn", "cv": "cv", "dp": "dp", "ip": "ip", "ua": "user_agent"}
-OPTIONAL |= {"ref": "referer", "lang": "accept_language"}
+OPTIONAL |= {"ref": "referer", "lang": "accept_language", "ipk": "ip_key"}
 
 
 @pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v", "mv"} - set(OPTIONAL)))
@@ -237,6 +260,8 @@ def test_a_missing_optional_field_reads_as_none(field: str) -> None:
         ("ua", ["Mozilla"]),
         ("m", None),
         ("s", {"id": "s-1"}),
+        ("ipk", 7),
+        ("ipk", ["0f"]),
     ],
 )
 def test_rejects_a_wrong_type(field: str, value: object) -> None:
@@ -273,4 +298,4 @@ def test_truncated_or_padded_payloads_are_rejected(click: Click, junk: bytes) ->
 def test_encode_writes_every_field_of_the_contract() -> None:
     from app.clicks.record import _FIELDS
 
-    assert set(body_of(SAMPLE)) == {"v", *_FIELDS} | ({"mv"} if MINOR else set())
+    assert set(body_of(SAMPLE)) == {"v", "mv", *_FIELDS}
