@@ -27,6 +27,7 @@ from app.core.keys import RedisKeys
 from app.core.migrate import migrate
 from app.core.redis import create_redis
 from app.errors import ClickTrackError
+from app.links.recheck import recheck_destinations
 from app.money import closing, plans_store
 from app.money.periods import Period
 from app.money.plan import DEFAULT_PLAN_FILE, read_plan_file
@@ -147,6 +148,34 @@ async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None
         f"(credited {credited}, charged back {charged_back}), "
         f"{report.already_closed} already closed, {report.skipped} skipped"
     )
+
+
+async def cmd_check_links(settings: Settings, args: argparse.Namespace) -> None:
+    pool = await create_pool(settings.database_url, max_size=2)
+    redis = create_redis(settings, "cli")
+    try:
+        found = await recheck_destinations(
+            pool,
+            redis,
+            RedisKeys(settings.key_prefix),
+            settings.allowed_hosts,
+            fix=args.fix,
+            legacy_mirror=settings.link_mirror_legacy_writes,
+        )
+    finally:
+        await redis.aclose()
+        await pool.close()
+    done = "rewritten as" if found.fixed else "would be rewritten as (--fix)"
+    for code, stored, normal in found.normalised:
+        print(f"{code}: {stored!r} {done} {normal!r}")
+    for code, stored, why in found.refused:
+        print(f"{code}: {stored!r} refused: {why}")
+    print(
+        f"{found.checked} links checked: {len(found.normalised)} not in normal form, "
+        f"{len(found.refused)} refused"
+    )
+    if found.refused:
+        raise CliError(f"{len(found.refused)} links cannot be sent as stored: edit or disable them")
 
 
 async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> None:
@@ -305,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--publisher-id", type=_positive_int, default=None)
     close.set_defaults(run=cmd_close_period)
 
+    _add_check_links(sub)
     backfill = sub.add_parser(
         "backfill-rollups",
         help="rebuild the traffic rollups from raw clicks (days that have clicks; UTC days)",
@@ -315,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_redrive(sub)
     return parser
+
+
+def _add_check_links(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "check-links", help="check stored destinations against the rules; --fix normalises them"
+    )
+    check.add_argument("--fix", action="store_true", help="rewrite them in their normal form")
+    check.set_defaults(run=cmd_check_links)
 
 
 def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -21,6 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
+from app.core.chars import first_refused
 from app.core.db import Conn
 from app.errors import InvalidInput, Unauthorized
 
@@ -87,6 +88,8 @@ async def create_merchant(conn: Conn, name: str) -> tuple[Merchant, str]:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise MerchantError("name must be 1 to 200 characters")
+    if (refused := first_refused(name)) is not None:
+        raise MerchantError(f"name must not contain control or invisible characters ({refused})")
     secret = new_secret()
     row = await conn.fetchrow(
         """INSERT INTO merchants (name, secret) VALUES ($1, $2)

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from app.core.chars import first_refused
 from app.core.db import Conn
 from app.errors import InvalidInput
 
@@ -48,6 +49,8 @@ async def create_publisher(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise PublisherError("name must be 1 to 200 characters")
+    if (refused := first_refused(name)) is not None:
+        raise PublisherError(f"name must not contain control or invisible characters ({refused})")
     async with conn.transaction():
         if network_id is not None:
             network_kind = await conn.fetchval(

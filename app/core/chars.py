@@ -64,3 +64,12 @@ REFUSED_CLASS = "".join(
 def is_refused(char: str) -> bool:
     """The rule itself, one character at a time (for tests and for reading)."""
     return ord(char) in INVISIBLE_LETTERS or unicodedata.category(char) in REFUSED_CATEGORIES
+
+
+def first_refused(text: str) -> str | None:
+    """The first refused character of ``text`` as ``U+XXXX`` (for a message), or None: for
+    names people read in reports and on the dashboard, held to the tracking strings' rule."""
+    for char in text:
+        if is_refused(char):
+            return f"U+{ord(char):04X}"
+    return None

@@ -100,3 +100,18 @@ async def update_link(
     if row is None:
         raise LinkError(f"link {link_id} does not exist")
     return _from_row(row)
+
+
+async def set_destination(conn: Conn, link_id: int, expected: str, destination: str) -> Link | None:
+    """Rewrite a link's destination if it is still ``expected`` (None otherwise: it changed
+    meanwhile, and is left as it is). Only for a destination's normal form
+    (``app.links.recheck``): a link's destination is otherwise fixed once written."""
+    row = await conn.fetchrow(
+        f"""UPDATE links SET destination = $3,
+                updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
+            WHERE id = $1 AND destination = $2 RETURNING {_COLUMNS}""",
+        link_id,
+        expected,
+        destination,
+    )
+    return None if row is None else _from_row(row)

@@ -11,8 +11,10 @@ import pytest
 from app.core.db import Pool
 
 
-def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLICKTRACK_DATABASE_URL": database_url}
+def run_cli(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {}), "CLICKTRACK_DATABASE_URL": database_url}
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         capture_output=True,

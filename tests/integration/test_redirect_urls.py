@@ -11,11 +11,14 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app.core.db import Pool
+from app.core.db import Pool, create_pool
+from app.core.keys import RedisKeys
 from app.links import store as link_store
 from app.links.urls import MAX_DESTINATION_BYTES
 from app.settings import Settings
+from tests.conftest import migrated_database
 from tests.integration.test_api import assert_error, bearer, new_publisher, new_publisher_key
+from tests.integration.test_cli import run_cli
 from tests.integration.test_redirect import stream_clicks
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"}
@@ -188,3 +191,48 @@ async def test_the_click_id_replaces_the_destinations_own_whatever_its_spelling(
     location = (await app_client.get(f"/e/{created.json()['code']}")).headers["location"]
     query = location.partition("?")[2]
     assert query.startswith("a=1&aff_click_id=") and query.count("&") == 1, query
+
+
+async def test_check_links_finds_and_rewrites_what_an_older_release_stored(
+    key_prefix: str, redis: aioredis.Redis
+) -> None:
+    """Links written before destinations were normalised: ``check-links`` lists them,
+    ``--fix`` rewrites those it can (announced to the redirect), never the refused ones."""
+    legacy = {
+        "unicode1": "https://bücher.example.com/x?y=ü",
+        "normal1": "https://shop.example.com/ok",
+        "slash1": "https://a%2Fb.example.com/x",
+        "long1": "https://shop.example.com/" + "ü" * 600,
+    }
+    async with migrated_database("ct_recheck") as database_url:
+        pool = await create_pool(database_url, max_size=2)
+        try:
+            publisher_id = await pool.fetchval(
+                "INSERT INTO publishers (name) VALUES ('Old') RETURNING id"
+            )
+            async with pool.acquire() as conn:
+                for code, destination in legacy.items():
+                    await link_store.create_link(conn, publisher_id, destination, code=code)
+            env = {"CLICKTRACK_KEY_PREFIX": key_prefix}
+            listed = run_cli(database_url, "check-links", env=env)
+            assert listed.returncode == 1 and "2 links cannot be sent" in listed.stderr
+            assert "4 links checked: 1 not in normal form, 2 refused" in listed.stdout
+            assert "slash1" in listed.stdout and "long1" in listed.stdout
+            assert (
+                await pool.fetchval("SELECT destination FROM links WHERE code = 'unicode1'")
+                == legacy["unicode1"]
+            )
+
+            fixed = run_cli(database_url, "check-links", "--fix", env=env)
+            assert fixed.returncode == 1, fixed.stderr
+            rows = await pool.fetch("SELECT code, destination FROM links")
+            stored = {row["code"]: row["destination"] for row in rows}
+            assert stored == {
+                **legacy,
+                "unicode1": "https://xn--bcher-kva.example.com/x?y=%C3%BC",
+            }
+            assert await redis.exists(RedisKeys(key_prefix).link("unicode1"))
+            again = run_cli(database_url, "check-links", env=env)
+            assert "4 links checked: 0 not in normal form, 2 refused" in again.stdout
+        finally:
+            await pool.close()
