@@ -18,11 +18,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.accounts import merchants, publishers
+from app.accounts import publishers
 from app.accounts.apikeys import Role, create_key
 from app.accounts.publishers import PublisherKind
+from app.cli_merchants import MerchantCommands
+from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
-from app.core.db import create_pool
+from app.core.db import create_pool, unreachable
 from app.core.keys import RedisKeys
 from app.core.migrate import migrate
 from app.core.redis import create_redis
@@ -102,26 +104,6 @@ async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> N
     print(f"dropped {dropped} click partitions before {cutoff}")
 
 
-async def cmd_create_merchant(settings: Settings, args: argparse.Namespace) -> None:
-    conn = await _connect(settings)
-    try:
-        merchant, secret = await merchants.create_merchant(conn, args.name)
-    finally:
-        await conn.close()
-    print(f"merchant {merchant.id} created: {merchant.name}; its postback secret, shown only now:")
-    print(secret)
-
-
-async def cmd_rotate_merchant_secret(settings: Settings, args: argparse.Namespace) -> None:
-    conn = await _connect(settings)
-    try:
-        merchant, secret = await merchants.rotate_secret(conn, args.name)
-    finally:
-        await conn.close()
-    print(f"merchant {merchant.id} has a new postback secret (the old one no longer works):")
-    print(secret)
-
-
 async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
     plan = read_plan_file(args.file)
     conn = await _connect(settings)
@@ -133,21 +115,39 @@ async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None:
+    """One line per publisher (closed, already closed, skipped, failed: why), a summary, and
+    exit code 1 when a publisher failed (nothing was written for it: run it again)."""
     period = Period.parse(args.period)
-    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        pool = await create_pool(settings.database_url, max_size=2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CliError(f"cannot connect to the database ({settings.database_url}): {exc}") from None
     try:
         report = await closing.close_period(
             pool, period, settings.period_tz, datetime.now(UTC), publisher_id=args.publisher_id
         )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if not unreachable(exc):
+            raise
+        raise CliError(
+            "the database stopped answering; the publishers reported closed stay closed, the "
+            f"others are as they were: run close-period {period} again"
+        ) from None
     finally:
         await pool.close()
-    credited = sum(c.credited for c in report.closed)
-    charged_back = sum(c.charged_back for c in report.closed)
+    for result in report.results:
+        print(f"period {period}, {closing.describe(result)}")
     print(
-        f"period {period}: {len(report.closed)} publisher periods closed now "
-        f"(credited {credited}, charged back {charged_back}), "
-        f"{report.already_closed} already closed, {report.skipped} skipped"
+        f"period {period}: {len(report.closed)} publisher periods closed now, "
+        f"{report.already_closed} already closed, {report.skipped} skipped, "
+        f"{len(report.failed)} failed"
     )
+    if report.failed:
+        ids = ", ".join(str(r.publisher_id) for r in report.failed)
+        raise CliError(
+            f"{len(report.failed)} publisher(s) could not be closed ({ids}); nothing was written "
+            f"for them: fix the cause shown above and run close-period {period} again"
+        )
 
 
 async def cmd_check_links(settings: Settings, args: argparse.Namespace) -> None:
@@ -185,10 +185,10 @@ async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> 
         raise CliError("--to is before --from")
     conn = await _connect(settings)
     try:
-        days = await rollups.days_with_clicks(conn, first, last)
+        days = await rollups.days_with_clicks(conn, first, last, settings.period_tz)
         total = 0
         for day in days:
-            counted = await rollups.backfill_day(conn, day)
+            counted = await rollups.backfill_day(conn, day, settings.period_tz)
             total += counted
             print(f"{day}: {counted} clicks")
     finally:
@@ -313,15 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--days", type=_positive_int, default=None, help="keep this many days")
     drop.set_defaults(run=cmd_drop_old_clicks)
 
-    merchant = sub.add_parser(
-        "create-merchant", help="create a merchant and print its postback secret"
-    )
-    merchant.add_argument("name")
-    merchant.set_defaults(run=cmd_create_merchant)
-
-    rotate = sub.add_parser("rotate-merchant-secret", help="give a merchant a new secret")
-    rotate.add_argument("name")
-    rotate.set_defaults(run=cmd_rotate_merchant_secret)
+    MerchantCommands(_connect).register(sub)
 
     plan = sub.add_parser("load-plan", help="load a commission plan (TOML or JSON) into Postgres")
     plan.add_argument(
@@ -337,13 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_links(sub)
     backfill = sub.add_parser(
         "backfill-rollups",
-        help="rebuild the traffic rollups from raw clicks (days that have clicks; UTC days)",
+        help="rebuild the traffic rollups from raw clicks (days in CLICKTRACK_PERIOD_TIMEZONE)",
     )
     backfill.add_argument("--from", dest="from_day", type=_day, default=None, help="YYYY-MM-DD")
     backfill.add_argument("--to", dest="to_day", type=_day, default=None, help="YYYY-MM-DD")
     backfill.set_defaults(run=cmd_backfill_rollups)
 
     _add_redrive(sub)
+    WithdrawalCommands(_connect).register(sub, _positive_int)
     return parser
 
 

@@ -9,7 +9,7 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
      │    ├── LinkError                               a link's code or destination
      │    ├── PlanError                               a commission plan file or document
      │    ├── PublisherError                          a publisher's name or network
-     │    ├── MerchantError                           a merchant's name
+     │    ├── MerchantError                           a merchant's name or hosts
      │    ├── RangeError                              a report's day range
      │    └── PeriodError                             a month or period name (YYYY-MM)
      ├── Unauthorized                 401 unauthorized no or a wrong credential
@@ -21,7 +21,8 @@ call answers (``app/api/errors.py`` maps them, in one place, to ``{"error": <kin
      │    │                                           (also a LinkError; 409 wins)
      │    ├── PlanInUse                               a plan already applied to a closed period
      │    ├── OrderConflict                           a postback contradicting a stored order
-     │    ├── WithdrawalRefused                       balance, minimum or fee
+     │    ├── WithdrawalRefused                       balance, minimum, fee or request day
+     │    ├── WithdrawalStateConflict                 a withdrawal step its status refuses
      │    ├── PeriodNotEnded                          a period closed before its end
      │    └── BeforeHistory                           a period before a publisher's first close
      ├── TooLarge                     413 too_large    a body over the limit

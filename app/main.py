@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import errors, health, links, money, orders, plans, postback, publishers
+from app.api import errors, health, links, money, orders, plans, postback, publishers, withdrawals
 from app.api.reports import income as income_reports
 from app.api.reports import orders as order_reports
 from app.api.reports import overview as overview_reports
@@ -152,6 +152,7 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(orders.router, prefix="/api/v1")
     api.include_router(money.router, prefix="/api/v1")
     api.include_router(plans.router, prefix="/api/v1")
+    api.include_router(withdrawals.router, prefix="/api/v1")
     api.include_router(traffic_reports.router, prefix="/api/v1")
     api.include_router(order_reports.router, prefix="/api/v1")
     api.include_router(income_reports.router, prefix="/api/v1")

@@ -5,6 +5,7 @@ Validated once at start; the app and the flusher receive it explicitly.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -97,6 +98,22 @@ class Settings(BaseSettings):
     # Orders and money.
     period_timezone: str = "UTC"
     postback_max_skew_s: int = Field(default=300, ge=1, le=86_400)
+    # The largest order amount a postback may report, in US dollars (422 above it). Money
+    # columns are sized for sums of orders up to 1,000,000,000.00 (migrations/022).
+    max_order_amount: Decimal = Field(
+        default=Decimal("1000000.00"), gt=0, le=Decimal("1000000000.00"), decimal_places=2
+    )
+    # Attribution (docs/commissions.md §2): an order placed more than this many days after
+    # its click, or more than this many seconds before it (the merchant's clock against the
+    # server's), is kept unattributed.
+    attribution_window_days: int = Field(default=30, ge=1, le=365)
+    attribution_clock_skew_s: int = Field(default=300, ge=0, le=86_400)
+    # Withdrawals (docs/commissions.md §5): requested on days 1 to this day of a month ("on or
+    # before the 20th"); only what was booked before the current calendar month ("Fees
+    # accrued in the preceding calendar months"); due about this many days after the request.
+    withdrawal_last_day: int = Field(default=20, ge=1, le=31)
+    withdrawal_preceding_months_only: bool = True
+    withdrawal_payment_days: int = Field(default=30, ge=0, le=366)
 
     # Durable write of clicks: group commit to Redis, spool on disk when Redis fails.
     redis_timeout_ms: int = Field(default=250, ge=1)

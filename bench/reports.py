@@ -171,7 +171,9 @@ async def drain_once(
     try:
         keys = RedisKeys(prefix)
         flusher = Flusher(settings, redis, pool, consumer="bench")
-        flusher._sink = ClickSink(pool, count_traffic=count_traffic)  # the switch measured
+        flusher._sink = ClickSink(  # the switch measured
+            pool, zone=settings.period_timezone, count_traffic=count_traffic
+        )
         await flusher.run_once()  # the consumer group and today's partitions: not timed
         await stream.add_many(redis, keys, (encode(c) for c in clicks))
         started = time.perf_counter()
@@ -195,7 +197,7 @@ async def sink_once(
     await migrated(url)
     pool = await create_pool(url, max_size=2)
     try:
-        sink = ClickSink(pool, count_traffic=count_traffic)
+        sink = ClickSink(pool, zone="UTC", count_traffic=count_traffic)
         await sink.ensure_partition(datetime.now(UTC).date())
         await sink.ensure_partition(datetime.now(UTC).date() - timedelta(days=1))
         rows = [to_row(c) for c in clicks]
@@ -336,9 +338,9 @@ async def build_history(url: str, clicks: int, orders: int, now: datetime) -> di
             await timed("orders", conn.execute(_ORDERS, now, orders)), 1
         )
         started = time.perf_counter()
-        days = await rollups.days_with_clicks(conn, today - timedelta(days=DAYS + 1), today)
+        days = await rollups.days_with_clicks(conn, today - timedelta(days=DAYS + 1), today, UTC)
         for day in days:
-            await rollups.backfill_day(conn, day)
+            await rollups.backfill_day(conn, day, UTC)
         seconds = time.perf_counter() - started
         log(f"rollups (backfill, the flusher's statement): {seconds:.1f} s")
         figures["backfill_s"] = round(seconds, 1)
@@ -450,7 +452,7 @@ async def measure_reports(url: str, redis_url: str, runs: int) -> dict[str, Any]
         conn = await asyncpg.connect(url)
         try:
             started = time.perf_counter()
-            await recount.traffic_by_day_and_link(conn, 1, today - timedelta(days=29), today)
+            await recount.traffic_by_day_and_link(conn, 1, today - timedelta(days=29), today, UTC)
             results["traffic, 30 days by day and link, recounted from raw clicks"] = {
                 "seconds": round(time.perf_counter() - started, 2)
             }
@@ -486,7 +488,7 @@ async def recount_check(url: str) -> bool:
     try:
         day = datetime.now(UTC).date() - timedelta(days=3)
         return await recount.rollup_tracking_days(conn, day, day) == (
-            await recount.recount_tracking_days(conn, day, day)
+            await recount.recount_tracking_days(conn, day, day, UTC)
         )
     finally:
         await conn.close()

@@ -9,6 +9,11 @@ A postback carries three headers::
 Signing the timestamp with the body lets the receiver refuse old requests (replays) without
 remembering them; a replay inside the allowed skew is harmless because postbacks are
 idempotent.
+
+A merchant owns a set of hosts (``shop.example.com``, ``*.example.com``, in
+``app.core.hosts``' normal form): its postbacks attribute orders only to clicks on links to
+them (``app.orders.attribution``). A merchant with no hosts attributes to any link, as every
+merchant did before merchants had hosts.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +29,7 @@ import asyncpg
 
 from app.core.chars import first_refused
 from app.core.db import Conn
+from app.core.hosts import normalise_host_pattern
 from app.errors import InvalidInput, Unauthorized
 
 SECRET_PREFIX = "ctm_"
@@ -30,10 +37,12 @@ SIGNATURE_PREFIX = "sha256="
 MERCHANT_HEADER = "x-clicktrack-merchant"
 TIMESTAMP_HEADER = "x-clicktrack-timestamp"
 SIGNATURE_HEADER = "x-clicktrack-signature"
+MAX_HOSTS = 100  # per merchant (a CHECK in migrations/021_attribution.sql, too)
+_COLUMNS = "id, name, created_at, hosts"
 
 
 class MerchantError(InvalidInput):
-    """A merchant cannot be created as asked (the message says why)."""
+    """A merchant cannot be created or changed as asked (the message says why)."""
 
 
 class SignatureError(Unauthorized):
@@ -45,6 +54,7 @@ class Merchant:
     id: int
     name: str
     created_at: datetime
+    hosts: tuple[str, ...]  # empty: any host
 
 
 def new_secret() -> str:
@@ -80,22 +90,39 @@ def verify(
 
 
 def _merchant(row: asyncpg.Record) -> Merchant:
-    return Merchant(row["id"], row["name"], row["created_at"])
+    return Merchant(row["id"], row["name"], row["created_at"], tuple(row["hosts"]))
 
 
-async def create_merchant(conn: Conn, name: str) -> tuple[Merchant, str]:
-    """Store a new merchant; return it and its secret (to be shown once)."""
+def normalise_hosts(patterns: Iterable[str]) -> tuple[str, ...]:
+    """Host patterns in their normal form, each once, in the order given. Raises
+    ``MerchantError`` naming a pattern that is not a host nor ``*.`` and a domain name."""
+    hosts: dict[str, None] = {}
+    for pattern in patterns:
+        try:
+            hosts[normalise_host_pattern(pattern)] = None
+        except ValueError as exc:
+            raise MerchantError(str(exc), field="hosts") from None
+    if len(hosts) > MAX_HOSTS:
+        raise MerchantError(f"a merchant has at most {MAX_HOSTS} host patterns", field="hosts")
+    return tuple(hosts)
+
+
+async def create_merchant(conn: Conn, name: str, hosts: Iterable[str] = ()) -> tuple[Merchant, str]:
+    """Store a new merchant owning ``hosts`` (none: any host); return it and its secret (to
+    be shown once)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise MerchantError("name must be 1 to 200 characters")
     if (refused := first_refused(name)) is not None:
         raise MerchantError(f"name must not contain control or invisible characters ({refused})")
+    patterns = normalise_hosts(hosts)
     secret = new_secret()
     row = await conn.fetchrow(
-        """INSERT INTO merchants (name, secret) VALUES ($1, $2)
-           ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at""",
+        f"""INSERT INTO merchants (name, secret, hosts) VALUES ($1, $2, $3)
+            ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}""",
         name,
         secret,
+        list(patterns),
     )
     if row is None:
         raise MerchantError(f"a merchant named {name!r} already exists")
@@ -106,13 +133,33 @@ async def rotate_secret(conn: Conn, name: str) -> tuple[Merchant, str]:
     """Replace a merchant's secret (its old one stops working at once)."""
     secret = new_secret()
     row = await conn.fetchrow(
-        "UPDATE merchants SET secret = $2 WHERE name = $1 RETURNING id, name, created_at",
+        f"UPDATE merchants SET secret = $2 WHERE name = $1 RETURNING {_COLUMNS}",
         name.strip(),
         secret,
     )
     if row is None:
         raise MerchantError(f"no merchant named {name.strip()!r}")
     return _merchant(row), secret
+
+
+async def set_hosts(conn: Conn, name: str, hosts: Iterable[str]) -> Merchant:
+    """Replace the hosts a merchant owns (none: any host). Orders already decided stay as
+    they are; the next ones are judged by the new hosts."""
+    patterns = normalise_hosts(hosts)
+    row = await conn.fetchrow(
+        f"UPDATE merchants SET hosts = $2 WHERE name = $1 RETURNING {_COLUMNS}",
+        name.strip(),
+        list(patterns),
+    )
+    if row is None:
+        raise MerchantError(f"no merchant named {name.strip()!r}")
+    return _merchant(row)
+
+
+async def list_merchants(conn: Conn) -> list[Merchant]:
+    """Every merchant, by id."""
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM merchants ORDER BY id")
+    return [_merchant(r) for r in rows]
 
 
 async def merchant_secret(conn: Conn, merchant_id: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -40,3 +41,11 @@ async def require_admin(principal: PrincipalDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def current_time() -> datetime:
+    """The instant a request is judged at (a dependency: a test may fix it)."""
+    return datetime.now(UTC)
+
+
+NowDep = Annotated[datetime, Depends(current_time)]

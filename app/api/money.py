@@ -1,9 +1,9 @@
-"""Money: a publisher's balance, ledger, estimates, income and withdrawals; an admin closes
-calculation periods."""
+"""Money: a publisher's balance, ledger, estimates and income; an admin closes calculation
+periods. Withdrawals: ``app/api/withdrawals.py``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -11,28 +11,36 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from app.accounts.publishers import get_publisher
-from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
 from app.api.params import PERIOD_PATTERN, PeriodText, PublisherId
 from app.api.scope import acting_for
 from app.errors import NotFound
-from app.money import closing, earnings, ledger
+from app.money import closing, earnings, ledger, withdrawals
 from app.money.closing import PeriodClose
 from app.money.ledger import EntryKind
 from app.money.periods import Month, Period
 from app.money.plans_store import withdrawal_rules
+from app.money.withdrawal_rules import WithdrawalCalendar
 
 router = APIRouter(tags=["money"])
 
 
 class WithdrawalRulesOut(BaseModel):
-    minimum_balance: Decimal = Field(description="The balance must be above this.")
+    minimum_balance: Decimal = Field(description="The withdrawable balance must be above this.")
     fee: Decimal
+    last_day: int = Field(description="Requests are taken on days 1 to this of a month.")
+    next_request_day: date = Field(description="Today when requests are taken, else the 1st.")
+    preceding_months_only: bool = Field(
+        description="Only what was booked before this calendar month can be withdrawn."
+    )
+    payment_days: int = Field(description="A withdrawal is paid about this many days after.")
 
 
 class BalanceOut(BaseModel):
     publisher_id: int
-    balance: Decimal
-    can_withdraw: bool
+    balance: Decimal = Field(description="The sum of the ledger.")
+    withdrawable: Decimal = Field(description="What a withdrawal may take now, fee included.")
+    can_withdraw: bool = Field(description="Today is a request day and withdrawable > minimum.")
     withdrawal: WithdrawalRulesOut
 
 
@@ -49,7 +57,8 @@ class IncomeOut(BaseModel):
     publisher_id: int
     month: str
     credited: Decimal
-    charged_back: Decimal
+    charged_back: Decimal = Field(description="Chargebacks and partial refunds.")
+    adjusted: Decimal = Field(description="Incentive adjustments (signed).")
     net: Decimal
 
 
@@ -77,46 +86,38 @@ class EntryPage(BaseModel):
     next_after: int | None
 
 
-class WithdrawalIn(BaseModel):
-    amount: Decimal | None = Field(
-        default=None, gt=0, max_digits=14, decimal_places=2, description="Default: everything."
-    )
-    publisher_id: int | None = Field(default=None, ge=1, description="Admin keys only")
-
-
-class WithdrawalOut(BaseModel):
-    id: int
-    publisher_id: int
-    amount: Decimal = Field(description="Taken from the balance, fee included.")
-    fee: Decimal
-    payout: Decimal = Field(description="Paid to the publisher: amount - fee.")
-    status: str
-    requested_at: datetime
-
-
-class WithdrawalPage(BaseModel):
-    items: list[WithdrawalOut]
-    next_after: int | None
-
-
 class PeriodCloseOut(BaseModel):
     publisher_id: int
     period: str
-    sales: Decimal = Field(description="Completed sales credited: the next period's incentive.")
+    sales: Decimal = Field(
+        description="The period's completed sales when it was closed: the next period's "
+        "incentive (later refunds and late completions change them, and the incentive)."
+    )
     credited: Decimal
-    charged_back: Decimal
+    charged_back: Decimal = Field(description="Chargebacks and partial refunds (<= 0).")
+    adjusted: Decimal = Field(description="Incentive adjustments (signed).")
     orders_credited: int
-    orders_charged_back: int
+    orders_charged_back: int = Field(description="Orders charged back, fully or partly.")
+    orders_adjusted: int
     orders_without_plan: int
     closed_at: datetime
 
 
+class PublisherCloseOut(BaseModel):
+    publisher_id: int
+    outcome: closing.Outcome
+    periods: list[str] = Field(description="The periods closed now, oldest first.")
+    reason: str | None = Field(default=None, description="Why it failed.")
+
+
 class CloseOut(BaseModel):
     period: str
-    publishers: int
+    publishers: int = Field(description="Publishers closed, already closed, or failed.")
     already_closed: int
     skipped: int = Field(description="Publishers whose closed periods start after this one.")
+    failed: int = Field(description="Publishers left as they were: close again to retry.")
     closed: list[PeriodCloseOut] = Field(description="Periods closed now (earlier ones too).")
+    results: list[PublisherCloseOut] = Field(description="What the close did, per publisher.")
 
 
 def _month(text: str | None, default: Month) -> Month:
@@ -141,6 +142,7 @@ def _income_out(publisher_id: int, found: earnings.MonthIncome) -> IncomeOut:
         month=str(found.month),
         credited=found.credited,
         charged_back=found.charged_back,
+        adjusted=found.adjusted,
         net=found.net,
     )
 
@@ -152,39 +154,41 @@ def _close_out(found: PeriodClose) -> PeriodCloseOut:
         sales=found.sales,
         credited=found.credited,
         charged_back=found.charged_back,
+        adjusted=found.adjusted,
         orders_credited=found.orders_credited,
         orders_charged_back=found.orders_charged_back,
+        orders_adjusted=found.orders_adjusted,
         orders_without_plan=found.orders_without_plan,
         closed_at=found.closed_at,
     )
 
 
-def _withdrawal_out(found: ledger.Withdrawal) -> WithdrawalOut:
-    return WithdrawalOut(
-        id=found.id,
-        publisher_id=found.publisher_id,
-        amount=found.amount,
-        fee=found.fee,
-        payout=found.payout,
-        status=found.status,
-        requested_at=found.requested_at,
-    )
-
-
 @router.get("/money/balance")
 async def get_balance(
-    principal: PrincipalDep, resources: ResourcesDep, publisher_id: PublisherId = None
+    principal: PrincipalDep, resources: ResourcesDep, now: NowDep, publisher_id: PublisherId = None
 ) -> BalanceOut:
-    """The account balance: the sum of the publisher's ledger, available to withdraw."""
+    """The account balance (the sum of the publisher's ledger) and the part of it that can be
+    withdrawn now: what was booked before this calendar month."""
+    calendar = WithdrawalCalendar.from_settings(resources.settings)
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
-        current = await ledger.balance(conn, owner)
-        rules = await withdrawal_rules(conn, datetime.now(UTC), resources.settings.period_tz)
+        current, available = await withdrawals.withdrawable(
+            conn, owner, calendar.booked_before(now)
+        )
+        rules = await withdrawal_rules(conn, now, calendar.tz)
     return BalanceOut(
         publisher_id=owner,
         balance=current,
-        can_withdraw=current > rules.minimum_balance,
-        withdrawal=WithdrawalRulesOut(minimum_balance=rules.minimum_balance, fee=rules.fee),
+        withdrawable=available,
+        can_withdraw=calendar.is_open(now) and available > rules.minimum_balance,
+        withdrawal=WithdrawalRulesOut(
+            minimum_balance=rules.minimum_balance,
+            fee=rules.fee,
+            last_day=calendar.last_day,
+            next_request_day=calendar.next_open_day(now),
+            preceding_months_only=calendar.preceding_months_only,
+            payment_days=calendar.payment_days,
+        ),
     )
 
 
@@ -283,37 +287,6 @@ async def get_periods(
     return [_close_out(c) for c in closes]
 
 
-@router.post("/money/withdrawals", status_code=201)
-async def create_withdrawal(
-    body: WithdrawalIn, principal: PrincipalDep, resources: ResourcesDep
-) -> WithdrawalOut:
-    """Withdraw from the balance (default: all of it); the fee is part of the amount."""
-    async with resources.pool.acquire() as conn:
-        owner = await acting_for(conn, principal, body.publisher_id)
-        rules = await withdrawal_rules(conn, datetime.now(UTC), resources.settings.period_tz)
-        made = await ledger.request_withdrawal(
-            conn, owner, body.amount, minimum_balance=rules.minimum_balance, fee=rules.fee
-        )
-    return _withdrawal_out(made)
-
-
-@router.get("/money/withdrawals")
-async def list_withdrawals(
-    principal: PrincipalDep,
-    resources: ResourcesDep,
-    publisher_id: PublisherId = None,
-    after: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> WithdrawalPage:
-    async with resources.pool.acquire() as conn:
-        owner = await acting_for(conn, principal, publisher_id)
-        page = await ledger.list_withdrawals(conn, owner, after=after, limit=limit)
-    return WithdrawalPage(
-        items=[_withdrawal_out(w) for w in page],
-        next_after=page[-1].id if len(page) == limit else None,
-    )
-
-
 @router.post("/periods/{period}/close")
 async def close_period(
     period: Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM: starts the 10th")],
@@ -321,9 +294,11 @@ async def close_period(
     resources: ResourcesDep,
     publisher_id: Annotated[int | None, Query(ge=1, description="Omitted: every publisher")] = None,
 ) -> CloseOut:
-    """Close a calculation period: post chargebacks and credits. Idempotent; closes any
-    earlier unclosed period of the publisher first. A period not ended yet, or before the
-    publisher's first close, is a conflict (409)."""
+    """Close a calculation period: post chargebacks, partial refunds, incentive adjustments
+    and credits. Idempotent; closes any earlier unclosed period of the publisher first. Each
+    publisher in a transaction of its own: one that fails is reported (``failed``, with the
+    reason) and left as it was, the others are closed; closing again retries it. A period not
+    ended yet, or before the publisher's first close, is a conflict (409)."""
     wanted = Period.parse(period, field="period")
     if publisher_id is not None:
         async with resources.pool.acquire() as conn:
@@ -341,5 +316,15 @@ async def close_period(
         publishers=report.publishers,
         already_closed=report.already_closed,
         skipped=report.skipped,
+        failed=len(report.failed),
         closed=[_close_out(c) for c in report.closed],
+        results=[
+            PublisherCloseOut(
+                publisher_id=r.publisher_id,
+                outcome=r.outcome,
+                periods=[str(c.period) for c in r.closes],
+                reason=r.reason,
+            )
+            for r in report.results
+        ],
     )

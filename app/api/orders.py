@@ -16,7 +16,7 @@ from app.api.params import PRINTABLE, TrackingText
 from app.api.scope import acting_for
 from app.errors import NotFound
 from app.orders import store
-from app.orders.attribution import reattribute
+from app.orders.attribution import UnattributedReason, reattribute
 from app.orders.status import Attribution, OrderStatus
 from app.orders.store import Order, OrderQuery
 
@@ -38,6 +38,11 @@ class OrderOut(BaseModel):
     completed_time: datetime | None
     attribution: Attribution
     disqualified_reason: str | None
+    unattributed_reason: UnattributedReason | None = Field(
+        description="Why an unattributed order is: order_before_click, "
+        "outside_attribution_window or click_not_for_this_merchant (final: it is never "
+        "attributed), click_not_found (tried again when its click arrives), not_a_click_id."
+    )
     qualifies: bool = Field(description="Completed within 60 days, on a clean click.")
     publisher_id: int | None
     code: str | None
@@ -61,7 +66,10 @@ class DisqualifyIn(BaseModel):
 
 
 class ReattributeOut(BaseModel):
-    attributed: int = Field(description="Orders whose click was found (clean or flagged).")
+    attributed: int = Field(
+        description="Orders tied to their click (clean or flagged); those refused for a "
+        "reason (order before the click, outside the window, another merchant's link) are not."
+    )
 
 
 def order_out(order: Order) -> OrderOut:
@@ -80,6 +88,7 @@ def order_out(order: Order) -> OrderOut:
         completed_time=order.completed_at,
         attribution=order.attribution,
         disqualified_reason=order.disqualified_reason,
+        unattributed_reason=order.unattributed_reason,
         qualifies=order.qualifies,
         publisher_id=order.publisher_id,
         code=order.code,
@@ -164,6 +173,7 @@ async def disqualify_order(
 
 @router.post("/orders/reattribute")
 async def reattribute_orders(_admin: AdminDep, resources: ResourcesDep) -> ReattributeOut:
-    """Attribute the orders whose clicks have arrived since they were reported."""
+    """Attribute the orders whose clicks have arrived since they were reported (each judged
+    by the attribution rules; one refused keeps its reason and is not tried again)."""
     async with resources.pool.acquire() as conn:
         return ReattributeOut(attributed=await reattribute(conn))

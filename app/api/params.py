@@ -23,9 +23,15 @@ PRINTABLE = f"^[^{REFUSED_CLASS}]*$"
 
 FromDay = Annotated[
     date | None,
-    Query(alias="from", description="First UTC day (default: 29 days before `to`)"),
+    Query(
+        alias="from",
+        description="First day, in the period time zone (default: 29 days before `to`)",
+    ),
 ]
-ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day, included (today)")]
+ToDay = Annotated[
+    date | None,
+    Query(alias="to", description="Last day, in the period time zone, included (today)"),
+]
 PERIOD_PATTERN = r"^\d{4}-\d{2}$"  # a calculation period or a month: YYYY-MM
 PeriodText = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 PublisherId = Annotated[int | None, Query(ge=1, description="Admin keys only")]
@@ -46,7 +52,8 @@ GroupByText = Annotated[
 
 
 class DayRange:
-    """``from`` and ``to``: UTC days, both included; either may be left out."""
+    """``from`` and ``to``: days in the period time zone, both included; either may be left
+    out."""
 
     def __init__(self, first: FromDay = None, last: ToDay = None) -> None:
         self.first = first

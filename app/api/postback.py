@@ -26,8 +26,10 @@ from app.api.deps import ResourcesDep
 from app.api.params import PRINTABLE
 from app.errors import InvalidInput, TooLarge, Unauthorized
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
+from app.orders.attribution import AttributionRules
 from app.orders.status import Attribution, OrderStatus
 from app.orders.store import OrderReport, RecordOutcome, record_postback
+from app.settings import Settings
 
 router = APIRouter(tags=["postback"])
 
@@ -47,7 +49,13 @@ class PostbackIn(BaseModel):
         description="The click id the redirect sent the merchant.",
     )
     order_time: AwareDatetime = Field(description="When the buyer paid for the order.")
-    amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2, description="US dollars.")
+    amount: Decimal = Field(
+        ge=0,
+        max_digits=14,
+        decimal_places=2,
+        description="US dollars, at most CLICKTRACK_MAX_ORDER_AMOUNT; for 'partially_refunded' "
+        "the amount left after the refund.",
+    )
     currency: Literal["USD"] = "USD"
     category: str = Field(
         max_length=MAX_CATEGORY_LENGTH,
@@ -102,6 +110,30 @@ def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderRe
     )
 
 
+def _check_amount(sent: PostbackIn, largest: Decimal) -> None:
+    """The amount's bounds: at most ``largest`` (CLICKTRACK_MAX_ORDER_AMOUNT); above 0 for a
+    partial refund (the amount left after it)."""
+    if sent.amount > largest:
+        raise InvalidInput(
+            f"{sent.amount} is more than the largest order amount accepted ({largest} US dollars)",
+            field="amount",
+        )
+    if sent.status is OrderStatus.partially_refunded and sent.amount <= 0:
+        raise InvalidInput(
+            "a partial refund reports the amount left after it, more than 0; report a full "
+            "refund with status 'refunded'",
+            field="amount",
+        )
+
+
+def attribution_rules(settings: Settings) -> AttributionRules:
+    """The attribution window and clock tolerance a new order is judged by."""
+    return AttributionRules(
+        window=timedelta(days=settings.attribution_window_days),
+        skew=timedelta(seconds=settings.attribution_clock_skew_s),
+    )
+
+
 @router.post(
     "/postback",
     responses={401: {"description": "Unknown merchant, bad signature or stale timestamp"}},
@@ -131,9 +163,12 @@ async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
             sent = PostbackIn.model_validate_json(body)
         except ValidationError as exc:  # answered as FastAPI answers a body it validated
             raise RequestValidationError(exc.errors()) from None
+        _check_amount(sent, settings.max_order_amount)
         report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))
         # Facts that differ from the order's first report raise OrderConflict: 409.
-        order, outcome = await record_postback(conn, int(merchant), report)
+        order, outcome = await record_postback(
+            conn, int(merchant), report, attribution_rules(settings)
+        )
     return PostbackOut(
         outcome=outcome,
         order_id=order.order_ref,

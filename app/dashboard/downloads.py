@@ -1,5 +1,6 @@
 """The dashboard's CSV downloads, for the signed-in publisher: the same exports as the API's
-(``app/reports/exports.py``), from the query's text. Bad input raises ``InvalidInput``."""
+(``app/reports/exports.py``), from the query's text; days are those of the period time zone.
+Bad input raises ``InvalidInput``."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from app.dashboard import inputs
 from app.reports import exports, income, ranges, traffic
 from app.reports.exports import CsvExport
 from app.reports.orders import OrderExport
+from app.traffic.days import today
 
 
 def orders(
     owner: int, resources: Resources, first: str | None, last: str | None, bom: str | None
 ) -> CsvExport:
     """Live Order Tracking over the days asked for (by order date, every order)."""
-    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"))
-    export = OrderExport(owner, *days)
     tz, now = resources.settings.period_tz, datetime.now(UTC)
+    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"), today(tz))
+    export = OrderExport(owner, *days)
     return exports.orders_csv(resources.pool, export, tz, now, bom=inputs.flag(bom, "bom"))
 
 
@@ -31,8 +33,9 @@ def traffic_by(
     bom: str | None,
 ) -> CsvExport:
     """The traffic report over the days asked for, grouped as asked."""
-    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"))
-    query = traffic.traffic_query(owner, *days, group_by)
+    tz = resources.settings.period_tz
+    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"), today(tz))
+    query = traffic.traffic_query(owner, *days, tz, group_by)
     return exports.traffic_csv(resources.pool, query, bom=inputs.flag(bom, "bom"))
 
 
@@ -43,4 +46,4 @@ async def income_by_period(owner: int, resources: Resources, bom: str | None) ->
     first, last = ranges.period_range(None, None, now, tz)
     async with resources.pool.acquire() as conn:
         found = await income.income_by_period(conn, owner, first, last, tz, now)
-    return exports.income_csv(found, bom=with_bom)
+    return exports.income_csv(found, tz, bom=with_bom)

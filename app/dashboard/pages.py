@@ -91,6 +91,7 @@ class DashboardView:
     csrf: str
     first: date
     last: date
+    time_zone: str  # the period time zone: every day and time shown is on its clock
     overview: Overview
     days: Sequence[date]
     traffic: dict[date, TrafficRow]
@@ -129,7 +130,8 @@ def _cards(o: Overview) -> str:
                 _card(
                     "Conversion rate",
                     rate_text(o.conversion_rate),
-                    f"{o.orders.completed:,} completed of {o.orders.orders:,} orders",
+                    f"{o.orders.completed:,} completed (within 60 days) of "
+                    f"{o.orders.orders:,} orders",
                     "conversion",
                 ),
                 _card("Total amount", money(o.orders.amount), "sales of the range", "amount"),
@@ -146,7 +148,7 @@ def _charts(view: DashboardView) -> str:
     nothing = OrderCounts(0, 0, Decimal(0))
     orders = [view.orders.get(d, nothing) for d in view.days]
     clicks_chart = charts.stacked_bars(
-        "Clicks per day (UTC)",
+        f"Clicks per day ({view.time_zone})",
         labels,
         [
             charts.Series("billable", "billable", [t.billable for t in traffic]),
@@ -154,7 +156,7 @@ def _charts(view: DashboardView) -> str:
         ],
     )
     orders_chart = charts.stacked_bars(
-        "Orders per day (UTC)",
+        f"Orders per day ({view.time_zone})",
         labels,
         [
             charts.Series("completed", "completed", [o.completed for o in orders]),
@@ -166,7 +168,7 @@ def _charts(view: DashboardView) -> str:
         for o, t in zip(orders, traffic, strict=True)
     ]
     conversion_chart = charts.lines(
-        "Conversion rate per day",
+        f"Conversion rate per day ({view.time_zone})",
         labels,
         [charts.Series("completed orders / billable clicks", "rate", daily_rates)],
         charts.percent,
@@ -214,7 +216,7 @@ def _income_table(periods: Sequence[PeriodIncome]) -> str:
         for p in reversed(periods)
     )
     return (
-        '<table id="income"><thead><tr><th>Calculation period</th><th>State</th>'
+        '<table id="income"><thead><tr><th>Calculation period (10th to 9th)</th><th>State</th>'
         "<th>Orders</th><th>Completed sales</th><th>Net income</th>"
         f"<th>Estimated commission</th></tr></thead><tbody>{rows}</tbody></table>"
     )
@@ -247,7 +249,8 @@ def dashboard_page(view: DashboardView) -> str:
         f'<label>From <input type="date" name="from" value="{view.first}"></label>'
         f'<label>To <input type="date" name="to" value="{view.last}"></label>'
         '<button type="submit">Show</button>'
-        f"<span>Days are UTC days. {len(view.days)} days.</span></form>"
+        f'<span id="time-zone" data-time-zone="{escape(view.time_zone, quote=True)}">'
+        f"Days and times are in {escape(view.time_zone)}. {len(view.days)} days.</span></form>"
     )
     return layout(
         f"{view.publisher_name} · clicktrack",

@@ -28,6 +28,7 @@ from app.dashboard.sessions import (
 from app.dashboard.view import dashboard_view
 from app.errors import InvalidInput
 from app.reports import ranges
+from app.traffic.days import today
 
 router = APIRouter(prefix=PATH, include_in_schema=False, route_class=web.PageRoute)
 
@@ -101,7 +102,8 @@ async def dashboard(
         asked = inputs.day(first, "from"), inputs.day(last, "to")
     except InvalidInput as exc:
         return web.problem(exc)
-    view = await dashboard_view(session, resources, *ranges.shown_day_range(*asked))
+    shown = ranges.shown_day_range(*asked, today(resources.settings.period_tz))
+    view = await dashboard_view(session, resources, *shown)
     return web.html(pages.dashboard_page(view))
 
 

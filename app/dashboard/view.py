@@ -31,16 +31,18 @@ class _Breakdowns:
     orders_by_af: dict[date | str | None, overview.OrderCounts]
 
 
-async def _breakdowns(pool: Pool, owner: int, first: date, last: date) -> _Breakdowns:
+async def _breakdowns(pool: Pool, owner: int, first: date, last: date, tz: tzinfo) -> _Breakdowns:
+    by_day = TrafficQuery(owner, first, last, tz, (Dimension.day,))
+    by_af = TrafficQuery(owner, first, last, tz, (Dimension.af,))
     async with pool.acquire() as conn:
         publisher = await get_publisher(conn, owner)
         assert publisher is not None  # a key's publisher is never deleted
         return _Breakdowns(
             publisher.name,
-            await counts.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.day,))),
-            await counts.traffic_report(conn, TrafficQuery(owner, first, last, (Dimension.af,))),
-            await overview.order_counts_by(conn, owner, first, last, Dimension.day),
-            await overview.order_counts_by(conn, owner, first, last, Dimension.af),
+            await counts.traffic_report(conn, by_day),
+            await counts.traffic_report(conn, by_af),
+            await overview.order_counts_by(conn, owner, first, last, tz, Dimension.day),
+            await overview.order_counts_by(conn, owner, first, last, tz, Dimension.af),
         )
 
 
@@ -76,7 +78,7 @@ async def dashboard_view(
     owner, pool = session.publisher_id, resources.pool
     found, parts, periods = await asyncio.gather(
         overview.overview(pool, owner, first, last, tz, now),
-        _breakdowns(pool, owner, first, last),
+        _breakdowns(pool, owner, first, last, tz),
         _periods(pool, owner, tz, now),
     )
     return pages.DashboardView(
@@ -84,6 +86,7 @@ async def dashboard_view(
         csrf=session.csrf,
         first=first,
         last=last,
+        time_zone=days.zone_name(tz),
         overview=found,
         days=days.days_of(first, last),
         traffic={row.day: row for row in parts.by_day if row.day is not None},

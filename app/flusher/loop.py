@@ -126,7 +126,7 @@ class Flusher:
         self.consumer = consumer or settings.consumer_name or default_consumer_name()
         self.stats = Stats()
         self._redis = redis
-        self._sink = ClickSink(pool)
+        self._sink = ClickSink(pool, zone=settings.period_timezone)
         self._classifier = ClickClassifier(settings, redis, self.keys)
         self._backoff_s = backoff_s
         self._partitions: dict[date, float] = {}  # day -> when to try it again (inf: exists)

@@ -3,7 +3,8 @@
 A batch is copied into a per-connection temporary staging table, then inserted into
 ``clicks`` with ``ON CONFLICT DO NOTHING``, in one transaction: a replayed or re-claimed click
 never makes a second row, and a batch is either wholly committed or not at all. The same
-statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``).
+statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``),
+by their days in the period time zone.
 """
 
 from __future__ import annotations
@@ -115,9 +116,12 @@ class PartitionError(ClickTrackError):
 
 
 class ClickSink:
-    def __init__(self, pool: Pool, *, count_traffic: bool = True) -> None:
-        """``count_traffic=False`` skips the traffic rollups: only to measure their cost."""
+    def __init__(self, pool: Pool, *, zone: str, count_traffic: bool = True) -> None:
+        """``zone``: the IANA name of the time zone whose days the rollups count clicks in
+        (``CLICKTRACK_PERIOD_TIMEZONE``). ``count_traffic=False`` skips the traffic rollups:
+        only to measure their cost."""
         self._pool = pool
+        self._zone = zone
         self._count_traffic = count_traffic
 
     async def write(self, rows: Sequence[Row]) -> int:
@@ -128,7 +132,7 @@ class ClickSink:
             await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
             if self._count_traffic:
-                new: int = await conn.fetchval(_INSERT_AND_COUNT)
+                new: int = await conn.fetchval(_INSERT_AND_COUNT, self._zone)
                 return new
             status = await conn.execute(_INSERT)
         return int(status.rsplit(" ", 1)[-1])

@@ -17,6 +17,7 @@ from unicodedata import category
 
 import idna
 
+from app.core.hosts import host_allowed as host_allowed
 from app.errors import Conflict, InvalidInput
 from app.links.urls import normalise_destination
 
@@ -81,19 +82,6 @@ def code_in_path(segment: str) -> str | None:
 
 def random_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(RANDOM_CODE_LENGTH))
-
-
-def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    """``example.com`` matches itself; ``*.example.com`` matches any subdomain, not itself.
-    Both sides in ASCII form (``app.links.urls.normalise_host``; the settings normalise the
-    patterns), so a host written in Unicode and in punycode are one host."""
-    for pattern in patterns:
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def validate_destination(url: str, allowed_hosts: tuple[str, ...]) -> str:

@@ -16,18 +16,16 @@ that comparing names never depends on how they were escaped.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import NamedTuple
-from urllib.parse import quote, unquote, unquote_plus, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
-import idna
+# The host's normal form is shared with the merchants' hosts and attribution: app.core.hosts.
+from app.core.hosts import normalise_host as normalise_host
 
 # Bytes of the stored destination (all ASCII once normalised): the Location sent adds only
 # the click-id parameter to it (``app.edge.linkcache``).
 MAX_DESTINATION_BYTES = 2048
-# RFC 1035 §2.3.4: 253 characters without the trailing dot.
-MAX_HOST_LENGTH = 253
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Control characters, whitespace and backslashes have no business in a destination URL; some
 # browsers "repair" them into a different host.
@@ -36,8 +34,6 @@ _FORBIDDEN_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
 # characters (which quote() always keeps); "%" is kept so existing escapes stay as written.
 _PATH_SAFE = "!$&'()*+,;=:@/%"
 _QUERY_SAFE = _PATH_SAFE + "?"
-# A last label of digits (or 0x... hex) makes WHATWG clients parse the host as IPv4.
-_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 
 
 class Destination(NamedTuple):
@@ -46,45 +42,6 @@ class Destination(NamedTuple):
 
     url: str
     host: str
-
-
-def normalise_host(host: str) -> str:
-    """``host`` (Unicode or ASCII, any case, percent-escapes allowed, an IPv6 literal with or
-    without brackets) in its ASCII form. Raises ``ValueError`` saying why it can never
-    resolve."""
-    if "%" in host:  # decoded as WHATWG clients do: "%2F" becomes "/", refused below
-        try:
-            host = unquote(host, errors="strict")
-        except UnicodeDecodeError:
-            raise ValueError(f"host {host!r} holds escapes that are not UTF-8") from None
-    host = host.removesuffix(".")
-    if ":" in host:  # only an IPv6 literal holds one; a zone id ("%eth0") is local: refused
-        try:
-            address = ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
-        except ValueError:
-            address = None
-        if address is None or address.scope_id:
-            raise ValueError(f"host {host!r} is not a valid IPv6 address")
-        return str(address)
-    try:
-        return str(ipaddress.IPv4Address(host))
-    except ValueError:
-        pass
-    # The usual faults named in plain words before IDNA's own messages.
-    bad = next((c for c in host if c.isascii() and not (c.isalnum() or c in "-.")), None)
-    if bad is not None:
-        raise ValueError(f"host {host!r} is not a valid domain name: it holds {bad!r}")
-    if not host or ".." in host or host.startswith("."):
-        raise ValueError(f"host {host!r} is not a valid domain name: it has an empty label")
-    try:
-        ascii_host = idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise ValueError(f"host {host!r} is not a valid domain name ({exc})") from None
-    if len(ascii_host) > MAX_HOST_LENGTH:
-        raise ValueError(f"host is longer than {MAX_HOST_LENGTH} characters")
-    if _NUMERIC_LABEL.match(ascii_host.rpartition(".")[2]):
-        raise ValueError(f"host {host!r} is neither a domain name nor an IPv4 address")
-    return ascii_host
 
 
 def normalise_destination(url: str) -> Destination:

@@ -4,11 +4,12 @@ Month"). Months are calendar months in the program's time zone.
 
 - Estimated commission of a month: the commission the orders *placed* in that month will
   earn if they complete, at the rates they would be credited at (an order refunded, invalid,
-  disqualified, or past its 60 days without completing counts for nothing). The incentive
-  uses the previous period's closed sales; for a period not closed yet, the sales it would
-  close with now.
-- Income of a month: the credits and chargebacks booked by the period closes whose period
-  ended in that month.
+  disqualified, or past its 60 days without completing counts for nothing), on its current
+  amount (a partial refund lowers it). The incentive uses the sales of the period before the
+  one the order was placed in, read as the close reads them (``sales``): the same function,
+  so the estimate is what the close will credit if nothing changes.
+- Income of a month: what the period closes whose period ended in that month booked:
+  credits, chargebacks and partial refunds, incentive adjustments.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 
 from app.core.db import Conn
-from app.money.closing import closed_sales
 from app.money.commission import ZERO, commission
 from app.money.periods import START_DAY, Month, Period
 from app.money.plans_store import PlanBook, load_book
-from app.orders.status import QUALIFYING_WINDOW, OrderStatus, can_still_qualify
+from app.money.sales import SalesBook, period_sales
+from app.orders.status import OrderStatus, can_still_qualify
 
 
 @dataclass(frozen=True)
@@ -38,71 +39,34 @@ class MonthEstimate:
 class MonthIncome:
     month: Month
     credited: Decimal
-    charged_back: Decimal
+    charged_back: Decimal  # chargebacks and partial refunds
+    adjusted: Decimal = ZERO  # incentive adjustments
 
     @property
     def net(self) -> Decimal:
-        return self.credited + self.charged_back
+        return self.credited + self.charged_back + self.adjusted
 
 
 async def projected_sales(conn: Conn, publisher_id: int, period: Period, tz: tzinfo) -> Decimal:
-    """What ``period`` would close with now: qualifying orders completed by its end and not
-    credited yet."""
-    total: Decimal = await conn.fetchval(
-        """SELECT coalesce(sum(o.amount), 0.00) FROM orders o
-           WHERE o.publisher_id = $1 AND o.attribution = 'attributed'
-             AND o.status = 'completed' AND o.completed_at < $2
-             AND o.completed_at - o.ordered_at <= $3
-             AND NOT EXISTS (SELECT 1 FROM ledger l
-                             WHERE l.order_id = o.id AND l.kind = 'credit')""",
-        publisher_id,
-        period.ends_at(tz),
-        QUALIFYING_WINDOW,
-    )
-    return total
+    """The sales ``period`` would close with now (``sales``)."""
+    return (await period_sales(conn, publisher_id, [period], tz))[period]
 
 
 class CommissionEstimator:
-    """What a publisher's orders not credited yet would earn if they completed: at the plan
-    of the period each was placed in, with the incentive earned by the period before (its
-    closed sales; for a period not closed yet, the sales it would close with now). Rates are
-    worked out once per (period, category, new buyer) and reused."""
+    """What a publisher's orders would earn if they completed: at the plan of the period
+    each was placed in, with the incentive earned by the sales of the period before it, read
+    as the close reads them (``sales.SalesBook``). Rates are worked out once per (period,
+    category, new buyer) and reused."""
 
-    def __init__(
-        self,
-        conn: Conn,
-        publisher_id: int,
-        tz: tzinfo,
-        book: PlanBook,
-        history: dict[Period, Decimal],
-    ) -> None:
-        self._conn = conn
-        self._publisher_id = publisher_id
+    def __init__(self, conn: Conn, publisher_id: int, tz: tzinfo, book: PlanBook) -> None:
         self._tz = tz
         self._book = book
-        self._history = history
-        self._first_closed = min(history, default=None)
-        self._previous_sales: dict[Period, Decimal] = {}
+        self._sales = SalesBook(conn, publisher_id, tz)
         self._rates: dict[tuple[int, int, bool, str, bool], Decimal | None] = {}
 
     @classmethod
     async def load(cls, conn: Conn, publisher_id: int, tz: tzinfo) -> CommissionEstimator:
-        return cls(
-            conn, publisher_id, tz, await load_book(conn), await closed_sales(conn, publisher_id)
-        )
-
-    async def _sales_before(self, placed: Period) -> Decimal:
-        before = placed.previous()
-        if before not in self._previous_sales:
-            if before in self._history:
-                self._previous_sales[before] = self._history[before]
-            elif self._first_closed is not None and before < self._first_closed:
-                self._previous_sales[before] = ZERO  # before the publisher's history
-            else:
-                self._previous_sales[before] = await projected_sales(
-                    self._conn, self._publisher_id, before, self._tz
-                )
-        return self._previous_sales[before]
+        return cls(conn, publisher_id, tz, await load_book(conn))
 
     async def commission(
         self, amount: Decimal, category: str, new_buyer: bool, ordered_at: datetime
@@ -119,7 +83,7 @@ class CommissionEstimator:
             if plan is None:
                 self._rates[key] = None
             else:
-                sales = await self._sales_before(placed)
+                sales = await self._sales.of(placed.previous())
                 self._rates[key] = plan.rate(category, new_buyer, sales).total
         rate = self._rates[key]
         return None if rate is None else commission(amount, rate)
@@ -177,7 +141,8 @@ async def estimate_month(
 async def income_month(conn: Conn, publisher_id: int, month: Month, tz: tzinfo) -> MonthIncome:
     rows = await conn.fetch(
         """SELECT kind, sum(amount) AS total FROM ledger
-           WHERE publisher_id = $1 AND kind IN ('credit', 'chargeback')
+           WHERE publisher_id = $1
+             AND kind IN ('credit', 'chargeback', 'partial_refund', 'incentive_adjustment')
              AND effective_at >= $2 AND effective_at < $3
            GROUP BY kind""",
         publisher_id,
@@ -185,4 +150,9 @@ async def income_month(conn: Conn, publisher_id: int, month: Month, tz: tzinfo) 
         month.ends_at(tz),
     )
     totals = {r["kind"]: r["total"] for r in rows}
-    return MonthIncome(month, totals.get("credit", ZERO), totals.get("chargeback", ZERO))
+    return MonthIncome(
+        month,
+        totals.get("credit", ZERO),
+        totals.get("chargeback", ZERO) + totals.get("partial_refund", ZERO),
+        totals.get("incentive_adjustment", ZERO),
+    )

@@ -1,8 +1,10 @@
-"""The ledger, balances and withdrawals.
+"""The ledger and balances.
 
 Every change of a publisher's money is a ledger row, never an update: credits (completed
 orders, when a period closes), chargebacks (credited orders later refunded, invalid or
-disqualified), withdrawals and their fees. The balance is the sum of the ledger: a trigger
+disqualified), partial refunds and incentive adjustments (``app/money/corrections.py``),
+withdrawals and their fees, and what a rejected withdrawal gives back
+(``app/money/withdrawals.py``). The balance is the sum of the ledger: a trigger
 adds each row to ``accounts.balance`` in the same transaction (migrations/011_money.sql),
 and other triggers refuse updates and deletes of ledger rows.
 
@@ -23,15 +25,18 @@ from typing import Any
 import asyncpg
 
 from app.core.db import Conn
-from app.errors import Conflict
-from app.money.commission import ZERO, is_cents
+from app.money.commission import ZERO
 
 
 class EntryKind(StrEnum):
     credit = "credit"
     chargeback = "chargeback"
+    partial_refund = "partial_refund"  # a credited order's amount lowered: the difference
+    incentive_adjustment = "incentive_adjustment"  # its incentive re-decided: the difference
     withdrawal = "withdrawal"
     fee = "fee"
+    withdrawal_reversal = "withdrawal_reversal"  # a rejected withdrawal's payout, given back
+    fee_reversal = "fee_reversal"  # and its fee
 
 
 @dataclass(frozen=True)
@@ -45,21 +50,6 @@ class Entry:
     effective_at: datetime
     detail: dict[str, Any]
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class Withdrawal:
-    id: int
-    publisher_id: int
-    amount: Decimal  # taken from the balance
-    fee: Decimal
-    payout: Decimal  # what the publisher receives: amount - fee
-    status: str
-    requested_at: datetime
-
-
-class WithdrawalRefused(Conflict):
-    """The withdrawal breaks a rule (the message says which); nothing was written."""
 
 
 async def lock_account(conn: Conn, publisher_id: int) -> Decimal:
@@ -114,77 +104,3 @@ async def list_entries(
         limit,
     )
     return [_entry(r) for r in rows]
-
-
-def _withdrawal(row: asyncpg.Record) -> Withdrawal:
-    return Withdrawal(
-        row["id"],
-        row["publisher_id"],
-        row["amount"],
-        row["fee"],
-        row["payout"],
-        row["status"],
-        row["requested_at"],
-    )
-
-
-async def request_withdrawal(
-    conn: Conn,
-    publisher_id: int,
-    amount: Decimal | None,
-    *,
-    minimum_balance: Decimal,
-    fee: Decimal,
-) -> Withdrawal:
-    """Withdraw ``amount`` (default: the whole balance), of which ``fee`` is the processing
-    fee and the rest is paid out. Needs a balance above ``minimum_balance``; never overdraws."""
-    if amount is not None and (not is_cents(amount) or amount <= 0):
-        raise WithdrawalRefused("amount must be a positive number of dollars and cents")
-    async with conn.transaction():
-        current = await lock_account(conn, publisher_id)
-        if current <= minimum_balance:
-            raise WithdrawalRefused(
-                f"the balance ({current}) must be above {minimum_balance} to withdraw"
-            )
-        taken = current if amount is None else amount
-        if taken > current:
-            raise WithdrawalRefused(f"amount {taken} is more than the balance ({current})")
-        if taken <= fee:
-            raise WithdrawalRefused(f"amount {taken} does not cover the {fee} withdrawal fee")
-        row = await conn.fetchrow(
-            """INSERT INTO withdrawals (publisher_id, amount, fee, payout)
-               VALUES ($1, $2, $3, $4) RETURNING *""",
-            publisher_id,
-            taken,
-            fee,
-            taken - fee,
-        )
-        assert row is not None
-        await conn.executemany(
-            """INSERT INTO ledger (publisher_id, kind, amount, withdrawal_id, effective_at)
-               VALUES ($1, $2, $3, $4, $5)""",
-            [
-                (
-                    publisher_id,
-                    EntryKind.withdrawal.value,
-                    -(taken - fee),
-                    row["id"],
-                    row["requested_at"],
-                ),
-                (publisher_id, EntryKind.fee.value, -fee, row["id"], row["requested_at"]),
-            ],
-        )
-    return _withdrawal(row)
-
-
-async def list_withdrawals(
-    conn: Conn, publisher_id: int, *, after: int = 0, limit: int = 50
-) -> list[Withdrawal]:
-    rows = await conn.fetch(
-        """SELECT * FROM withdrawals WHERE publisher_id = $1 AND id > $2
-           ORDER BY id LIMIT $3""",
-        publisher_id,
-        after,
-        limit,
-    )
-    return [_withdrawal(r) for r in rows]

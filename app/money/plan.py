@@ -63,12 +63,18 @@ def _ancestry(category: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)] + [ANY_CATEGORY]
 
 
-def lookup(table: Mapping[str, Decimal], category: str) -> Decimal | None:
-    """The most specific entry of ``table`` covering ``category``, or None."""
+def entry_for(table: Mapping[str, Decimal], category: str) -> str | None:
+    """The key of the most specific entry of ``table`` covering ``category``, or None."""
     for key in _ancestry(category):
         if key in table:
-            return table[key]
+            return key
     return None
+
+
+def lookup(table: Mapping[str, Decimal], category: str) -> Decimal | None:
+    """The most specific entry of ``table`` covering ``category``, or None."""
+    key = entry_for(table, category)
+    return None if key is None else table[key]
 
 
 def _covered_by(category: str, keys: Iterable[str]) -> bool:
@@ -126,7 +132,9 @@ class Plan(BaseModel):
     incentive_tiers: tuple[IncentiveTier, ...] = Field(
         min_length=1, description="Table 2, by ascending min_sales; the first at 0."
     )
-    new_buyer_rates: dict[str, Percent] = Field(default_factory=dict, description="Table 3.")
+    new_buyer_rates: dict[str, Percent] = Field(
+        default_factory=dict, description="Table 3; never below Table 1 for a category."
+    )
     new_buyer_excluded: tuple[str, ...] = Field(
         default=(), description="Categories (and those below) that never get a Table 3 rate."
     )
@@ -180,7 +188,35 @@ class Plan(BaseModel):
         for key in self.new_buyer_rates:
             if key != ANY_CATEGORY and _covered_by(key, self.new_buyer_excluded):
                 raise ValueError(f"new_buyer_rates[{key!r}] is inside an excluded category")
+        self._check_new_buyer_floor()
+        if self.withdrawal_minimum < self.withdrawal_fee:
+            raise ValueError(
+                f"withdrawal_minimum ({self.withdrawal_minimum}) is below withdrawal_fee "
+                f"({self.withdrawal_fee}): a balance just above the minimum could not pay the fee"
+            )
         return self
+
+    def _check_new_buyer_floor(self) -> None:
+        """A new buyer's rate (Table 3) is never below the standard rate (Table 1) of the same
+        category, the most specific entry of each table deciding. Checking the categories the
+        plan names is enough: any other category has the rates of its closest named ancestor."""
+        for category in sorted(self.named_categories()):
+            special = self.new_buyer_rate(category)
+            standard = self.standard_rate(category)
+            if special is None or special >= standard:
+                continue
+            special_key = entry_for(self.new_buyer_rates, category)
+            standard_key = entry_for(self.standard_rates, category)
+            where = (
+                "'*' (every category without an entry of its own)"
+                if category == ANY_CATEGORY
+                else repr(category)
+            )
+            raise ValueError(
+                f"new_buyer_rates[{special_key!r}] = {special} is below the standard rate "
+                f"{standard} (standard_rates[{standard_key!r}]) for {where}: a new buyer's "
+                "rate (Table 3) may not be lower than the standard rate (Table 1)"
+            )
 
     @model_validator(mode="after")
     def _check_tiers(self) -> Plan:
@@ -201,7 +237,17 @@ class Plan(BaseModel):
     @model_validator(mode="after")
     def _check_ladder(self) -> Plan:
         derived = self.derived_ladder()
-        if self.ladder is not None and _ladder_key(self.ladder) != _ladder_key(derived):
+        if self.ladder is None:
+            return self
+        seen: set[tuple[Decimal, str]] = set()
+        for row in self.ladder:
+            if (row.min_sales, row.category) in seen:
+                raise ValueError(
+                    f"ladder (Table 4) states the row of {row.category!r} from "
+                    f"{row.min_sales} more than once"
+                )
+            seen.add((row.min_sales, row.category))
+        if _ladder_key(self.ladder) != _ladder_key(derived):
             raise ValueError(
                 "ladder (Table 4) does not match Tables 1-3; expected: "
                 + "; ".join(
@@ -241,10 +287,13 @@ class Plan(BaseModel):
             previous_sales=previous_sales,
         )
 
+    def named_categories(self) -> set[str]:
+        """``*`` and every category a table of the plan names."""
+        return {ANY_CATEGORY, *self.standard_rates, *self.new_buyer_rates, *self.new_buyer_excluded}
+
     def derived_ladder(self) -> tuple[LadderRow, ...]:
         """Table 4: per Table 2 tier, per category named by the plan, the two totals."""
-        named = {ANY_CATEGORY, *self.standard_rates, *self.new_buyer_rates}
-        named.update(self.new_buyer_excluded)
+        named = self.named_categories()
         rows = []
         for tier in self.incentive_tiers:
             for category in sorted(named, key=lambda c: (c != ANY_CATEGORY, c)):
@@ -270,7 +319,8 @@ def plan_from_data(data: Mapping[str, Any]) -> Plan:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: "
+            + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise PlanError(problems) from None

@@ -8,6 +8,13 @@ partition (or two at midnight) instead of all of them.
 The click may not be in Postgres yet when the order arrives (the flusher runs a moment behind
 the redirect). Such an order stays ``unattributed`` and is tried again on its next postback,
 before every period close, and on an admin's request (``reattribute``).
+
+Once the click is found, the order is judged (``judge``): tracking is session based (the
+seed's FAQ 3), so the order must be placed after the click (less a small tolerance for the
+merchant's clock) and within the attribution window; and the click's link must point at a
+host of the merchant reporting the order. An order failing a rule stays ``unattributed``
+with the reason, for good: no retry attributes it later. The window and tolerance are those
+in force when the order was first reported, stored with it.
 """
 
 from __future__ import annotations
@@ -15,15 +22,46 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from app.clicks.record import Flag
 from app.core.db import Conn
+from app.core.hosts import host_allowed, normalise_host
 
 # Far wider than the real gap (a few ms), still a tiny slice of one day's partition.
 CLICK_WINDOW = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The defaults of CLICKTRACK_ATTRIBUTION_WINDOW_DAYS and CLICKTRACK_ATTRIBUTION_CLOCK_SKEW_S
+# (docs/commissions.md §2 says why).
+DEFAULT_WINDOW_DAYS = 30
+DEFAULT_CLOCK_SKEW_S = 300
+
+
+@dataclass(frozen=True)
+class AttributionRules:
+    """How long after its click an order may be placed (``window``), and how far before it
+    (``skew``: the click's time is the server's clock, the order's the merchant's)."""
+
+    window: timedelta = timedelta(days=DEFAULT_WINDOW_DAYS)
+    skew: timedelta = timedelta(seconds=DEFAULT_CLOCK_SKEW_S)
+
+
+DEFAULT_RULES = AttributionRules()
+
+
+class UnattributedReason(StrEnum):
+    """Why an order is unattributed. The first three are stored and final; the last two
+    describe an order still waiting (or unable) to match a click."""
+
+    order_before_click = "order_before_click"
+    outside_attribution_window = "outside_attribution_window"
+    click_not_for_this_merchant = "click_not_for_this_merchant"
+    click_not_found = "click_not_found"  # no such click (yet): tried again
+    not_a_click_id = "not_a_click_id"  # not a UUIDv7: can never match a click
 
 
 @dataclass(frozen=True)
@@ -58,27 +96,65 @@ def flag_reason(flags: int) -> str:
     return "flagged click: " + (", ".join(names) if names else f"flags {flags}")
 
 
-_CLICK_COLUMNS = "c.publisher_id, c.link_id, c.code, c.af, c.cn, c.cv, c.dp, c.flags"
+def link_host(destination: str | None) -> str | None:
+    """The host of a link's destination in ``app.core.hosts``' form (links written before
+    destinations were normalised may hold Unicode or capitals); None when it has none."""
+    try:
+        host = urlsplit(destination or "").hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        return normalise_host(host)
+    except ValueError:
+        return host.lower().removesuffix(".")
 
-_FIND_CLICK = f"""
-    SELECT {_CLICK_COLUMNS} FROM clicks c
-    WHERE c.click_id = $1 AND c.ts >= $2 AND c.ts < $3
-    LIMIT 1"""
 
-# The order's own click time bounds each lookup, so every probe prunes to its partitions.
-_FIND_WAITING = f"""
-    SELECT o.id AS order_id, {_CLICK_COLUMNS}
+def judge(
+    ordered_at: datetime,
+    clicked_at: datetime,
+    rules: AttributionRules,
+    host: str | None,
+    merchant_hosts: tuple[str, ...],
+) -> UnattributedReason | None:
+    """Why an order placed at ``ordered_at`` cannot be attributed to a click made at
+    ``clicked_at`` on a link to ``host``, reported by a merchant owning ``merchant_hosts``
+    (none: any host, as before merchants had hosts); None when it can."""
+    if merchant_hosts and (host is None or not host_allowed(host, merchant_hosts)):
+        return UnattributedReason.click_not_for_this_merchant
+    if ordered_at < clicked_at - rules.skew:
+        return UnattributedReason.order_before_click
+    if ordered_at > clicked_at + rules.window:
+        return UnattributedReason.outside_attribution_window
+    return None
+
+
+_CLICK_COLUMNS = "c.ts, c.publisher_id, c.link_id, c.code, c.af, c.cn, c.cv, c.dp, c.flags"
+
+# Orders waiting for their click, with the click when it is stored, the host of its link
+# and the hosts of the merchant. The order's own click time bounds each lookup, so every
+# probe prunes to its partitions.
+_CANDIDATES = f"""
+    SELECT o.id AS order_id, o.ordered_at, o.attribution_window, o.attribution_skew,
+           {_CLICK_COLUMNS}, l.destination, m.hosts AS merchant_hosts
     FROM orders o
+    JOIN merchants m ON m.id = o.merchant_id
     CROSS JOIN LATERAL (
         SELECT * FROM clicks c
         WHERE c.click_id = o.click_id
           AND c.ts >= o.click_time - $2::interval AND c.ts < o.click_time + $2::interval
         LIMIT 1) c
-    WHERE o.attribution = 'unattributed' AND o.click_id IS NOT NULL AND o.id > $1
+    LEFT JOIN links l ON l.id = c.link_id
+    WHERE o.attribution = 'unattributed' AND o.unattributed_reason IS NULL
+      AND o.click_id IS NOT NULL AND {{which}}
     ORDER BY o.id
     LIMIT $3"""
+_FIND_ONE = _CANDIDATES.format(which="o.id = $1")
+_FIND_WAITING = _CANDIDATES.format(which="o.id > $1")
 
-# Guarded by attribution = 'unattributed': an order is attributed once, whoever gets there.
+# Both guarded by attribution = 'unattributed' and no reason yet: an order is decided once,
+# whoever gets there first.
 _APPLY = """
     UPDATE orders SET
         attribution = CASE WHEN $9 = 0 THEN 'attributed' ELSE 'disqualified' END,
@@ -86,43 +162,59 @@ _APPLY = """
         disqualified_at = CASE WHEN $9 = 0 THEN NULL ELSE now() END,
         publisher_id = $2, link_id = $3, code = $4, af = $5, cn = $6, cv = $7, dp = $8,
         click_flags = $9, attributed_at = now(), updated_at = now()
-    WHERE id = $1 AND attribution = 'unattributed'"""
+    WHERE id = $1 AND attribution = 'unattributed' AND unattributed_reason IS NULL"""
+
+_REFUSE = """
+    UPDATE orders SET unattributed_reason = $2, updated_at = now()
+    WHERE id = $1 AND attribution = 'unattributed' AND unattributed_reason IS NULL"""
 
 
-async def _apply(conn: Conn, order_id: int, click: asyncpg.Record) -> bool:
-    flags: int = click["flags"]
+async def _settle(conn: Conn, found: asyncpg.Record) -> bool:
+    """Decide an order whose click is found: attribute it (or disqualify it, on a flagged
+    click), or keep it unattributed with the reason. True when it was tied to the click."""
+    rules = AttributionRules(found["attribution_window"], found["attribution_skew"])
+    reason = judge(
+        found["ordered_at"],
+        found["ts"],
+        rules,
+        link_host(found["destination"]),
+        tuple(found["merchant_hosts"]),
+    )
+    if reason is not None:
+        await conn.execute(_REFUSE, found["order_id"], reason.value)
+        return False
+    flags: int = found["flags"]
     status = await conn.execute(
         _APPLY,
-        order_id,
-        click["publisher_id"],
-        click["link_id"],
-        click["code"],
-        click["af"],
-        click["cn"],
-        click["cv"],
-        click["dp"],
+        found["order_id"],
+        found["publisher_id"],
+        found["link_id"],
+        found["code"],
+        found["af"],
+        found["cn"],
+        found["cv"],
+        found["dp"],
         flags,
         None if flags == 0 else flag_reason(flags),
     )
     return status == "UPDATE 1"
 
 
-async def attribute_order(conn: Conn, order_id: int, ref: ClickRef) -> bool:
-    """Attribute one unattributed order if its click is known; True when it was."""
-    click = await conn.fetchrow(
-        _FIND_CLICK, ref.click_id, ref.made_at - CLICK_WINDOW, ref.made_at + CLICK_WINDOW
-    )
-    return click is not None and await _apply(conn, order_id, click)
+async def attribute_order(conn: Conn, order_id: int) -> bool:
+    """Decide one waiting order if its click is known; True when it was tied to it."""
+    found = await conn.fetchrow(_FIND_ONE, order_id, CLICK_WINDOW, 1)
+    return found is not None and await _settle(conn, found)
 
 
 async def reattribute(conn: Conn, *, batch: int = 500) -> int:
-    """Attribute every waiting order whose click has arrived since; return how many."""
+    """Decide every waiting order whose click has arrived since; return how many were tied
+    to their click (orders refused for a reason are kept unattributed, and not counted)."""
     done = 0
     after = 0
     while True:
         found = await conn.fetch(_FIND_WAITING, after, CLICK_WINDOW, batch)
-        for click in found:
-            done += await _apply(conn, click["order_id"], click)
+        for candidate in found:
+            done += await _settle(conn, candidate)
         if len(found) < batch:
             return done
         after = found[-1]["order_id"]

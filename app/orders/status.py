@@ -1,11 +1,13 @@
 """The order status machine and what makes an order qualify. Pure rules.
 
-    incomplete ─▶ completed_payment ─▶ completed ─▶ refunded | invalid
-         └──────────────┴──────────────────┴──────────▶ refunded | invalid
+    incomplete ─▶ completed_payment ─▶ completed ─▶ partially_refunded ─▶ refunded | invalid
+         └──────────────┴──────────────────┴───────────────┴───────────────▶ refunded | invalid
 
 A status only ever moves forward (a step may be skipped); refunded and invalid are final.
 An update that would move an order backwards, or sideways between the two final statuses,
-is stale (it arrived out of order) and changes nothing.
+is stale (it arrived out of order) and changes nothing. ``partially_refunded`` is a completed
+order part of which was refunded since: it still earns, on its lowered amount, and may be
+lowered again (``app/orders/changes.py`` holds the amount rules).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class OrderStatus(StrEnum):
     incomplete = "incomplete"
     completed_payment = "completed_payment"
     completed = "completed"
+    partially_refunded = "partially_refunded"  # completed, then part of it refunded
     refunded = "refunded"
     invalid = "invalid"
 
@@ -36,10 +39,13 @@ _RANK = {
     OrderStatus.incomplete: 0,
     OrderStatus.completed_payment: 1,
     OrderStatus.completed: 2,
-    OrderStatus.refunded: 3,
-    OrderStatus.invalid: 3,
+    OrderStatus.partially_refunded: 3,
+    OrderStatus.refunded: 4,
+    OrderStatus.invalid: 4,
 }
 FINAL = frozenset({OrderStatus.refunded, OrderStatus.invalid})
+# The statuses of a completed order: it earns (on its current amount) if completed in time.
+COMPLETED = frozenset({OrderStatus.completed, OrderStatus.partially_refunded})
 
 
 def advances(current: OrderStatus, incoming: OrderStatus) -> bool:
@@ -48,19 +54,33 @@ def advances(current: OrderStatus, incoming: OrderStatus) -> bool:
 
 
 def qualifies(status: OrderStatus, ordered_at: datetime, completed_at: datetime | None) -> bool:
-    """Completed, and completed within the qualifying window of the purchase."""
+    """Completed (partly refunded or not), and within the qualifying window of the purchase."""
     return (
-        status is OrderStatus.completed
+        status in COMPLETED
         and completed_at is not None
         and completed_at - ordered_at <= QUALIFYING_WINDOW
     )
+
+
+def completed_in_time(table: str = "o") -> str:
+    """``qualifies`` as a SQL condition on a row of ``orders`` (``table``: its name or alias
+    in the query): the glossary's *completed order*, released within the qualifying window of
+    the purchase. Every query that counts, sums or selects completed orders uses this one."""
+    return (
+        f"({table}.status IN ({_COMPLETED_SQL}) AND {table}.completed_at IS NOT NULL "
+        f"AND {table}.completed_at - {table}.ordered_at <= interval '{QUALIFYING_DAYS} days')"
+    )
+
+
+# In this order, as the partial index orders_publisher_completed states it (migration 022).
+_COMPLETED_SQL = "'completed', 'partially_refunded'"
 
 
 def can_still_qualify(
     status: OrderStatus, ordered_at: datetime, completed_at: datetime | None, now: datetime
 ) -> bool:
     """Whether an order earns or may yet earn: completed in time, or open within the window."""
-    if status is OrderStatus.completed:
+    if status in COMPLETED:
         return qualifies(status, ordered_at, completed_at)
     if status in FINAL:
         return False

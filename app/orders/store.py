@@ -3,9 +3,10 @@
 Recording is idempotent and order-insensitive. The facts of an order (its click, time,
 amount, category, new-buyer flag) are fixed by its first postback; a later postback must
 repeat them (else it is refused as a conflict) and can only move the status forward (see
-``status``). Racing postbacks for one order serialise on the order's row: the first inserts
-it, the others wait for that, lock the row and apply themselves in turn, so the order ends
-in the most advanced status reported, whatever the arrival order.
+``status``); only a partial refund lowers the amount (``changes``). Racing postbacks for
+one order serialise on the order's row: the first inserts it, the others wait for that,
+lock the row and apply themselves in turn, so the order ends in the most advanced status
+reported, whatever the arrival order.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from typing import Any
 import asyncpg
 
 from app.core.db import Conn
-from app.errors import Conflict
-from app.orders.attribution import attribute_order, canonical_click_ref, parse_click_ref
-from app.orders.status import Attribution, OrderStatus, advances, qualifies
-
-
-class OrderConflict(Conflict):
-    """A postback contradicts the facts an order was first reported with."""
+from app.orders.attribution import (
+    DEFAULT_RULES,
+    AttributionRules,
+    UnattributedReason,
+    attribute_order,
+    canonical_click_ref,
+    parse_click_ref,
+)
+from app.orders.changes import OrderConflict, OrderState, apply_report, first_state
+from app.orders.status import Attribution, OrderStatus, qualifies
 
 
 class RecordOutcome(StrEnum):
@@ -65,6 +69,7 @@ class Order:
     completed_at: datetime | None
     attribution: Attribution
     disqualified_reason: str | None
+    unattributed_reason: UnattributedReason | None  # why, when it is unattributed
     publisher_id: int | None
     code: str | None
     af: str | None
@@ -73,7 +78,7 @@ class Order:
     dp: str | None
     created_at: datetime
     updated_at: datetime
-    commission: Decimal | None  # credited to the publisher, when it has been
+    commission: Decimal | None  # credited to the publisher (net of adjustments), if it was
     charged_back: Decimal | None  # taken back, when it has been (a negative amount)
 
     @property
@@ -83,20 +88,33 @@ class Order:
         )
 
 
-_SELECT = """
+# A stored reason is final; without one, an unattributed order awaits its click (or has none).
+_UNATTRIBUTED_REASON = f"""CASE WHEN o.attribution = 'unattributed' THEN coalesce(
+    o.unattributed_reason, CASE WHEN o.click_id IS NULL
+    THEN '{UnattributedReason.not_a_click_id.value}'
+    ELSE '{UnattributedReason.click_not_found.value}' END) END"""
+
+_SELECT = f"""
     SELECT o.id, o.merchant_id, o.order_ref, o.click_ref, o.ordered_at, o.amount, o.currency,
            o.category, o.new_buyer, o.status, o.status_at, o.completed_at, o.attribution,
-           o.disqualified_reason, o.publisher_id, o.code, o.af, o.cn, o.cv, o.dp,
-           o.created_at, o.updated_at, cr.amount AS commission, cb.amount AS charged_back
+           o.disqualified_reason, {_UNATTRIBUTED_REASON} AS unattributed_reason,
+           o.publisher_id, o.code, o.af, o.cn, o.cv, o.dp,
+           o.created_at, o.updated_at, m.commission, m.charged_back
     FROM orders o
-    LEFT JOIN ledger cr ON cr.order_id = o.id AND cr.kind = 'credit'
-    LEFT JOIN ledger cb ON cb.order_id = o.id AND cb.kind = 'chargeback'"""
+    LEFT JOIN LATERAL (
+        -- Its credit, less partial refunds, plus or minus incentive adjustments; then the
+        -- chargeback that takes all of it back (docs/commissions.md §5).
+        SELECT sum(l.amount) FILTER (WHERE l.kind <> 'chargeback') AS commission,
+               sum(l.amount) FILTER (WHERE l.kind = 'chargeback') AS charged_back
+        FROM ledger l WHERE l.order_id = o.id) m ON true"""
 
 
 def _order(row: asyncpg.Record) -> Order:
     values = dict(row)
     values["status"] = OrderStatus(row["status"])
     values["attribution"] = Attribution(row["attribution"])
+    reason = row["unattributed_reason"]
+    values["unattributed_reason"] = None if reason is None else UnattributedReason(reason)
     return Order(**values)
 
 
@@ -104,7 +122,6 @@ def _differences(row: asyncpg.Record, report: OrderReport, click_ref: str) -> li
     reported: dict[str, Any] = {
         "click_id": (row["click_ref"], click_ref),
         "order_time": (row["ordered_at"], report.ordered_at),
-        "amount": (row["amount"], report.amount),
         "currency": (row["currency"], report.currency),
         "category": (row["category"], report.category),
         "new_buyer": (row["new_buyer"], report.new_buyer),
@@ -113,21 +130,21 @@ def _differences(row: asyncpg.Record, report: OrderReport, click_ref: str) -> li
 
 
 async def record_postback(
-    conn: Conn, merchant_id: int, report: OrderReport
+    conn: Conn, merchant_id: int, report: OrderReport, rules: AttributionRules = DEFAULT_RULES
 ) -> tuple[Order, RecordOutcome]:
     """Store a merchant's postback in one transaction: a new order, or a status change of
     one reported before (idempotent on (merchant, order ref)); attribute it to its click
     when that click is stored. Raises ``OrderConflict`` when a repeat changes more than the
-    status."""
+    status. A new order keeps ``rules`` (the attribution window in force) for good."""
     click_ref = canonical_click_ref(report.click_ref)
     ref = parse_click_ref(click_ref)
-    completed_at = _completed_at(report)
+    first = first_state(report.status, report.status_at, report.amount)
     async with conn.transaction():
         order_id: int | None = await conn.fetchval(
             """INSERT INTO orders (merchant_id, order_ref, click_ref, click_id, click_time,
                    ordered_at, amount, currency, category, new_buyer, status, status_at,
-                   completed_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                   completed_at, attribution_window, attribution_skew, reported_amount)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                ON CONFLICT (merchant_id, order_ref) DO NOTHING RETURNING id""",
             merchant_id,
             report.order_ref,
@@ -141,14 +158,17 @@ async def record_postback(
             report.new_buyer,
             report.status.value,
             report.status_at,
-            completed_at,
+            first.completed_at,
+            rules.window,
+            rules.skew,
+            first.reported_amount,
         )
         outcome, waiting = RecordOutcome.created, True
         if order_id is None:
             order_id, outcome, waiting = await _report_again(conn, merchant_id, report, click_ref)
         if waiting and ref is not None:
             # Its click may have arrived since the last postback (cheap: one partition).
-            await attribute_order(conn, order_id, ref)
+            await attribute_order(conn, order_id)
         order = await get_order(conn, order_id)
     assert order is not None
     return order, outcome
@@ -157,11 +177,12 @@ async def record_postback(
 async def _report_again(
     conn: Conn, merchant_id: int, report: OrderReport, click_ref: str
 ) -> tuple[int, RecordOutcome, bool]:
-    """An order reported before: apply a status that advances it, refuse other changes
+    """An order reported before: apply what the postback changes (``app/orders/changes.py``:
+    its status, completion time, a partial refund's amount), refuse other changes
     (``OrderConflict``). Returns its id, the outcome, and whether it still awaits its click."""
     row = await conn.fetchrow(
         """SELECT id, click_ref, ordered_at, amount, currency, category, new_buyer,
-                  status, attribution
+                  status, attribution, status_at, completed_at, reported_amount
            FROM orders WHERE merchant_id = $1 AND order_ref = $2 FOR NO KEY UPDATE""",
         merchant_id,
         report.order_ref,
@@ -171,25 +192,31 @@ async def _report_again(
     if differing:
         raise OrderConflict(
             f"order {report.order_ref!r} was first reported with other "
-            f"{', '.join(differing)}; only its status may change"
+            f"{', '.join(differing)}; only its status (and a partial refund's amount) may change"
         )
+    state = OrderState(
+        OrderStatus(row["status"]),
+        row["status_at"],
+        row["completed_at"],
+        row["amount"],
+        row["reported_amount"],
+    )
+    new = apply_report(state, report.order_ref, report.status, report.status_at, report.amount)
     outcome = RecordOutcome.unchanged
-    if advances(OrderStatus(row["status"]), report.status):
+    if new != state:
         outcome = RecordOutcome.updated
         await conn.execute(
-            """UPDATE orders SET status = $2, status_at = $3,
-                   completed_at = coalesce($4, completed_at), updated_at = now()
+            """UPDATE orders SET status = $2, status_at = $3, completed_at = $4, amount = $5,
+                   reported_amount = $6, updated_at = now()
                WHERE id = $1""",
             row["id"],
-            report.status.value,
-            report.status_at,
-            _completed_at(report),
+            new.status.value,
+            new.status_at,
+            new.completed_at,
+            new.amount,
+            new.reported_amount,
         )
     return row["id"], outcome, row["attribution"] == Attribution.unattributed
-
-
-def _completed_at(report: OrderReport) -> datetime | None:
-    return report.status_at if report.status is OrderStatus.completed else None
 
 
 async def get_order(conn: Conn, order_id: int) -> Order | None:

@@ -20,6 +20,10 @@ written ``a;'``. The rule is undone exactly by ``restore``: remove one ``'`` at 
 the text and one right after every ``;``, carriage return and line feed.
 Numbers, times and dates are written by the service itself and never neutralised: a
 chargeback's ``-3.20`` stays a number.
+
+Times are written as the wall clock of their own zone (``YYYY-MM-DD HH:MM:SS``): a report
+gives them in the period time zone, and a column holding a day or a time names that zone at
+its end (``zoned``: ``order_time_asia_shanghai``), so the file says which clock it is.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
+
+from app.traffic.days import zone_label
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
@@ -69,12 +75,18 @@ def cell(value: Cell) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):  # before date: a datetime is a date
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.strftime("%Y-%m-%d %H:%M:%S")  # its wall clock, in its own zone
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, int | Decimal):
         return str(value)
     return neutralise(value)
+
+
+def zoned(column: str, tz: tzinfo) -> str:
+    """A date or time column's name, stating the zone of its values: ``order_time_utc``,
+    ``day_asia_shanghai``."""
+    return f"{column}_{zone_label(tz)}"
 
 
 def field(value: Cell) -> str:

@@ -4,7 +4,8 @@ time zone).
 For each period: the orders placed in it (attributed ones, whatever became of them) and
 their amount; for a closed period, what its close booked (the completed sales it credited,
 credits, chargebacks); for a period not closed yet, the sales it would close with now and
-the estimated commission of the orders placed in it (``money.earnings``).
+the estimated commission of the orders placed in it (``money.earnings``). The CSV's day
+columns name the period time zone (``first_day_asia_shanghai``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from app.core.db import Conn
 from app.money import closing, earnings
 from app.money.commission import ZERO
 from app.money.periods import Period, periods_between
-from app.reports.csvout import Cell
+from app.reports.csvout import Cell, zoned
 
 MAX_PERIODS = 36
 
-COLUMNS = (
-    "period",
-    "first_day",
-    "last_day",
+DAY_COLUMNS = ("first_day", "last_day")  # named after the zone: ``columns``
+OTHER_COLUMNS = (
     "state",
     "orders",
     "order_amount",
@@ -34,6 +33,11 @@ COLUMNS = (
     "net",
     "estimated_commission",
 )
+
+
+def columns(tz: tzinfo) -> tuple[str, ...]:
+    """The CSV's header: ``period``, its first and last days named after ``tz``, the rest."""
+    return ("period", *(zoned(name, tz) for name in DAY_COLUMNS), *OTHER_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ async def income_by_period(
                     period,
                     True,
                     False,
-                    close.closed_at,
+                    close.closed_at.astimezone(tz),
                     row["orders"],
                     row["amount"],
                     close.sales,

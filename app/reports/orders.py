@@ -2,6 +2,14 @@
 commission and the tracking strings of the click it came from; streamed from a server-side
 cursor, so an export of a million orders holds only one chunk of them in memory.
 
+Days and times are those of the period time zone: the range's days are its days, the times
+are shown on its clock, and the time columns name it (``order_time_asia_shanghai``).
+
+The status is the glossary's: ``completed`` (or ``partially_refunded``) only for an order
+completed within 60 days of its purchase (``status.completed_in_time``, as every report counts
+completed orders); one the merchant reported completed later is ``completed_late``, which
+never earns.
+
 The commission column says what the order earns, and ``commission_status`` on what basis:
 
 - ``credited``: credited to the balance by a period close (the ledger's amount);
@@ -25,16 +33,20 @@ import asyncpg
 from app.core.db import Conn, Pool
 from app.money.commission import ZERO
 from app.money.earnings import CommissionEstimator
-from app.orders.status import Attribution, OrderStatus, can_still_qualify
-from app.reports.csvout import Cell
-from app.traffic.days import day_bounds
+from app.orders.status import (
+    COMPLETED,
+    Attribution,
+    OrderStatus,
+    can_still_qualify,
+    completed_in_time,
+)
+from app.reports.csvout import Cell, zoned
+from app.traffic.days import span_bounds
 
 PREFETCH = 2000
 
-COLUMNS = (
-    "order_id",
-    "order_time_utc",
-    "transaction_time_utc",
+TIME_COLUMNS = ("order_time", "transaction_time")  # named after the zone: ``columns``
+OTHER_COLUMNS = (
     "status",
     "amount",
     "currency",
@@ -51,6 +63,32 @@ COLUMNS = (
 )
 
 
+def columns(tz: tzinfo) -> tuple[str, ...]:
+    """The export's header: ``order_id``, the two times named after ``tz``, the rest."""
+    return ("order_id", *(zoned(name, tz) for name in TIME_COLUMNS), *OTHER_COLUMNS)
+
+
+class ShownStatus(StrEnum):
+    """An order's status as reports show it: its ``OrderStatus``, except that an order
+    completed more than 60 days after its purchase is ``completed_late``."""
+
+    incomplete = "incomplete"
+    completed_payment = "completed_payment"
+    completed = "completed"  # within 60 days of the purchase: the glossary's completed order
+    partially_refunded = "partially_refunded"  # the same, part of it refunded since
+    completed_late = "completed_late"  # completed (or partly refunded) later: never earns
+    refunded = "refunded"
+    invalid = "invalid"
+
+
+# The shown status of the row ``o`` of ``orders``.
+_COMPLETED = ", ".join(f"'{s.value}'" for s in sorted(COMPLETED))
+SHOWN_STATUS = (
+    f"CASE WHEN o.status IN ({_COMPLETED}) AND NOT {completed_in_time('o')} "
+    f"THEN '{ShownStatus.completed_late.value}' ELSE o.status END"
+)
+
+
 class DateBasis(StrEnum):
     order = "order"  # the order time: when the buyer paid
     transaction = "transaction"  # the transaction time: when the order was completed
@@ -58,13 +96,14 @@ class DateBasis(StrEnum):
 
 @dataclass(frozen=True)
 class OrderExport:
-    """Which orders: a publisher's, by order or transaction date (UTC days, both included)."""
+    """Which orders: a publisher's, by order or transaction date (days in the period time
+    zone, both included)."""
 
     publisher_id: int
     first_day: date
     last_day: date
     basis: DateBasis = DateBasis.order
-    statuses: tuple[OrderStatus, ...] = ()
+    statuses: tuple[ShownStatus, ...] = ()
     link: str | None = None
     af: str | None = None  # the sub-affiliate tracking id
     cn: str | None = None
@@ -72,15 +111,14 @@ class OrderExport:
     dp: str | None = None
 
 
-def _query(export: OrderExport) -> tuple[str, list[Any]]:
+def _query(export: OrderExport, tz: tzinfo) -> tuple[str, list[Any]]:
     column = "o.ordered_at" if export.basis is DateBasis.order else "o.completed_at"
-    start, _ = day_bounds(export.first_day)
-    _, end = day_bounds(export.last_day)
+    start, end = span_bounds(export.first_day, export.last_day, tz)
     params: list[Any] = [export.publisher_id, start, end]
     conditions = ["o.publisher_id = $1", f"{column} >= $2", f"{column} < $3"]
     if export.statuses:
         params.append([s.value for s in export.statuses])
-        conditions.append(f"o.status = ANY(${len(params)}::text[])")
+        conditions.append(f"({SHOWN_STATUS}) = ANY(${len(params)}::text[])")
     for name in ("af", "cn", "cv", "dp"):
         value = getattr(export, name)
         if value is not None:
@@ -90,7 +128,8 @@ def _query(export: OrderExport) -> tuple[str, list[Any]]:
         params.append(export.link)
         conditions.append(f"o.code = ${len(params)}")
     sql = f"""
-        SELECT o.order_ref, o.ordered_at, o.completed_at, o.status, o.amount, o.currency,
+        SELECT o.order_ref, o.ordered_at, o.completed_at, o.status, {SHOWN_STATUS} AS shown,
+               o.amount, o.currency,
                o.af, o.cn, o.cv, o.dp, o.code, o.category, o.new_buyer, o.attribution,
                cr.amount AS credited, cb.amount AS charged_back
         FROM orders o
@@ -124,14 +163,14 @@ async def _rows(
     conn: Conn, export: OrderExport, tz: tzinfo, now: datetime
 ) -> AsyncIterator[tuple[Cell, ...]]:
     estimator = await CommissionEstimator.load(conn, export.publisher_id, tz)
-    sql, params = _query(export)
+    sql, params = _query(export, tz)
     async for row in conn.cursor(sql, *params, prefetch=PREFETCH):
         commission, basis = await _commission(row, estimator, now)
         yield (
             row["order_ref"],
-            row["ordered_at"],
-            row["completed_at"],
-            row["status"],
+            row["ordered_at"].astimezone(tz),
+            None if row["completed_at"] is None else row["completed_at"].astimezone(tz),
+            row["shown"],
             row["amount"],
             row["currency"],
             commission,

@@ -3,11 +3,13 @@ dashboard charts.
 
 - *This Month Estimated Commission*, *Income Last Month*, *Account Balance*: as
   ``/money/summary`` (``money.earnings``, ``money.ledger``; months in the period time zone).
-- over a range of UTC days: *clicks* (all, billable, unique, flagged: ``app.traffic.counts``),
-  *orders* (attributed orders placed in the range, every status: the glossary's All Orders),
-  *completed orders*, *total amount* (the amount of those orders, refunded and invalid ones
-  left out), *conversion rate* = completed orders / billable clicks (flagged clicks are not
-  advertisement clicks: no user reached the shop through them).
+- over a range of days in the period time zone: *clicks* (all, billable, unique, flagged:
+  ``app.traffic.counts``), *orders* (attributed orders placed in the range, every status: the
+  glossary's All Orders), *completed orders* (those of them completed within 60 days of their
+  purchase: ``status.completed_in_time``, the one definition), *total amount* (the amount of
+  those orders, refunded and invalid ones left out), *conversion rate* = completed orders /
+  billable clicks (flagged clicks are not advertisement clicks: no user reached the shop
+  through them).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from app.core.db import Conn, Pool
 from app.money import earnings, ledger
 from app.money.periods import Month
+from app.orders.status import completed_in_time
 from app.traffic import counts
-from app.traffic.days import day_bounds
+from app.traffic.days import span_bounds, zone_name
 
 RATE_PLACES = Decimal("0.000001")
 
@@ -29,7 +32,7 @@ RATE_PLACES = Decimal("0.000001")
 @dataclass(frozen=True)
 class OrderCounts:
     orders: int
-    completed: int
+    completed: int  # completed within 60 days of the purchase (the glossary's)
     amount: Decimal  # refunded and invalid orders left out
 
 
@@ -38,6 +41,7 @@ class Overview:
     publisher_id: int
     first_day: date
     last_day: date
+    tz: tzinfo  # whose days the range's are (the period time zone)
     this_month: Month
     this_month_estimated_commission: Decimal
     last_month: Month
@@ -63,38 +67,46 @@ def conversion_rate(completed: int, billable_clicks: int) -> Decimal | None:
     )
 
 
-_ORDER_COUNTS = """
-    SELECT {key} count(*) AS orders,
-           count(*) FILTER (WHERE status = 'completed') AS completed,
-           coalesce(sum(amount) FILTER (WHERE status NOT IN ('refunded', 'invalid')), 0.00)
+_ORDER_COUNTS = f"""
+    SELECT {{key}} count(*) AS orders,
+           count(*) FILTER (WHERE {completed_in_time("o")}) AS completed,
+           coalesce(sum(o.amount) FILTER (WHERE o.status NOT IN ('refunded', 'invalid')), 0.00)
                AS amount
-    FROM orders
-    WHERE publisher_id = $1 AND attribution = 'attributed'
-      AND ordered_at >= $2 AND ordered_at < $3"""
+    FROM orders o
+    WHERE o.publisher_id = $1 AND o.attribution = 'attributed'
+      AND o.ordered_at >= $2 AND o.ordered_at < $3"""
 
 
-async def order_counts(conn: Conn, publisher_id: int, first: date, last: date) -> OrderCounts:
-    start, _ = day_bounds(first)
-    _, end = day_bounds(last)
+async def order_counts(
+    conn: Conn, publisher_id: int, first: date, last: date, tz: tzinfo
+) -> OrderCounts:
+    """The orders placed on the days ``first`` to ``last`` in ``tz``."""
+    start, end = span_bounds(first, last, tz)
     row = await conn.fetchrow(_ORDER_COUNTS.format(key=""), publisher_id, start, end)
     assert row is not None
     return OrderCounts(row["orders"], row["completed"], row["amount"])
 
 
 async def order_counts_by(
-    conn: Conn, publisher_id: int, first: date, last: date, dimension: counts.Dimension
+    conn: Conn,
+    publisher_id: int,
+    first: date,
+    last: date,
+    tz: tzinfo,
+    dimension: counts.Dimension,
 ) -> dict[date | str | None, OrderCounts]:
-    """Order counts per UTC day of the order time, or per tracking string."""
-    start, _ = day_bounds(first)
-    _, end = day_bounds(last)
+    """Order counts per day in ``tz`` of the order time, or per tracking string."""
+    start, end = span_bounds(first, last, tz)
+    params: list[object] = [publisher_id, start, end]
     if dimension is counts.Dimension.day:
-        key = "(ordered_at AT TIME ZONE 'UTC')::date"
+        params.append(zone_name(tz))
+        key = "(o.ordered_at AT TIME ZONE $4::text)::date"
     elif dimension is counts.Dimension.link:
-        key = "code"
+        key = "o.code"
     else:
-        key = dimension.value
+        key = f"o.{dimension.value}"
     sql = _ORDER_COUNTS.format(key=f"{key} AS key,") + " GROUP BY 1"
-    rows = await conn.fetch(sql, publisher_id, start, end)
+    rows = await conn.fetch(sql, *params)
     return {r["key"]: OrderCounts(r["orders"], r["completed"], r["amount"]) for r in rows}
 
 
@@ -113,9 +125,9 @@ async def overview(
         async with pool.acquire() as conn:
             income = await earnings.income_month(conn, publisher_id, this_month.previous(), tz)
             balance = await ledger.balance(conn, publisher_id)
-            query = counts.TrafficQuery(publisher_id, first, last, group_by=())
+            query = counts.TrafficQuery(publisher_id, first, last, tz, group_by=())
             counted = counts.totals(await counts.traffic_report(conn, query))
-            orders = await order_counts(conn, publisher_id, first, last)
+            orders = await order_counts(conn, publisher_id, first, last, tz)
         return income.net, balance, counted, orders
 
     estimated, (income, balance, counted, orders) = await asyncio.gather(estimate(), the_rest())
@@ -123,6 +135,7 @@ async def overview(
         publisher_id=publisher_id,
         first_day=first,
         last_day=last,
+        tz=tz,
         this_month=this_month,
         this_month_estimated_commission=estimated.estimated_commission,
         last_month=this_month.previous(),

@@ -1,10 +1,11 @@
-"""The ranges a report covers, from what a caller asked for: UTC days (traffic, Live Order
-Tracking, the overview) or calculation periods (income). Both ends are included; a bad range
+"""The ranges a report covers, from what a caller asked for: days (traffic, Live Order
+Tracking, the overview) or calculation periods (income), both in the period time zone: the
+caller gives ``today`` as ``app.traffic.days.today(tz)``. Both ends are included; a bad range
 raises ``InvalidInput`` naming the field at fault."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from app.errors import InvalidInput
 from app.money.periods import Period, periods_between
@@ -14,27 +15,19 @@ from app.traffic import counts
 DEFAULT_DAYS = 30  # a day range asked for without `from`: these many days up to `to`
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
-def day_range(
-    first: date | None, last: date | None, today: date | None = None
-) -> tuple[date, date]:
+def day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
     """The days asked for; by default the last ``DEFAULT_DAYS`` (today included)."""
     for name, day in (("from", first), ("to", last)):
         if day is not None and not counts.FIRST_DAY <= day <= counts.LAST_DAY:
             raise InvalidInput(f"days run from {counts.FIRST_DAY} to {counts.LAST_DAY}", field=name)
-    last = last or today or _today()
+    last = last or today
     first = first or max(counts.FIRST_DAY, last - timedelta(days=DEFAULT_DAYS - 1))
     if last < first:
         raise InvalidInput("the range ends before it starts", field="to")
     return first, last
 
 
-def bounded_day_range(
-    first: date | None, last: date | None, today: date | None = None
-) -> tuple[date, date]:
+def bounded_day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
     """As ``day_range``, and at most ``counts.MAX_DAYS`` days (the overview's rule)."""
     first, last = day_range(first, last, today)
     if (last - first).days + 1 > counts.MAX_DAYS:
@@ -42,13 +35,11 @@ def bounded_day_range(
     return first, last
 
 
-def shown_day_range(
-    first: date | None, last: date | None, today: date | None = None
-) -> tuple[date, date]:
+def shown_day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
     """The days the dashboard shows: never an error. By default the last ``DEFAULT_DAYS``;
     a reversed range is turned round, a long one cut to its last ``counts.MAX_DAYS`` days,
     and both ends kept within the days a report may name."""
-    last = min(max(last or today or _today(), counts.FIRST_DAY), counts.LAST_DAY)
+    last = min(max(last or today, counts.FIRST_DAY), counts.LAST_DAY)
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     first, last = min(first, last), max(first, last)
     first = max(first, last - timedelta(days=counts.MAX_DAYS - 1), counts.FIRST_DAY)

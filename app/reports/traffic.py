@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 
 from app.core.db import Pool
 from app.errors import InvalidInput
-from app.reports.csvout import Cell
+from app.reports.csvout import Cell, zoned
 from app.traffic import counts
 from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 
@@ -52,15 +52,18 @@ def traffic_query(
     publisher_id: int,
     first: date,
     last: date,
+    tz: tzinfo,
     group_by: str,
     filters: Filters = NO_FILTERS,
 ) -> TrafficQuery:
-    """The query for a publisher's days (see ``ranges.day_range``), checked: an unknown or
-    repeated dimension raises ``InvalidInput``, a range too long ``counts.RangeError``."""
+    """The query for a publisher's days in ``tz`` (see ``ranges.day_range``), checked: an
+    unknown or repeated dimension raises ``InvalidInput``, a range too long
+    ``counts.RangeError``."""
     query = TrafficQuery(
         publisher_id,
         first,
         last,
+        tz,
         parse_group_by(group_by),
         link=filters.link,
         af=filters.af,
@@ -93,9 +96,11 @@ async def traffic_report(pool: Pool, query: TrafficQuery, limit: int) -> Traffic
     return TrafficReport(query, rows[:limit], len(rows) > limit, total)
 
 
-def csv_header(group_by: Sequence[Dimension]) -> list[str]:
-    """The grouped dimensions, then ``COUNT_COLUMNS``."""
-    return [d.value for d in group_by] + list(COUNT_COLUMNS)
+def csv_header(group_by: Sequence[Dimension], tz: tzinfo) -> list[str]:
+    """The grouped dimensions, then ``COUNT_COLUMNS``; the day's column names its zone
+    (``day_asia_shanghai``)."""
+    names = [zoned("day", tz) if d is Dimension.day else d.value for d in group_by]
+    return names + list(COUNT_COLUMNS)
 
 
 async def csv_rows(

@@ -1,4 +1,5 @@
-"""Traffic counts: clicks, unique clicks and flagged clicks, by UTC day, link, af, cn, cv.
+"""Traffic counts: clicks, unique clicks and flagged clicks, by day (in the period time
+zone, ``app.traffic.days``), link, af, cn, cv.
 
 - *clicks*: every stored click; *flagged*: those with a quality flag (never billed);
   *billable*: clicks - flagged.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ import asyncpg
 
 from app.core.db import Conn, Pool
 from app.errors import InvalidInput
-from app.traffic.days import day_bounds
+from app.traffic.days import span_bounds, zone_name
 
 MAX_DAYS = 366  # the longest range a report covers
 # The days a report may name (as for months in money.periods).
@@ -56,6 +57,7 @@ class TrafficQuery:
     publisher_id: int
     first_day: date
     last_day: date  # included
+    tz: tzinfo  # whose days these are: the zone the rollups count in (the period time zone)
     group_by: tuple[Dimension, ...] = (Dimension.day,)
     link: str | None = None  # filters: exact values
     af: str | None = None
@@ -125,11 +127,10 @@ def _report_sql(query: TrafficQuery, params: list[Any]) -> str:
     )
     join_links = Dimension.link in query.group_by or query.link is not None
     if query.from_raw_clicks:
-        start, _ = day_bounds(query.first_day)
-        _, end = day_bounds(query.last_day)
-        params += [query.publisher_id, start, end]
+        start, end = span_bounds(query.first_day, query.last_day, query.tz)
+        params += [query.publisher_id, start, end, zone_name(query.tz)]
         table = "c"
-        day = "(c.ts AT TIME ZONE 'UTC')::date"
+        day = "(c.ts AT TIME ZONE $4::text)::date"
         source = "clicks c"
         where = ["c.publisher_id = $1", "c.ts >= $2", "c.ts < $3"]
         sessions = f"({day}, c.link_id, c.af, c.cn, c.cv, c.dp, c.session_id)"

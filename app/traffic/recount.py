@@ -1,24 +1,26 @@
 """Recounts from raw clicks: the rollups' definition applied to the stored rows, to check the
-rollups against (tests, ``bench/reports.py``) and for a publisher's counts per day and link."""
+rollups against (tests, ``bench/reports.py``) and for a publisher's counts per day and link.
+Days are days in ``tz``, the zone the rollups were counted in (the period time zone)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 
 from app.core.db import Conn
-from app.traffic.days import day_bounds
+from app.traffic.days import span_bounds, zone_name
 
 FineKey = tuple[int, date, int, str | None, str | None, str | None]
 Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
 
 
-async def recount_tracking_days(conn: Conn, first: date, last: date) -> dict[FineKey, Counts]:
+async def recount_tracking_days(
+    conn: Conn, first: date, last: date, tz: tzinfo
+) -> dict[FineKey, Counts]:
     """Counts per (publisher, day, link, af, cn, cv), recounted from the raw clicks."""
-    start, _ = day_bounds(first)
-    _, end = day_bounds(last)
+    start, end = span_bounds(first, last, tz)
     records = await conn.fetch(
-        """SELECT publisher_id, (ts AT TIME ZONE 'UTC')::date AS day, link_id, af, cn, cv,
+        """SELECT publisher_id, (ts AT TIME ZONE $3::text)::date AS day, link_id, af, cn, cv,
                   count(*) AS clicks,
                   count(DISTINCT session_id) FILTER (WHERE flags = 0) AS unique_clicks,
                   count(*) FILTER (WHERE flags <> 0) AS flagged
@@ -26,6 +28,7 @@ async def recount_tracking_days(conn: Conn, first: date, last: date) -> dict[Fin
            GROUP BY 1, 2, 3, 4, 5, 6""",
         start,
         end,
+        zone_name(tz),
     )
     return {
         (r["publisher_id"], r["day"], r["link_id"], r["af"], r["cn"], r["cv"]): (
@@ -86,13 +89,12 @@ class LinkDay:
 
 
 async def traffic_by_day_and_link(
-    conn: Conn, publisher_id: int, first_day: date, last_day: date
+    conn: Conn, publisher_id: int, first_day: date, last_day: date, tz: tzinfo
 ) -> list[LinkDay]:
     """One publisher's counts per (day, link), recounted from its raw clicks."""
-    start, _ = day_bounds(first_day)
-    _, end = day_bounds(last_day)
+    start, end = span_bounds(first_day, last_day, tz)
     rows = await conn.fetch(
-        """SELECT (ts AT TIME ZONE 'UTC')::date AS day, link_id,
+        """SELECT (ts AT TIME ZONE $4::text)::date AS day, link_id,
                   count(*) AS clicks,
                   count(*) FILTER (WHERE flags = 0) AS billable,
                   count(DISTINCT (af, cn, cv, session_id)) FILTER (WHERE flags = 0)
@@ -104,6 +106,7 @@ async def traffic_by_day_and_link(
         publisher_id,
         start,
         end,
+        zone_name(tz),
     )
     return [
         LinkDay(

@@ -11,6 +11,10 @@ raw clicks. One statement counts a set of click rows into them:
 3. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
    are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``.
 
+A click's ``day`` is its day in the period time zone: the statement takes the zone's name as
+its first parameter (``(ts AT TIME ZONE $1)::date``). Rollups counted under one zone stay in
+its days: after changing ``CLICKTRACK_PERIOD_TIMEZONE``, ``backfill-rollups`` recounts them.
+
 Rows are inserted in key order, so two flushers adding to the same rollup rows lock them in
 the same order. ``backfill_day`` runs the same statement over one day of raw clicks after
 deleting that day's rollups, under a table lock that makes flushers wait for it.
@@ -18,10 +22,10 @@ deleting that day's rollups, under a table lock that makes flushers wait for it.
 
 from __future__ import annotations
 
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta, tzinfo
 
 from app.core.db import Conn
-from app.traffic.days import day_bounds
+from app.traffic.days import day_bounds, day_of, zone_name
 
 # What a source of ``new_clicks`` must return.
 SOURCE_COLUMNS = "ts, publisher_id, link_id, af, cn, cv, session_id, flags"
@@ -36,12 +40,13 @@ _TABLES = ("traffic_sessions", "traffic_tracking_days", "traffic_link_days")
 
 def counting(source: str) -> str:
     """One statement: count the rows of ``source`` (a query or an ``INSERT … RETURNING`` of
-    ``SOURCE_COLUMNS``) into the rollups; it returns how many rows it counted."""
+    ``SOURCE_COLUMNS``) into the rollups; it returns how many rows it counted. Its ``$1`` is
+    the name of the time zone whose days the clicks are counted in (``days.zone_name``)."""
     return f"""
     WITH new_clicks AS ({source}),
     firsts AS (
         INSERT INTO traffic_sessions (day, link_id, session_id, af, cn, cv, publisher_id)
-        SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, link_id, session_id, af, cn, cv,
+        SELECT DISTINCT (ts AT TIME ZONE $1::text)::date, link_id, session_id, af, cn, cv,
                publisher_id
         FROM new_clicks WHERE flags = 0
         ORDER BY 1, 2, 3, 4, 5, 6
@@ -52,7 +57,7 @@ def counting(source: str) -> str:
         SELECT {_KEY}, sum(clicks) AS clicks, sum(firsts) AS unique_clicks,
                sum(flagged) AS flagged
         FROM (
-            SELECT publisher_id, (ts AT TIME ZONE 'UTC')::date AS day, link_id, af, cn, cv,
+            SELECT publisher_id, (ts AT TIME ZONE $1::text)::date AS day, link_id, af, cn, cv,
                    1 AS clicks, 0 AS firsts, (flags <> 0)::int AS flagged
             FROM new_clicks
             UNION ALL
@@ -76,38 +81,40 @@ def counting(source: str) -> str:
 
 
 _RECOUNT_DAY = counting(
-    f"SELECT {SOURCE_COLUMNS} FROM clicks WHERE ts >= $1::timestamptz AND ts < $2::timestamptz"
+    f"SELECT {SOURCE_COLUMNS} FROM clicks WHERE ts >= $2::timestamptz AND ts < $3::timestamptz"
 )
 
 
-async def backfill_day(conn: Conn, day: date) -> int:
-    """Rebuild one UTC day's rollups from its raw clicks; return the clicks counted.
+async def backfill_day(conn: Conn, day: date, tz: tzinfo) -> int:
+    """Rebuild the rollups of one day in ``tz`` from its raw clicks; return the clicks counted.
 
     Runs in one transaction that locks the rollup tables against writers first: a flusher
     writing meanwhile waits, then adds its clicks to the rebuilt counts."""
-    start, end = day_bounds(day)
+    start, end = day_bounds(day, tz)
     async with conn.transaction():
         await conn.execute(f"LOCK TABLE {', '.join(_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
         for table in _TABLES:
             await conn.execute(f"DELETE FROM {table} WHERE day = $1", day)
-        counted: int = await conn.fetchval(_RECOUNT_DAY, start, end)
+        counted: int = await conn.fetchval(_RECOUNT_DAY, zone_name(tz), start, end)
     return counted
 
 
-async def days_with_clicks(conn: Conn, first: date | None, last: date | None) -> list[date]:
-    """The UTC days between ``first`` and ``last`` (default: every stored day) that have
+async def days_with_clicks(
+    conn: Conn, first: date | None, last: date | None, tz: tzinfo
+) -> list[date]:
+    """The days in ``tz`` between ``first`` and ``last`` (default: every stored day) that have
     raw clicks. Days without any are left alone by a backfill: their raw clicks may have
     been dropped by the retention while their rollups are still wanted."""
     if first is None or last is None:
         row = await conn.fetchrow("SELECT min(ts) AS lo, max(ts) AS hi FROM clicks")
         if row is None or row["lo"] is None:
             return []
-        first = first or row["lo"].astimezone(UTC).date()
-        last = last or row["hi"].astimezone(UTC).date()
+        first = first or day_of(row["lo"], tz)
+        last = last or day_of(row["hi"], tz)
     found = []
     day = first
     while day <= last:
-        start, end = day_bounds(day)
+        start, end = day_bounds(day, tz)
         if await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM clicks WHERE ts >= $1 AND ts < $2)", start, end
         ):

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -88,6 +88,13 @@ class Site:
     clicks: list[Click] = field(default_factory=list)
     orders: list[tuple[str, datetime, str, str | None]] = field(default_factory=list)
     balance: Decimal = Decimal("0.00")
+    tz: tzinfo = UTC  # the period time zone: the dashboard's days are its days
+
+    def day(self, at: datetime) -> date:
+        return at.astimezone(self.tz).date()
+
+    def click_day(self, c: Click) -> date:
+        return self.day(EPOCH + timedelta(microseconds=c.ts_us))
 
 
 def tail(log: Path) -> str:
@@ -238,7 +245,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
         server = start_server(env, log)
         try:
             await wait_until_up(base_url, server, log)
-            found = Site(base_url, key, publisher_id)
+            found = Site(base_url, key, publisher_id, tz=settings.period_tz)
             await populate(found, settings, url)
             yield found
         finally:
@@ -259,7 +266,7 @@ def expected_days(site: Site, days: list[date]) -> dict[str, tuple[int, int]]:
     billable: Counter[date] = Counter()
     flagged: Counter[date] = Counter()
     for c in site.clicks:
-        day = (EPOCH + timedelta(microseconds=c.ts_us)).date()
+        day = site.click_day(c)
         (flagged if c.flags else billable)[day] += 1
     return {d.isoformat(): (billable[d], flagged[d]) for d in days}
 
@@ -267,7 +274,7 @@ def expected_days(site: Site, days: list[date]) -> dict[str, tuple[int, int]]:
 async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
-    today = datetime.now(UTC).date()
+    today = site.day(datetime.now(UTC))
     days = [today - timedelta(days=n) for n in range(29, -1, -1)]
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -290,17 +297,18 @@ async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
                 "document.cookie + JSON.stringify(localStorage)"
             )
 
+            # The zone of every day and time shown, stated once above the charts.
+            zone = await page.get_attribute("#time-zone", "data-time-zone")
+            assert zone == str(site.tz)
+            assert f"Days and times are in {zone}" in await page.inner_text("#time-zone")
+
             # The cards.
-            in_range = [
-                c
-                for c in site.clicks
-                if (EPOCH + timedelta(microseconds=c.ts_us)).date() >= days[0]
-            ]
+            in_range = [c for c in site.clicks if site.click_day(c) >= days[0]]
             billable = sum(1 for c in in_range if not c.flags)
             balance = await page.inner_text("[data-figure=balance] strong")
             assert balance == f"US${site.balance:,.2f}" and site.balance >= Decimal("20.00")
             assert await page.inner_text("[data-figure=clicks] strong") == f"{billable:,}"
-            placed = [o for o in site.orders if o[1].date() >= days[0]]
+            placed = [o for o in site.orders if site.day(o[1]) >= days[0]]
             completed = sum(1 for o in placed if o[2] == "completed")
             fraction = Decimal(completed) / Decimal(billable)
             rate = fraction.quantize(Decimal("0.000001"), ROUND_HALF_UP) * 100
@@ -322,7 +330,7 @@ async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
             )
             per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0])
             for _, when, status, _ in placed:
-                per_day[when.date().isoformat()][0 if status == "completed" else 1] += 1
+                per_day[site.day(when).isoformat()][0 if status == "completed" else 1] += 1
             assert {label: [c, o] for label, c, o in orders if c or o} == dict(per_day)
 
             # Top tracking ids, most billable clicks first.

@@ -19,6 +19,7 @@ import pytest
 
 from app.core.db import Pool
 from app.money import ledger
+from app.settings import Settings
 from tests.support.orders import (
     add_click,
     at,
@@ -127,6 +128,13 @@ class Account:
     async def ledger_sum(self) -> Decimal:
         async with self.pool.acquire() as conn:
             return await ledger.ledger_sum(conn, self.publisher_id)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Withdrawals here are about balances, not the calendar: any day of the month will do
+    (test_money_withdrawals.py tests the calendar)."""
+    return settings.model_copy(update={"withdrawal_last_day": 31})
 
 
 @pytest.fixture

@@ -86,6 +86,47 @@ async def test_bad_plans_are_422(app_client: httpx.AsyncClient, admin_key: str) 
         response = await app_client.put(url, json=body, headers=bearer(admin_key))
         assert response.status_code == 422, response.text
         assert message in response.json()["message"]
+
+
+async def test_plans_below_their_own_floors_are_422(
+    app_client: httpx.AsyncClient, admin_key: str
+) -> None:
+    url = "/api/v1/plans/2091-07-10"
+    toys = {**plan_body(), "standard_rates": {"*": "9", "toys": "12.5"}}
+    dolls = {**plan_body(), "new_buyer_rates": {"*": "12", "toys": "13"}}
+    dolls["standard_rates"] = {"*": "9", "toys/dolls": "13.25"}
+    ladder = [{"min_sales": "0", "category": "*", "standard": "9", "new_buyer": "12"}] * 2
+    cases = [
+        (plan_body(standard="7.99"), "standard_rates['*'] = 7.99 is below the minimum rate 8"),
+        (
+            {**plan_body(), "new_buyer_rates": {"*": "7"}},
+            "new_buyer_rates['*'] = 7 is below the minimum rate 8",
+        ),
+        (
+            plan_body(standard="12.01"),
+            "new_buyer_rates['*'] = 12 is below the standard rate 12.01 (standard_rates['*'])",
+        ),
+        (toys, "new_buyer_rates['*'] = 12 is below the standard rate 12.5 "
+               "(standard_rates['toys']) for 'toys'"),
+        (dolls, "new_buyer_rates['toys'] = 13 is below the standard rate 13.25 "
+                "(standard_rates['toys/dolls']) for 'toys/dolls'"),
+        ({**plan_body(), "ladder": ladder}, "states the row of '*' from 0 more than once"),
+        (
+            {**plan_body(), "withdrawal_minimum": "10"},
+            "withdrawal_minimum (10) is below withdrawal_fee (15)",
+        ),
+    ]  # fmt: skip
+    for body, message in cases:
+        response = await app_client.put(url, json=body, headers=bearer(admin_key))
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "invalid"
+        assert message in response.json()["message"], response.json()["message"]
+        assert "Value error" not in response.json()["message"]
+    assert (await app_client.get(url, headers=bearer(admin_key))).status_code == 404
+    # On the floor is fine: a new buyer's rate equal to the standard rate.
+    equal = await app_client.put(url, json=plan_body(standard="12"), headers=bearer(admin_key))
+    assert equal.status_code == 201, equal.text
+    assert (await app_client.delete(url, headers=bearer(admin_key))).status_code == 204
     assert (
         await app_client.get("/api/v1/plans/not-a-date", headers=bearer(admin_key))
     ).status_code == 422
@@ -168,6 +209,21 @@ def test_cli_merchants_plans_and_closes(database_url: str, tmp_path: Path) -> No
     future.write_text('name = "CLI future"\neffective_from = 2093-03-11\n')
     bad = run_cli(database_url, "load-plan", str(future))
     assert bad.returncode == 1 and "start of a period" in bad.stderr
+    below = tmp_path / "below.toml"
+    below.write_text(
+        'name = "CLI below"\neffective_from = 2093-04-10\nminimum_rate = 8\n'
+        '[standard_rates]\n"*" = 8\n"toys" = 11\n[new_buyer_rates]\n"*" = 10\n'
+        "[[incentive_tiers]]\nmin_sales = 0\nbonus = 0\n"
+    )
+    refused = run_cli(database_url, "load-plan", str(below))
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.startswith("error: plan: new_buyer_rates['*'] = 10 is below")
+    assert "standard rate 11 (standard_rates['toys']) for 'toys'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    below.write_text(below.read_text().replace('"toys" = 11', '"toys" = 7.5'))
+    refused = run_cli(database_url, "load-plan", str(below))
+    assert refused.returncode == 1
+    assert "standard_rates['toys'] = 7.5 is below the minimum rate 8" in refused.stderr
 
     closed = run_cli(database_url, "close-period", "2015-01")
     assert closed.returncode == 0, closed.stderr

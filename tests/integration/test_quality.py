@@ -123,7 +123,7 @@ async def test_a_scripted_mix_gets_exactly_the_expected_flags(
     # Other tests may have written clicks under the same publisher id: this link's row only.
     [row] = [
         r
-        for r in await traffic_by_day_and_link(pool, link.publisher_id, today, today)  # type: ignore[arg-type]
+        for r in await traffic_by_day_and_link(pool, link.publisher_id, today, today, UTC)  # type: ignore[arg-type]
         if r.link_id == link.id
     ]
     assert row.clicks == len(expected) == 5 + 5 + 3 + 20 + 30
@@ -157,7 +157,7 @@ async def test_unique_clicks_count_sessions_not_requests(pool: Pool, link: link_
         )
     [row] = [
         r
-        for r in await traffic_by_day_and_link(pool, link.publisher_id, day, day)  # type: ignore[arg-type]
+        for r in await traffic_by_day_and_link(pool, link.publisher_id, day, day, UTC)  # type: ignore[arg-type]
         if r.link_id == link.id
     ]
     assert (row.clicks, row.billable, row.unique, row.flagged) == (4, 3, 2, 1)

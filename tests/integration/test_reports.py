@@ -2,7 +2,8 @@
 
 Clicks go through the stream and the real flusher (some twice: a re-delivery), orders
 through signed postbacks, periods are closed through the API. Every expected figure is
-worked out here, in plain Python over the script, not by the code under test.
+worked out here, in plain Python over the script, not by the code under test. Days are those
+of the period time zone, whichever it is (``CLICKTRACK_PERIOD_TIMEZONE`` may set it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -32,6 +33,7 @@ from app.settings import Settings
 from tests.conftest import TEST_REDIS_URL
 from tests.support.orders import ensure_default_plan, new_merchant, order_body, signed
 from tests.support.reports import EPOCH, click, flush, own_database, own_pool
+from tests.support.zones import label, local_day, local_time, local_today
 
 D = Decimal
 CENT = D("0.01")
@@ -293,7 +295,7 @@ async def history() -> AsyncIterator[History]:
 
 def dim_value(history: History, c: Click, name: str) -> object:
     if name == "day":
-        return ts(c).date().isoformat()
+        return local_day(ts(c), history.settings.period_tz).isoformat()
     if name == "link":
         return history.codes[c.link_id]
     value: object = getattr(c, name)
@@ -312,7 +314,7 @@ def expected_traffic(
     groups: dict[tuple[object, ...], list[Any]] = defaultdict(lambda: [0, set(), 0])
     by_dp = "dp" in group_by or "dp" in filters
     for c in history.clicks:
-        day = ts(c).date()
+        day = local_day(ts(c), history.settings.period_tz)
         if not first <= day <= last:
             continue
         if any(dim_value(history, c, k) != v for k, v in filters.items()):
@@ -358,7 +360,7 @@ def report_rows(body: dict[str, Any], group_by: Sequence[str]) -> dict[tuple[obj
 async def test_traffic_report_matches_the_script(
     history: History, group_by: str, filters: dict[str, str]
 ) -> None:
-    today = datetime.now(UTC).date()
+    today = local_today(history.settings.period_tz)
     first, last = today - timedelta(days=20), today
     params = {"from": str(first), "to": str(last), "group_by": group_by, **filters}
     answer = await history.client.get(
@@ -379,19 +381,28 @@ async def test_traffic_report_matches_the_script(
 
 
 async def test_traffic_csv_is_the_json_report_with_safe_cells(history: History) -> None:
-    today = datetime.now(UTC).date()
+    today = local_today(history.settings.period_tz)
     params = {"from": str(today - timedelta(days=20)), "to": str(today), "group_by": "day,af"}
     headers = bearer(history.key)
     answer = await history.client.get("/api/v1/reports/traffic.csv", params=params, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in answer.headers["content-disposition"]
+    assert answer.headers["x-time-zone"] == history.settings.period_timezone
     table = list(csv.reader(io.StringIO(answer.content.decode("utf-8"))))
-    header = ["day", "af", "clicks", "billable_clicks", "unique_clicks", "flagged_clicks"]
+    header = [
+        f"day_{label(history.settings.period_tz)}",
+        "af",
+        "clicks",
+        "billable_clicks",
+        "unique_clicks",
+        "flagged_clicks",
+    ]
     assert table[0] == header
     body = (
         await history.client.get("/api/v1/reports/traffic", params=params, headers=headers)
     ).json()
+    assert body["time_zone"] == history.settings.period_timezone
     as_text = [
         [row["day"], "'" + EVIL if row["af"] == EVIL else row["af"] or ""]
         + [str(row[name]) for name in header[2:]]
@@ -402,7 +413,7 @@ async def test_traffic_csv_is_the_json_report_with_safe_cells(history: History) 
 
 
 async def test_a_report_with_a_limit_says_it_is_truncated(history: History) -> None:
-    today = datetime.now(UTC).date()
+    today = local_today(history.settings.period_tz)
     params = {"from": str(today - timedelta(days=20)), "group_by": "day,link,af", "limit": "3"}
     body = (
         await history.client.get(
@@ -457,9 +468,9 @@ async def test_reports_are_scoped_to_the_callers_publisher(history: History) -> 
 # -- Live Order Tracking ---------------------------------------------------------------------
 
 
-def order_cells(order: ScriptedOrder) -> list[str]:
+def order_cells(order: ScriptedOrder, tz: tzinfo) -> list[str]:
     def when(at: datetime | None) -> str:
-        return "" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return "" if at is None else local_time(at, tz)
 
     def text(value: str | None) -> str:
         if value is None:
@@ -498,19 +509,22 @@ async def export(history: History, **params: str | list[str]) -> list[list[str]]
 async def test_live_order_tracking_lists_every_order_with_its_commission(
     history: History,
 ) -> None:
-    first = min(o.placed for o in history.orders).date()
+    tz = history.settings.period_tz
+    first = local_day(min(o.placed for o in history.orders), tz)
     table = await export(history, **{"from": str(first)})
+    zone = label(tz)
     assert table[0] == [
-        "order_id", "order_time_utc", "transaction_time_utc", "status", "amount", "currency",
-        "commission", "commission_status", "af", "cn", "cv", "dp", "link", "category",
-        "new_buyer", "attribution",
+        "order_id", f"order_time_{zone}", f"transaction_time_{zone}", "status", "amount",
+        "currency", "commission", "commission_status", "af", "cn", "cv", "dp", "link",
+        "category", "new_buyer", "attribution",
     ]  # fmt: skip
     ordered = sorted(history.orders, key=lambda o: o.placed)
-    assert table[1:] == [order_cells(o) for o in ordered]
+    assert table[1:] == [order_cells(o, tz) for o in ordered]
 
 
 async def test_live_order_tracking_filters(history: History) -> None:
-    first = str(min(o.placed for o in history.orders).date())
+    tz = history.settings.period_tz
+    first = str(local_day(min(o.placed for o in history.orders), tz))
     orders = history.orders
 
     def refs(table: list[list[str]]) -> set[str]:
@@ -525,12 +539,12 @@ async def test_live_order_tracking_filters(history: History) -> None:
     evil = await export(history, **{"from": first, "af": EVIL})
     assert refs(evil) == {o.ref for o in orders if o.af == EVIL}
     # By transaction date: only orders completed in the range, in completion order.
-    latest = max(o.completed for o in orders if o.completed is not None)
+    latest = local_day(max(o.completed for o in orders if o.completed is not None), tz)
     by_transaction = await export(
-        history, **{"from": str(latest.date()), "to": str(latest.date())}, date_type="transaction"
+        history, **{"from": str(latest), "to": str(latest)}, date_type="transaction"
     )
     assert refs(by_transaction) == {
-        o.ref for o in orders if o.completed is not None and o.completed.date() == latest.date()
+        o.ref for o in orders if o.completed is not None and local_day(o.completed, tz) == latest
     }
 
 
@@ -548,14 +562,16 @@ ORDER_TEXT_COLUMNS = {0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 15}
 
 
 async def test_orders_export_quotes_every_text_cell(history: History) -> None:
-    first = min(o.placed for o in history.orders).date()
+    tz = history.settings.period_tz
+    first = local_day(min(o.placed for o in history.orders), tz)
     answer = await history.client.get(
         "/api/v1/reports/orders.csv", params={"from": str(first)}, headers=bearer(history.key)
     )
     assert answer.status_code == 200, answer.text
     lines = answer.content.decode("utf-8").split("\r\n")
+    zone = label(tz)
     assert lines[0] == (
-        '"order_id","order_time_utc","transaction_time_utc","status","amount","currency",'
+        f'"order_id","order_time_{zone}","transaction_time_{zone}","status","amount","currency",'
         '"commission","commission_status","af","cn","cv","dp","link","category",'
         '"new_buyer","attribution"'
     )
@@ -563,7 +579,7 @@ async def test_orders_export_quotes_every_text_cell(history: History) -> None:
     for order, line in zip(ordered, lines[1:], strict=False):
         sources = [order.af, order.cn, order.cv, order.dp]
         fields = []
-        for n, shown in enumerate(order_cells(order)):
+        for n, shown in enumerate(order_cells(order, tz)):
             empty = 8 <= n <= 11 and sources[n - 8] is None
             quoted = n in ORDER_TEXT_COLUMNS and not empty
             fields.append('"' + shown.replace('"', '""') + '"' if quoted else shown)
@@ -627,22 +643,24 @@ async def test_income_by_period(history: History) -> None:
 async def test_overview_shows_the_glossary_figures(history: History) -> None:
     tz = history.settings.period_tz
     now = datetime.now(UTC)
-    today = now.date()
+    today = local_today(tz)
     first = today - timedelta(days=29)
     answer = await history.client.get("/api/v1/reports/overview", headers=bearer(history.key))
     assert answer.status_code == 200, answer.text
     found = answer.json()
     assert (found["from"], found["to"]) == (str(first), str(today))
 
-    clicks = [c for c in history.clicks if first <= ts(c).date() <= today]
+    clicks = [c for c in history.clicks if first <= local_day(ts(c), tz) <= today]
     billable = [c for c in clicks if not c.flags]
-    unique = {(ts(c).date(), c.link_id, c.af, c.cn, c.cv, c.session_id) for c in billable}
+    unique = {(local_day(ts(c), tz), c.link_id, c.af, c.cn, c.cv, c.session_id) for c in billable}
     assert found["clicks"] == len(clicks)
     assert found["billable_clicks"] == len(billable)
     assert found["flagged_clicks"] == len(clicks) - len(billable)
     assert found["unique_clicks"] == len(unique)
 
-    placed = [o for o in history.orders if o.attributed and first <= o.placed.date() <= today]
+    placed = [
+        o for o in history.orders if o.attributed and first <= local_day(o.placed, tz) <= today
+    ]
     completed = [o for o in placed if o.status == "completed"]
     assert found["orders"] == len(placed)
     assert found["completed_orders"] == len(completed)

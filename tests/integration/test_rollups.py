@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 import pytest
 import redis.asyncio as aioredis
@@ -80,9 +80,12 @@ async def drain(redis: aioredis.Redis, keys: RedisKeys, *flushers: Flusher) -> N
         await asyncio.gather(*running)
 
 
-async def assert_rollups_match_raw_rows(pool: Pool, first: date, last: date) -> int:
+async def assert_rollups_match_raw_rows(
+    pool: Pool, first: date, last: date, tz: tzinfo = UTC
+) -> int:
+    """``first`` to ``last``: days in ``tz``, the zone the flusher counted in."""
     async with pool.acquire() as conn:
-        recounted = await recount.recount_tracking_days(conn, first, last)
+        recounted = await recount.recount_tracking_days(conn, first, last, tz)
         assert await recount.rollup_tracking_days(conn, first, last) == recounted
         by_link: dict[tuple[int, date, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         for (publisher, day, link, *_), counts in recounted.items():
@@ -129,13 +132,20 @@ async def test_rollups_equal_a_recount_and_survive_a_rebuild(
     ]
     await drain(redis, keys, *flushers)
     assert sum(f.stats.written for f in flushers) == len(clicks)
-    first, last = today - timedelta(days=3), today
+    # The rollups' days are those of the period time zone (UTC unless the environment says).
+    tz = settings.period_tz
 
-    counted = await assert_rollups_match_raw_rows(rollup_pool, first, last)
+    def local_day(c: Click) -> date:
+        return (EPOCH + timedelta(microseconds=c.ts_us)).astimezone(tz).date()
+
+    days = {local_day(c) for c in clicks}
+    first, last = min(days), max(days)
+
+    counted = await assert_rollups_match_raw_rows(rollup_pool, first, last, tz)
     assert counted == len(clicks)
     unique = {
         (
-            (EPOCH + timedelta(microseconds=c.ts_us)).date(),
+            local_day(c),
             c.link_id,
             c.af,
             c.cn,
@@ -153,8 +163,8 @@ async def test_rollups_equal_a_recount_and_survive_a_rebuild(
     await rollup_pool.execute("TRUNCATE traffic_sessions, traffic_tracking_days")
     await rollup_pool.execute("UPDATE traffic_link_days SET clicks = clicks + 7")
     output = backfill(database)
-    assert f"rebuilt the traffic rollups of 4 days from {len(clicks)} clicks" in output
-    assert await assert_rollups_match_raw_rows(rollup_pool, first, last) == len(clicks)
+    assert f"rebuilt the traffic rollups of {len(days)} days from {len(clicks)} clicks" in output
+    assert await assert_rollups_match_raw_rows(rollup_pool, first, last, tz) == len(clicks)
     after = await rollup_pool.fetch("SELECT * FROM traffic_tracking_days ORDER BY 1, 2, 3, 4")
     assert {tuple(r) for r in after} == {tuple(r) for r in before}
 
@@ -163,7 +173,7 @@ async def test_rollups_equal_a_recount_and_survive_a_rebuild(
     more = random_clicks(500, today, seed=2)
     await stream.add_many(redis, keys, [encode(c) for c in more])
     await drain(redis, keys, flushers[0])
-    total = await assert_rollups_match_raw_rows(rollup_pool, first, last)
+    total = await assert_rollups_match_raw_rows(rollup_pool, first, last, tz)
     assert total == len(clicks) + len(more)
 
 

@@ -74,7 +74,8 @@ def test_numbers_times_and_flags_are_written_as_is() -> None:
     assert cell(None) == ""
     assert cell(True) == "true"
     assert cell(date(2026, 1, 2)) == "2026-01-02"
-    assert cell(datetime(2026, 1, 2, 8, 0, tzinfo=east)) == "2026-01-02 00:00:00"
+    # A time is its wall clock in its own zone: reports give times in the period zone.
+    assert cell(datetime(2026, 1, 2, 8, 0, tzinfo=east)) == "2026-01-02 08:00:00"
     assert cell(datetime(2026, 1, 2, 0, 0, 1, tzinfo=UTC)) == "2026-01-02 00:00:01"
 
 
@@ -112,7 +113,7 @@ def test_text_cells_are_quoted_the_rest_bare() -> None:
     assert field(7) == "7"
     assert field(False) == "false"
     assert field(date(2026, 1, 2)) == "2026-01-02"
-    assert field(datetime(2026, 1, 2, 8, 0, tzinfo=east)) == "2026-01-02 00:00:00"
+    assert field(datetime(2026, 1, 2, 8, 0, tzinfo=east)) == "2026-01-02 08:00:00"
     assert row_line(["a", None, 1, Decimal("-1.5")]) == '"a",,1,-1.5\r\n'
     assert row_line([None]) == '""\r\n'  # not a blank line, which reads as no row
 
@@ -126,7 +127,7 @@ async def test_the_handed_traffic_row_is_quoted_and_guarded() -> None:
     saw a cell `=1+1`."""
     group_by = [Dimension.af, Dimension.cn]
     row = TrafficRow(None, None, "x;=1+1;", None, None, None, 1, 1, 0)
-    chunks = csv_chunks(traffic.csv_header(group_by), traffic.csv_rows(_one(row), group_by))
+    chunks = csv_chunks(traffic.csv_header(group_by, UTC), traffic.csv_rows(_one(row), group_by))
     text = b"".join([c async for c in chunks]).decode("utf-8")
     lines = text.split("\r\n")
     assert lines[0] == '"af","cn","clicks","billable_clicks","unique_clicks","flagged_clicks"'

@@ -25,11 +25,11 @@ from app.errors import (
 from app.flusher.sink import PartitionError
 from app.links.model import CodeTaken, LinkError, validate_destination
 from app.money.closing import BeforeHistory, PeriodNotEnded
-from app.money.ledger import WithdrawalRefused
 from app.money.periods import Month, Period, PeriodError
 from app.money.plan import PlanError
 from app.money.plans_store import PlanInUse
-from app.orders.store import OrderConflict
+from app.money.withdrawal_rules import WithdrawalRefused, WithdrawalStateConflict
+from app.orders.changes import OrderConflict
 from app.settings import ConfigError
 from app.traffic.counts import RangeError
 
@@ -56,6 +56,7 @@ DOMAIN: list[tuple[type[ClickTrackError], type[ClickTrackError]]] = [
     (PlanInUse, Conflict),
     (OrderConflict, Conflict),
     (WithdrawalRefused, Conflict),
+    (WithdrawalStateConflict, Conflict),
     (PeriodNotEnded, Conflict),
     (BeforeHistory, Conflict),
     (LinkUnavailable, Unavailable),

@@ -71,6 +71,9 @@ def test_most_specific_category_wins() -> None:
     assert plan.rate("computer-office/tablets/kids", True, D(0)).total == 8
 
 
+TOP_ROW = {"min_sales": "0", "category": "*", "standard": "8", "new_buyer": "14"}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -84,8 +87,33 @@ def test_most_specific_category_wins() -> None:
         (lambda d: d["incentive_tiers"][2].update(min_sales="50000"), "ascending"),
         (lambda d: d["standard_rates"].update(Toys="9"), "not a category"),
         (lambda d: d["standard_rates"].update(toys="9.12345"), "decimal places"),
-        (lambda d: d["standard_rates"].update(toys="99"), "more than 100"),
+        (lambda d: d["new_buyer_rates"].update(toys="99"), "more than 100"),
         (lambda d: d.update(surprise=1), "Extra inputs"),
+        # A new buyer's rate (Table 3) below the standard rate (Table 1) that applies.
+        (lambda d: d["new_buyer_rates"].update({"*": "7.99"}), "below the minimum rate 8"),
+        (
+            lambda d: d["new_buyer_rates"].update(toys="8.5"),
+            r"new_buyer_rates\['toys'\] = 8.5 is below the standard rate 9 "
+            r"\(standard_rates\['toys'\]\) for 'toys'",
+        ),
+        (
+            lambda d: d["standard_rates"].update({"*": "14.5"}),
+            r"new_buyer_rates\['\*'\] = 14 is below the standard rate 14.5",
+        ),
+        # toys/dolls: standard 10 (its own entry) but a new buyer gets toys' Table 3 rate.
+        (
+            lambda d: d["standard_rates"].update({"toys/dolls": "15.5"}),
+            r"new_buyer_rates\['toys'\] = 15 is below the standard rate 15.5 "
+            r"\(standard_rates\['toys/dolls'\]\) for 'toys/dolls'",
+        ),
+        # books: only the '*' entries apply, 14 versus a standard 20.
+        (
+            lambda d: d["standard_rates"].update(books="20"),
+            r"new_buyer_rates\['\*'\] = 14 is below the standard rate 20 "
+            r"\(standard_rates\['books'\]\) for 'books'",
+        ),
+        (lambda d: d.update(ladder=[TOP_ROW, TOP_ROW]), "more than once"),
+        (lambda d: d.update(withdrawal_fee="16.01"), "below withdrawal_fee"),
         (lambda d: d.update(incentive_tiers=[]), "at least 1"),
     ],
 )
@@ -94,6 +122,17 @@ def test_bad_plans_are_refused_with_a_reason(change: Any, message: str) -> None:
     change(data)
     with pytest.raises(PlanError, match=message):
         plan_from_data(data)
+
+
+def test_rates_that_respect_every_floor_are_accepted() -> None:
+    data = base_data()
+    # A new buyer's rate equal to the standard rate is allowed; so is a Table 1 rate above
+    # Table 3 in an excluded category, where Table 3 never applies.
+    data["standard_rates"].update({"computer-office/tablets": "20", "books": "14"})
+    data["withdrawal_fee"] = data["withdrawal_minimum"] = "16"
+    plan = plan_from_data(data)
+    assert plan.rate("computer-office/tablets", True, D(0)).total == 20
+    assert plan.rate("books", True, D(0)).total == 14
 
 
 def test_plan_files(tmp_path: Path) -> None:

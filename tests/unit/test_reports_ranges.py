@@ -107,8 +107,8 @@ def test_a_bad_group_by_names_its_field(text: str, problem: str) -> None:
 
 
 def test_a_traffic_query_is_checked_when_built() -> None:
-    query = traffic_query(7, date(2026, 3, 1), date(2026, 3, 31), "day,af")
+    query = traffic_query(7, date(2026, 3, 1), date(2026, 3, 31), UTC, "day,af")
     assert (query.publisher_id, query.group_by) == (7, (Dimension.day, Dimension.af))
     with pytest.raises(RangeError) as caught:
-        traffic_query(7, date(2026, 1, 1), date(2026, 3, 1), "dp")
+        traffic_query(7, date(2026, 1, 1), date(2026, 3, 1), UTC, "dp")
     assert caught.value.describe().startswith("from: the range covers 60 days; at most 31")

@@ -24,3 +24,14 @@ def test_production_refuses_the_development_secret(monkeypatch: pytest.MonkeyPat
         Settings()
     monkeypatch.setenv("CLICKTRACK_COOKIE_SECRET", "x" * 40)
     assert Settings().cookie_secret.get_secret_value() == "x" * 40
+
+
+def test_the_largest_order_amount(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert str(Settings().max_order_amount) == "1000000.00"
+    monkeypatch.setenv("CLICKTRACK_MAX_ORDER_AMOUNT", "2500.50")
+    assert str(Settings().max_order_amount) == "2500.50"
+    # The money columns are sized for sums of orders up to 1,000,000,000.00 (migration 022).
+    for bad in ("1000000000.01", "0", "-1", "10.001"):
+        monkeypatch.setenv("CLICKTRACK_MAX_ORDER_AMOUNT", bad)
+        with pytest.raises(ValidationError, match="max_order_amount"):
+            Settings()

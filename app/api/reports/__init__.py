@@ -1,7 +1,9 @@
 """Report routes, under ``/reports``: ``traffic`` (JSON and CSV), ``orders`` (Live Order
 Tracking, CSV), ``income`` (JSON and CSV) and ``overview``; one router per module. A
-publisher key reads its own; an admin key names the publisher. Days are UTC days; ranges
-include both ends. The reports themselves are ``app/reports/``.
+publisher key reads its own; an admin key names the publisher. Days and times are those of
+the period time zone (``CLICKTRACK_PERIOD_TIMEZONE``), which every answer names in
+``time_zone`` (a CSV: in its day and time columns' names and its ``X-Time-Zone`` header);
+ranges include both ends. The reports themselves are ``app/reports/``.
 
 The income report's response models are here, not in ``income.py``: ``app/api/money.py`` has
 an ``IncomeOut`` too, so OpenAPI names this one after its module
@@ -12,8 +14,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
+
+TimeZoneName = Annotated[
+    str,
+    Field(
+        description="IANA name of the zone every day and time of the answer is in: the period "
+        "time zone (CLICKTRACK_PERIOD_TIMEZONE)"
+    ),
+]
 
 
 class PeriodIncomeOut(BaseModel):
@@ -22,7 +33,7 @@ class PeriodIncomeOut(BaseModel):
     last_day: date
     closed: bool
     state: str = Field(description="`closed`, `running` (not ended) or `ended` (to close)")
-    closed_at: datetime | None
+    closed_at: datetime | None = Field(description="In the period time zone")
     orders: int = Field(description="Attributed orders placed in the period")
     order_amount: Decimal
     completed_sales: Decimal = Field(description="Credited by the close; open: would be now")
@@ -34,4 +45,5 @@ class PeriodIncomeOut(BaseModel):
 
 class IncomeOut(BaseModel):
     publisher_id: int
+    time_zone: TimeZoneName
     periods: list[PeriodIncomeOut]

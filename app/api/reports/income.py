@@ -15,6 +15,7 @@ from app.api.reports import IncomeOut, PeriodIncomeOut
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
 from app.reports import exports, income, ranges
+from app.traffic.days import zone_name
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -59,9 +60,14 @@ async def income_report(
     periods: Annotated[PeriodRange, Depends()],
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> IncomeOut:
-    """Income by calculation period (default: the last 12, the current one included)."""
+    """Income by calculation period (default: the last 12, the current one included); the
+    periods' days and times are in the period time zone, named in ``time_zone``."""
     owner, found = await _income(principal, resources, periods, publisher)
-    return IncomeOut(publisher_id=owner, periods=[period_out(p) for p in found])
+    return IncomeOut(
+        publisher_id=owner,
+        time_zone=zone_name(resources.settings.period_tz),
+        periods=[period_out(p) for p in found],
+    )
 
 
 @router.get("/income.csv", response_class=StreamingResponse)
@@ -73,4 +79,5 @@ async def income_csv(
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> StreamingResponse:
     _, found = await _income(principal, resources, periods, publisher)
-    return csv_response(exports.income_csv(found, bom=csv.bom))
+    tz = resources.settings.period_tz
+    return csv_response(exports.income_csv(found, tz, bom=csv.bom))

@@ -12,9 +12,9 @@ from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, OrderFilters, PublisherChoice
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
-from app.orders.status import OrderStatus
 from app.reports import exports, ranges
-from app.reports.orders import DateBasis, OrderExport
+from app.reports.orders import DateBasis, OrderExport, ShownStatus
+from app.traffic.days import today
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -28,7 +28,13 @@ class OrderSelection:
             DateBasis,
             Query(description="`order`: by order time; `transaction`: by completion time"),
         ] = DateBasis.order,
-        status: Annotated[list[OrderStatus] | None, Query(description="Any of these")] = None,
+        status: Annotated[
+            list[ShownStatus] | None,
+            Query(
+                description="Any of these; `completed`: within 60 days of the purchase, "
+                "`completed_late`: reported completed after that (never earns)"
+            ),
+        ] = None,
     ) -> None:
         self.date_type = date_type
         self.statuses = tuple(status or ())
@@ -44,9 +50,11 @@ async def live_order_tracking_csv(
     csv: Annotated[BomFlag, Depends()],
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> StreamingResponse:
-    """Live Order Tracking: one row per order with its order and transaction times (UTC),
-    status, amount, commission and the tracking strings af, cn, cv, dp; streamed."""
-    first, last = ranges.day_range(days.first, days.last)
+    """Live Order Tracking: one row per order with its order and transaction times, status,
+    amount, commission and the tracking strings af, cn, cv, dp; streamed. Days and times are
+    in the period time zone, which the time columns' names and `X-Time-Zone` state."""
+    tz, now = resources.settings.period_tz, datetime.now(UTC)
+    first, last = ranges.day_range(days.first, days.last, today(tz))
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher.publisher_id)
     export = OrderExport(
@@ -61,5 +69,4 @@ async def live_order_tracking_csv(
         cv=tracking.cv,
         dp=tracking.dp,
     )
-    tz, now = resources.settings.period_tz, datetime.now(UTC)
     return csv_response(exports.orders_csv(resources.pool, export, tz, now, bom=csv.bom))

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import DayRange, PublisherChoice
+from app.api.reports import TimeZoneName
 from app.api.scope import acting_for
 from app.reports import overview, ranges
+from app.traffic.days import today, zone_name
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -21,6 +23,7 @@ class OverviewOut(BaseModel):
     publisher_id: int
     first_day: date = Field(serialization_alias="from")
     last_day: date = Field(serialization_alias="to")
+    time_zone: TimeZoneName
     this_month: str
     this_month_estimated_commission: Decimal
     last_month: str
@@ -31,7 +34,9 @@ class OverviewOut(BaseModel):
     unique_clicks: int
     flagged_clicks: int
     orders: int = Field(description="Attributed orders placed in the range, every status")
-    completed_orders: int
+    completed_orders: int = Field(
+        description="Of those, the ones completed within 60 days of their purchase"
+    )
     conversion_rate: Decimal | None = Field(
         description="completed_orders / billable_clicks, a fraction; null without clicks"
     )
@@ -46,9 +51,10 @@ async def overview_report(
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> OverviewOut:
     """The glossary's figures: this month's estimated commission, last month's income, the
-    balance, and clicks, orders, conversion rate and total amount over the range."""
-    first, last = ranges.bounded_day_range(days.first, days.last)
+    balance, and clicks, orders, conversion rate and total amount over the range (days in
+    the period time zone, named in ``time_zone``)."""
     tz = resources.settings.period_tz
+    first, last = ranges.bounded_day_range(days.first, days.last, today(tz))
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher.publisher_id)
     found = await overview.overview(resources.pool, owner, first, last, tz, datetime.now(UTC))
@@ -60,6 +66,7 @@ def overview_out(found: overview.Overview) -> OverviewOut:
         publisher_id=found.publisher_id,
         first_day=found.first_day,
         last_day=found.last_day,
+        time_zone=zone_name(found.tz),
         this_month=str(found.this_month),
         this_month_estimated_commission=found.this_month_estimated_commission,
         last_month=str(found.last_month),

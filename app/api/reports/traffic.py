@@ -14,10 +14,12 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, PublisherChoice, TrackingFilters, TrafficGrouping
+from app.api.reports import TimeZoneName
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
 from app.reports import exports, ranges, traffic
 from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
+from app.traffic.days import today, zone_name
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -46,6 +48,7 @@ class TrafficOut(BaseModel):
     publisher_id: int
     first_day: date = Field(serialization_alias="from")
     last_day: date = Field(serialization_alias="to")
+    time_zone: TimeZoneName
     group_by: list[Dimension]
     source: str = Field(description="`rollups`, or `clicks` for a report by dp")
     rows: list[TrafficRowOut]
@@ -62,10 +65,11 @@ async def _query(
     publisher: PublisherChoice,
 ) -> TrafficQuery:
     """The checked query: the range first, then the publisher, then the grouping."""
-    first, last = ranges.day_range(days.first, days.last)
+    tz = resources.settings.period_tz
+    first, last = ranges.day_range(days.first, days.last, today(tz))
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher.publisher_id)
-    return traffic.traffic_query(owner, first, last, grouping.group_by, tracking.filters)
+    return traffic.traffic_query(owner, first, last, tz, grouping.group_by, tracking.filters)
 
 
 def traffic_row_json(row: TrafficRow, group_by: Sequence[Dimension]) -> dict[str, Any]:
@@ -88,6 +92,7 @@ def traffic_json(report: traffic.TrafficReport) -> dict[str, Any]:
         "publisher_id": query.publisher_id,
         "from": query.first_day.isoformat(),
         "to": query.last_day.isoformat(),
+        "time_zone": zone_name(query.tz),
         "group_by": [d.value for d in query.group_by],
         "source": "clicks" if query.from_raw_clicks else "rollups",
         "rows": [traffic_row_json(r, query.group_by) for r in report.rows],
@@ -108,7 +113,7 @@ async def traffic_report(
 ) -> Response:
     """Clicks, billable, unique and flagged clicks per group, from the rollups (by dp: from
     raw clicks). Unique clicks: first billable click of a session per (day, link, af, cn,
-    cv), added up over the groups."""
+    cv), added up over the groups. Days are those of the period time zone (``time_zone``)."""
     query = await _query(principal, resources, days, grouping, tracking, publisher)
     report = await traffic.traffic_report(resources.pool, query, limit.limit)
     return Response(orjson.dumps(traffic_json(report)), media_type="application/json")
