@@ -3,7 +3,7 @@ periods. Withdrawals: ``app/api/withdrawals.py``."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
@@ -14,13 +14,14 @@ from app.accounts.publishers import get_publisher
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
 from app.api.params import PERIOD_PATTERN, PeriodText, PublisherId
 from app.api.scope import acting_for
+from app.api.zones import TimeZoneName, in_zone
 from app.errors import NotFound
-from app.money import closing, earnings, ledger, withdrawals
+from app.money import closing, earnings, ledger
 from app.money.closing import PeriodClose
 from app.money.ledger import EntryKind
 from app.money.periods import Month, Period
-from app.money.plans_store import withdrawal_rules
-from app.money.withdrawal_rules import WithdrawalCalendar
+from app.reports.balance import balance_status
+from app.traffic.days import zone_name
 
 router = APIRouter(tags=["money"])
 
@@ -42,6 +43,7 @@ class BalanceOut(BaseModel):
     withdrawable: Decimal = Field(description="What a withdrawal may take now, fee included.")
     can_withdraw: bool = Field(description="Today is a request day and withdrawable > minimum.")
     withdrawal: WithdrawalRulesOut
+    time_zone: TimeZoneName
 
 
 class EstimateOut(BaseModel):
@@ -51,6 +53,7 @@ class EstimateOut(BaseModel):
     sales: Decimal
     estimated_commission: Decimal
     orders_without_plan: int
+    time_zone: TimeZoneName
 
 
 class IncomeOut(BaseModel):
@@ -60,6 +63,7 @@ class IncomeOut(BaseModel):
     charged_back: Decimal = Field(description="Chargebacks and partial refunds.")
     adjusted: Decimal = Field(description="Incentive adjustments (signed).")
     net: Decimal
+    time_zone: TimeZoneName
 
 
 class SummaryOut(BaseModel):
@@ -67,6 +71,7 @@ class SummaryOut(BaseModel):
     balance: Decimal
     this_month: EstimateOut
     last_month: IncomeOut
+    time_zone: TimeZoneName
 
 
 class EntryOut(BaseModel):
@@ -84,6 +89,7 @@ class EntryOut(BaseModel):
 class EntryPage(BaseModel):
     items: list[EntryOut]
     next_after: int | None
+    time_zone: TimeZoneName
 
 
 class PeriodCloseOut(BaseModel):
@@ -101,6 +107,7 @@ class PeriodCloseOut(BaseModel):
     orders_adjusted: int
     orders_without_plan: int
     closed_at: datetime
+    time_zone: TimeZoneName
 
 
 class PublisherCloseOut(BaseModel):
@@ -118,6 +125,7 @@ class CloseOut(BaseModel):
     failed: int = Field(description="Publishers left as they were: close again to retry.")
     closed: list[PeriodCloseOut] = Field(description="Periods closed now (earlier ones too).")
     results: list[PublisherCloseOut] = Field(description="What the close did, per publisher.")
+    time_zone: TimeZoneName
 
 
 def _month(text: str | None, default: Month) -> Month:
@@ -125,7 +133,7 @@ def _month(text: str | None, default: Month) -> Month:
     return default if text is None else Month.parse(text, field="month")
 
 
-def _estimate_out(publisher_id: int, found: earnings.MonthEstimate) -> EstimateOut:
+def _estimate_out(publisher_id: int, found: earnings.MonthEstimate, tz: tzinfo) -> EstimateOut:
     return EstimateOut(
         publisher_id=publisher_id,
         month=str(found.month),
@@ -133,10 +141,11 @@ def _estimate_out(publisher_id: int, found: earnings.MonthEstimate) -> EstimateO
         sales=found.sales,
         estimated_commission=found.estimated_commission,
         orders_without_plan=found.orders_without_plan,
+        time_zone=zone_name(tz),
     )
 
 
-def _income_out(publisher_id: int, found: earnings.MonthIncome) -> IncomeOut:
+def _income_out(publisher_id: int, found: earnings.MonthIncome, tz: tzinfo) -> IncomeOut:
     return IncomeOut(
         publisher_id=publisher_id,
         month=str(found.month),
@@ -144,10 +153,11 @@ def _income_out(publisher_id: int, found: earnings.MonthIncome) -> IncomeOut:
         charged_back=found.charged_back,
         adjusted=found.adjusted,
         net=found.net,
+        time_zone=zone_name(tz),
     )
 
 
-def _close_out(found: PeriodClose) -> PeriodCloseOut:
+def _close_out(found: PeriodClose, tz: tzinfo) -> PeriodCloseOut:
     return PeriodCloseOut(
         publisher_id=found.publisher_id,
         period=str(found.period),
@@ -159,7 +169,8 @@ def _close_out(found: PeriodClose) -> PeriodCloseOut:
         orders_charged_back=found.orders_charged_back,
         orders_adjusted=found.orders_adjusted,
         orders_without_plan=found.orders_without_plan,
-        closed_at=found.closed_at,
+        closed_at=in_zone(found.closed_at, tz),
+        time_zone=zone_name(tz),
     )
 
 
@@ -169,26 +180,24 @@ async def get_balance(
 ) -> BalanceOut:
     """The account balance (the sum of the publisher's ledger) and the part of it that can be
     withdrawn now: what was booked before this calendar month."""
-    calendar = WithdrawalCalendar.from_settings(resources.settings)
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
-        current, available = await withdrawals.withdrawable(
-            conn, owner, calendar.booked_before(now)
-        )
-        rules = await withdrawal_rules(conn, now, calendar.tz)
+        found = await balance_status(conn, owner, resources.settings, now)
+    calendar = found.calendar
     return BalanceOut(
         publisher_id=owner,
-        balance=current,
-        withdrawable=available,
-        can_withdraw=calendar.is_open(now) and available > rules.minimum_balance,
+        balance=found.balance,
+        withdrawable=found.withdrawable,
+        can_withdraw=found.can_withdraw,
         withdrawal=WithdrawalRulesOut(
-            minimum_balance=rules.minimum_balance,
-            fee=rules.fee,
+            minimum_balance=found.minimum_balance,
+            fee=found.fee,
             last_day=calendar.last_day,
-            next_request_day=calendar.next_open_day(now),
+            next_request_day=found.next_request_day,
             preceding_months_only=calendar.preceding_months_only,
             payment_days=calendar.payment_days,
         ),
+        time_zone=zone_name(calendar.tz),
     )
 
 
@@ -206,7 +215,7 @@ async def get_estimate(
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
         found = await earnings.estimate_month(conn, owner, wanted, tz, now)
-    return _estimate_out(owner, found)
+    return _estimate_out(owner, found, tz)
 
 
 @router.get("/money/income")
@@ -222,7 +231,7 @@ async def get_income(
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
         found = await earnings.income_month(conn, owner, wanted, tz)
-    return _income_out(owner, found)
+    return _income_out(owner, found, tz)
 
 
 @router.get("/money/summary")
@@ -241,8 +250,9 @@ async def get_summary(
     return SummaryOut(
         publisher_id=owner,
         balance=current,
-        this_month=_estimate_out(owner, estimate),
-        last_month=_income_out(owner, income),
+        this_month=_estimate_out(owner, estimate, tz),
+        last_month=_income_out(owner, income, tz),
+        time_zone=zone_name(tz),
     )
 
 
@@ -254,6 +264,7 @@ async def get_ledger(
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EntryPage:
+    tz = resources.settings.period_tz
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
         page = await ledger.list_entries(conn, owner, after=after, limit=limit)
@@ -266,13 +277,14 @@ async def get_ledger(
                 order_id=e.order_id,
                 withdrawal_id=e.withdrawal_id,
                 period=e.period,
-                effective_at=e.effective_at,
+                effective_at=in_zone(e.effective_at, tz),
                 detail=e.detail,
-                created_at=e.created_at,
+                created_at=in_zone(e.created_at, tz),
             )
             for e in page
         ],
         next_after=page[-1].id if len(page) == limit else None,
+        time_zone=zone_name(tz),
     )
 
 
@@ -284,7 +296,7 @@ async def get_periods(
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
         closes = await closing.list_closes(conn, owner)
-    return [_close_out(c) for c in closes]
+    return [_close_out(c, resources.settings.period_tz) for c in closes]
 
 
 @router.post("/periods/{period}/close")
@@ -304,12 +316,9 @@ async def close_period(
         async with resources.pool.acquire() as conn:
             if await get_publisher(conn, publisher_id) is None:
                 raise NotFound(f"publisher {publisher_id} does not exist")
+    tz = resources.settings.period_tz
     report = await closing.close_period(
-        resources.pool,
-        wanted,
-        resources.settings.period_tz,
-        datetime.now(UTC),
-        publisher_id=publisher_id,
+        resources.pool, wanted, tz, datetime.now(UTC), publisher_id=publisher_id
     )
     return CloseOut(
         period=str(report.period),
@@ -317,7 +326,7 @@ async def close_period(
         already_closed=report.already_closed,
         skipped=report.skipped,
         failed=len(report.failed),
-        closed=[_close_out(c) for c in report.closed],
+        closed=[_close_out(c, tz) for c in report.closed],
         results=[
             PublisherCloseOut(
                 publisher_id=r.publisher_id,
@@ -327,4 +336,5 @@ async def close_period(
             )
             for r in report.results
         ],
+        time_zone=zone_name(tz),
     )

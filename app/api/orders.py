@@ -3,7 +3,7 @@ disqualifies orders and retries attribution."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
@@ -14,11 +14,13 @@ from app.accounts.apikeys import Principal, Role
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
 from app.api.params import PRINTABLE, TrackingText
 from app.api.scope import acting_for
+from app.api.zones import TimeZoneName, in_zone
 from app.errors import NotFound
 from app.orders import store
 from app.orders.attribution import UnattributedReason, reattribute
 from app.orders.status import Attribution, OrderStatus
 from app.orders.store import Order, OrderQuery
+from app.traffic.days import zone_name
 
 router = APIRouter(tags=["orders"])
 
@@ -50,15 +52,20 @@ class OrderOut(BaseModel):
     cn: str | None
     cv: str | None
     dp: str | None
-    commission: Decimal | None = Field(description="Credited by a period close, if it was.")
+    commission: Decimal | None = Field(
+        description="What the order holds in the ledger before any chargeback: its credit, "
+        "less partial refunds, plus or minus incentive adjustments (null until credited)."
+    )
     charged_back: Decimal | None = Field(description="Taken back by a later close, if it was.")
     created_at: datetime
     updated_at: datetime
+    time_zone: TimeZoneName
 
 
 class OrderPage(BaseModel):
     items: list[OrderOut]
     next_after: int | None = Field(description="Pass as `after` for the next page.")
+    time_zone: TimeZoneName
 
 
 class DisqualifyIn(BaseModel):
@@ -72,20 +79,21 @@ class ReattributeOut(BaseModel):
     )
 
 
-def order_out(order: Order) -> OrderOut:
+def order_out(order: Order, tz: tzinfo) -> OrderOut:
+    """The order as answered: its times on the clock of ``tz``, the period time zone."""
     return OrderOut(
         id=order.id,
         merchant_id=order.merchant_id,
         order_id=order.order_ref,
         click_id=order.click_ref,
-        order_time=order.ordered_at,
+        order_time=in_zone(order.ordered_at, tz),
         amount=order.amount,
         currency=order.currency,
         category=order.category,
         new_buyer=order.new_buyer,
         status=order.status,
-        status_time=order.status_at,
-        completed_time=order.completed_at,
+        status_time=in_zone(order.status_at, tz),
+        completed_time=in_zone(order.completed_at, tz),
         attribution=order.attribution,
         disqualified_reason=order.disqualified_reason,
         unattributed_reason=order.unattributed_reason,
@@ -98,8 +106,9 @@ def order_out(order: Order) -> OrderOut:
         dp=order.dp,
         commission=order.commission,
         charged_back=order.charged_back,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
+        created_at=in_zone(order.created_at, tz),
+        updated_at=in_zone(order.updated_at, tz),
+        time_zone=zone_name(tz),
     )
 
 
@@ -146,8 +155,11 @@ async def list_orders(
             dp=dp,
         )
         page = await store.list_orders(conn, query, after=after, limit=limit)
+    tz = resources.settings.period_tz
     return OrderPage(
-        items=[order_out(o) for o in page], next_after=page[-1].id if len(page) == limit else None
+        items=[order_out(o, tz) for o in page],
+        next_after=page[-1].id if len(page) == limit else None,
+        time_zone=zone_name(tz),
     )
 
 
@@ -155,7 +167,7 @@ async def list_orders(
 async def get_order(order_id: int, principal: PrincipalDep, resources: ResourcesDep) -> OrderOut:
     async with resources.pool.acquire() as conn:
         order = _visible(await store.get_order(conn, order_id), principal)
-    return order_out(order)
+    return order_out(order, resources.settings.period_tz)
 
 
 @router.post("/orders/{order_id}/disqualify")
@@ -168,7 +180,7 @@ async def disqualify_order(
         order = await store.disqualify(conn, order_id, body.reason)
     if order is None:
         raise NotFound("no such order")
-    return order_out(order)
+    return order_out(order, resources.settings.period_tz)
 
 
 @router.post("/orders/reattribute")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
 from app.api.params import PRINTABLE, PublisherId
 from app.api.scope import acting_for
+from app.api.zones import TimeZoneName, in_zone
 from app.errors import NotFound
 from app.money import withdrawals
 from app.money.plans_store import withdrawal_rules
@@ -27,6 +28,7 @@ from app.money.withdrawal_rules import (
     api_actor,
 )
 from app.settings import Settings
+from app.traffic.days import zone_name
 
 router = APIRouter(tags=["withdrawals"])
 
@@ -81,14 +83,18 @@ class WithdrawalOut(BaseModel):
     rejected_at: datetime | None
     rejected_by: str | None
     reject_reason: str | None
+    time_zone: TimeZoneName
 
 
 class WithdrawalPage(BaseModel):
     items: list[WithdrawalOut]
     next_after: int | None
+    time_zone: TimeZoneName
 
 
 def withdrawal_out(found: withdrawals.Withdrawal, settings: Settings) -> WithdrawalOut:
+    """The withdrawal as answered: its times and days on the clock of the period time zone."""
+    tz = settings.period_tz
     due = WithdrawalCalendar.from_settings(settings).payment_due(found.requested_at)
     return WithdrawalOut(
         id=found.id,
@@ -97,17 +103,18 @@ def withdrawal_out(found: withdrawals.Withdrawal, settings: Settings) -> Withdra
         fee=found.fee,
         payout=found.payout,
         status=found.status,
-        requested_at=found.requested_at,
+        requested_at=in_zone(found.requested_at, tz),
         requested_by=found.requested_by,
         payment_due=due,
-        approved_at=found.approved_at,
+        approved_at=in_zone(found.approved_at, tz),
         approved_by=found.approved_by,
-        paid_at=found.paid_at,
+        paid_at=in_zone(found.paid_at, tz),
         paid_by=found.paid_by,
         payment_reference=found.payment_reference,
-        rejected_at=found.rejected_at,
+        rejected_at=in_zone(found.rejected_at, tz),
         rejected_by=found.rejected_by,
         reject_reason=found.reject_reason,
+        time_zone=zone_name(tz),
     )
 
 
@@ -115,6 +122,7 @@ def _page(found: list[withdrawals.Withdrawal], limit: int, settings: Settings) -
     return WithdrawalPage(
         items=[withdrawal_out(w, settings) for w in found],
         next_after=found[-1].id if len(found) == limit else None,
+        time_zone=zone_name(settings.period_tz),
     )
 
 

@@ -11,6 +11,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from app.dashboard import charts
+from app.reports.balance import BalanceStatus
 from app.reports.income import PeriodIncome
 from app.reports.overview import OrderCounts, Overview, conversion_rate
 from app.traffic.counts import TrafficRow
@@ -98,6 +99,7 @@ class DashboardView:
     orders: dict[date, OrderCounts]
     top_ids: Sequence[TrackingIdRow]
     periods: Sequence[PeriodIncome]
+    balance: BalanceStatus  # the balance and what of it can be withdrawn now
 
 
 def _card(label: str, value: str, note: str = "", key: str = "") -> str:
@@ -108,7 +110,29 @@ def _card(label: str, value: str, note: str = "", key: str = "") -> str:
     )
 
 
-def _cards(o: Overview) -> str:
+def _balance_card(b: BalanceStatus) -> str:
+    """The account balance, the part of it withdrawable now and, when no withdrawal can be
+    requested, why and from when (days in the period time zone)."""
+    reasons = b.reasons()
+    if reasons:
+        why = "No withdrawal now: " + "; ".join(reasons) + "."
+    else:
+        why = (
+            f"A withdrawal can be requested now (until day {b.calendar.last_day} of the "
+            f"month; fee {money(b.fee)})."
+        )
+    return (
+        f'<div class="card" data-figure="balance">'
+        f"<span>Account balance</span><strong>{escape(money(b.balance))}</strong>"
+        f'<small id="withdrawable" data-amount="{b.withdrawable}" '
+        f'data-can-withdraw="{str(b.can_withdraw).lower()}">'
+        f"{escape(money(b.withdrawable))} withdrawable now</small>"
+        f'<small id="withdrawal-note" data-next-request-day="{b.next_request_day}">'
+        f"{escape(why)}</small></div>"
+    )
+
+
+def _cards(o: Overview, b: BalanceStatus) -> str:
     return (
         '<section class="cards">'
         + "".join(
@@ -120,7 +144,7 @@ def _cards(o: Overview) -> str:
                     "estimated",
                 ),
                 _card("Income last month", money(o.income_last_month), str(o.last_month), "income"),
-                _card("Account balance", money(o.account_balance), "available", "balance"),
+                _balance_card(b),
                 _card(
                     "Advertisement clicks",
                     f"{o.billable_clicks:,}",
@@ -254,7 +278,7 @@ def dashboard_page(view: DashboardView) -> str:
     )
     return layout(
         f"{view.publisher_name} · clicktrack",
-        f"{header}<main>{range_form}{_cards(view.overview)}{_charts(view)}"
+        f"{header}<main>{range_form}{_cards(view.overview, view.balance)}{_charts(view)}"
         f"<h2>Top tracking ids</h2>{_top_table(view.top_ids)}"
         f"<h2>Income by calculation period</h2>{_income_table(view.periods)}"
         f"{_downloads(view)}</main>",

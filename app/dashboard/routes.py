@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.accounts.apikeys import Role, authenticate
-from app.api.deps import ResourcesDep
+from app.api.deps import NowDep, ResourcesDep
 from app.core.resources import Resources
 from app.dashboard import downloads, inputs, pages, web
 from app.dashboard.sessions import (
@@ -28,7 +28,7 @@ from app.dashboard.sessions import (
 from app.dashboard.view import dashboard_view
 from app.errors import InvalidInput
 from app.reports import ranges
-from app.traffic.days import today
+from app.traffic.days import day_of
 
 router = APIRouter(prefix=PATH, include_in_schema=False, route_class=web.PageRoute)
 
@@ -93,7 +93,11 @@ async def logout(request: Request, resources: ResourcesDep) -> Response:
 
 @router.get("")
 async def dashboard(
-    request: Request, resources: ResourcesDep, first: FromText = None, last: ToText = None
+    request: Request,
+    resources: ResourcesDep,
+    now: NowDep,
+    first: FromText = None,
+    last: ToText = None,
 ) -> Response:
     session = await web.current_session(request, resources)
     if session is None:
@@ -102,8 +106,8 @@ async def dashboard(
         asked = inputs.day(first, "from"), inputs.day(last, "to")
     except InvalidInput as exc:
         return web.problem(exc)
-    shown = ranges.shown_day_range(*asked, today(resources.settings.period_tz))
-    view = await dashboard_view(session, resources, *shown)
+    shown = ranges.shown_day_range(*asked, day_of(now, resources.settings.period_tz))
+    view = await dashboard_view(session, resources, *shown, now)
     return web.html(pages.dashboard_page(view))
 
 

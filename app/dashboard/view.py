@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
 from app.accounts.publishers import get_publisher
@@ -13,8 +13,10 @@ from app.core.db import Pool
 from app.core.resources import Resources
 from app.dashboard import pages
 from app.dashboard.sessions import DashboardSession
-from app.reports import income, overview
+from app.reports import balance, income, overview
+from app.reports.balance import BalanceStatus
 from app.reports.income import PeriodIncome
+from app.settings import Settings
 from app.traffic import counts, days
 from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 
@@ -46,6 +48,11 @@ async def _breakdowns(pool: Pool, owner: int, first: date, last: date, tz: tzinf
         )
 
 
+async def _balance(pool: Pool, owner: int, settings: Settings, now: datetime) -> BalanceStatus:
+    async with pool.acquire() as conn:
+        return await balance.balance_status(conn, owner, settings, now)
+
+
 async def _periods(pool: Pool, owner: int, tz: tzinfo, now: datetime) -> list[PeriodIncome]:
     async with pool.acquire() as conn:
         periods = income.default_periods(now, tz, INCOME_PERIODS)
@@ -70,16 +77,16 @@ def _top_ids(parts: _Breakdowns) -> list[pages.TrackingIdRow]:
 
 
 async def dashboard_view(
-    session: DashboardSession, resources: Resources, first: date, last: date
+    session: DashboardSession, resources: Resources, first: date, last: date, now: datetime
 ) -> pages.DashboardView:
-    """Everything the page shows, read on several connections at once."""
+    """Everything the page shows at ``now``, read on several connections at once."""
     tz = resources.settings.period_tz
-    now = datetime.now(UTC)
     owner, pool = session.publisher_id, resources.pool
-    found, parts, periods = await asyncio.gather(
+    found, parts, periods, account = await asyncio.gather(
         overview.overview(pool, owner, first, last, tz, now),
         _breakdowns(pool, owner, first, last, tz),
         _periods(pool, owner, tz, now),
+        _balance(pool, owner, resources.settings, now),
     )
     return pages.DashboardView(
         publisher_name=parts.publisher_name,
@@ -93,4 +100,5 @@ async def dashboard_view(
         orders={d: c for d, c in parts.orders_by_day.items() if isinstance(d, date)},
         top_ids=_top_ids(parts),
         periods=periods,
+        balance=account,
     )

@@ -23,6 +23,7 @@ from app.money.commission import ZERO, commission
 from app.money.periods import START_DAY, Month, Period
 from app.money.plans_store import PlanBook, load_book
 from app.money.sales import SalesBook, period_sales
+from app.orders.earned import LEDGER_SUMS, LedgerSums
 from app.orders.status import OrderStatus, can_still_qualify
 
 
@@ -139,20 +140,19 @@ async def estimate_month(
 
 
 async def income_month(conn: Conn, publisher_id: int, month: Month, tz: tzinfo) -> MonthIncome:
-    rows = await conn.fetch(
-        """SELECT kind, sum(amount) AS total FROM ledger
-           WHERE publisher_id = $1
-             AND kind IN ('credit', 'chargeback', 'partial_refund', 'incentive_adjustment')
-             AND effective_at >= $2 AND effective_at < $3
-           GROUP BY kind""",
+    row = await conn.fetchrow(
+        f"""SELECT {LEDGER_SUMS} FROM ledger l
+            WHERE l.publisher_id = $1 AND l.order_id IS NOT NULL
+              AND l.effective_at >= $2 AND l.effective_at < $3""",
         publisher_id,
         month.starts_at(tz),
         month.ends_at(tz),
     )
-    totals = {r["kind"]: r["total"] for r in rows}
+    assert row is not None
+    sums = LedgerSums.from_row(row)
     return MonthIncome(
         month,
-        totals.get("credit", ZERO),
-        totals.get("chargeback", ZERO) + totals.get("partial_refund", ZERO),
-        totals.get("incentive_adjustment", ZERO),
+        sums.credited,
+        sums.charged_back + sums.partial_refunds,
+        sums.incentive_adjustments,
     )

@@ -29,6 +29,7 @@ from app.orders.attribution import (
     parse_click_ref,
 )
 from app.orders.changes import OrderConflict, OrderState, apply_report, first_state
+from app.orders.earned import order_ledger
 from app.orders.status import Attribution, OrderStatus, qualifies
 
 
@@ -99,14 +100,12 @@ _SELECT = f"""
            o.category, o.new_buyer, o.status, o.status_at, o.completed_at, o.attribution,
            o.disqualified_reason, {_UNATTRIBUTED_REASON} AS unattributed_reason,
            o.publisher_id, o.code, o.af, o.cn, o.cv, o.dp,
-           o.created_at, o.updated_at, m.commission, m.charged_back
+           o.created_at, o.updated_at,
+           -- Its credit, less partial refunds, plus or minus incentive adjustments; then the
+           -- chargeback that takes all of it back (docs/commissions.md §5).
+           m.total - coalesce(m.charged_back, 0.00) AS commission, m.charged_back
     FROM orders o
-    LEFT JOIN LATERAL (
-        -- Its credit, less partial refunds, plus or minus incentive adjustments; then the
-        -- chargeback that takes all of it back (docs/commissions.md §5).
-        SELECT sum(l.amount) FILTER (WHERE l.kind <> 'chargeback') AS commission,
-               sum(l.amount) FILTER (WHERE l.kind = 'chargeback') AS charged_back
-        FROM ledger l WHERE l.order_id = o.id) m ON true"""
+    {order_ledger("o")}"""
 
 
 def _order(row: asyncpg.Record) -> Order:

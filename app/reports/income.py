@@ -2,10 +2,13 @@
 time zone).
 
 For each period: the orders placed in it (attributed ones, whatever became of them) and
-their amount; for a closed period, what its close booked (the completed sales it credited,
-credits, chargebacks); for a period not closed yet, the sales it would close with now and
-the estimated commission of the orders placed in it (``money.earnings``). The CSV's day
-columns name the period time zone (``first_day_asia_shanghai``).
+their amount; for a closed period, what its close booked: the completed sales it credited,
+and its ledger entries about orders, kind by kind (credits, chargebacks, partial refunds,
+incentive adjustments: ``orders.earned``, the sums every money figure of an order uses), so
+that ``net`` is their sum and the nets of all periods add up to the ledger's entries of those
+kinds; for a period not closed yet, the sales it would close with now and the estimated
+commission of the orders placed in it (``money.earnings``). The CSV's day columns name the
+period time zone (``first_day_asia_shanghai``).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from decimal import Decimal
 
 from app.core.db import Conn
 from app.money import closing, earnings
-from app.money.commission import ZERO
 from app.money.periods import Period, periods_between
+from app.orders.earned import LEDGER_SUMS, LedgerSums
 from app.reports.csvout import Cell, zoned
 
 MAX_PERIODS = 36
@@ -30,6 +33,8 @@ OTHER_COLUMNS = (
     "completed_sales",
     "credited",
     "charged_back",
+    "partial_refunds",
+    "incentive_adjustments",
     "net",
     "estimated_commission",
 )
@@ -49,8 +54,7 @@ class PeriodIncome:
     orders: int  # attributed orders placed in the period
     order_amount: Decimal
     completed_sales: Decimal  # credited by its close; if open, what it would credit now
-    credited: Decimal
-    charged_back: Decimal
+    booked: LedgerSums  # the entries about orders its close posted (none if not closed)
     estimated_commission: Decimal | None  # open periods: of the orders placed in them
 
     @property
@@ -61,8 +65,28 @@ class PeriodIncome:
         return "running" if self.running else "ended"
 
     @property
+    def credited(self) -> Decimal:
+        return self.booked.credited
+
+    @property
+    def charged_back(self) -> Decimal:
+        """Chargebacks (<= 0): orders credited, then taken back whole."""
+        return self.booked.charged_back
+
+    @property
+    def partial_refunds(self) -> Decimal:
+        """(<= 0) what lowered amounts took off credited orders."""
+        return self.booked.partial_refunds
+
+    @property
+    def incentive_adjustments(self) -> Decimal:
+        """(signed) credited orders' incentives re-decided."""
+        return self.booked.incentive_adjustments
+
+    @property
     def net(self) -> Decimal:
-        return self.credited + self.charged_back
+        """credited + charged_back + partial_refunds + incentive_adjustments."""
+        return self.booked.net
 
     def cells(self) -> tuple[Cell, ...]:
         return (
@@ -75,9 +99,44 @@ class PeriodIncome:
             self.completed_sales,
             self.credited,
             self.charged_back,
+            self.partial_refunds,
+            self.incentive_adjustments,
             self.net,
             self.estimated_commission,
         )
+
+
+async def _booked(
+    conn: Conn, publisher_id: int, first: Period, last: Period
+) -> dict[Period, LedgerSums]:
+    """The ledger's entries about orders booked to each period from ``first`` to ``last``
+    (a close books its entries to the period it closes), summed by kind."""
+    rows = await conn.fetch(
+        f"""SELECT l.period_start, {LEDGER_SUMS} FROM ledger l
+            WHERE l.publisher_id = $1 AND l.order_id IS NOT NULL
+              AND l.period_start >= $2 AND l.period_start <= $3
+            GROUP BY l.period_start""",
+        publisher_id,
+        first.start_date,
+        last.start_date,
+    )
+    return {Period.starting_on(r["period_start"]): LedgerSums.from_row(r) for r in rows}
+
+
+async def _placed(
+    conn: Conn, publisher_id: int, start: datetime, end: datetime
+) -> tuple[int, Decimal]:
+    """The attributed orders placed in ``[start, end)``: how many, their amount."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS orders, coalesce(sum(amount), 0.00) AS amount FROM orders
+           WHERE publisher_id = $1 AND attribution = 'attributed'
+             AND ordered_at >= $2 AND ordered_at < $3""",
+        publisher_id,
+        start,
+        end,
+    )
+    assert row is not None
+    return row["orders"], row["amount"]
 
 
 async def income_by_period(
@@ -85,19 +144,12 @@ async def income_by_period(
 ) -> list[PeriodIncome]:
     """``first`` to ``last``, both included, oldest first."""
     closes = {c.period: c for c in await closing.list_closes(conn, publisher_id)}
+    booked = await _booked(conn, publisher_id, first, last)
     estimator = await earnings.CommissionEstimator.load(conn, publisher_id, tz)
     found = []
     for period in periods_between(first, last):
         start, end = period.starts_at(tz), period.ends_at(tz)
-        row = await conn.fetchrow(
-            """SELECT count(*) AS orders, coalesce(sum(amount), 0.00) AS amount FROM orders
-               WHERE publisher_id = $1 AND attribution = 'attributed'
-                 AND ordered_at >= $2 AND ordered_at < $3""",
-            publisher_id,
-            start,
-            end,
-        )
-        assert row is not None
+        orders, amount = await _placed(conn, publisher_id, start, end)
         close = closes.get(period)
         if close is not None:
             found.append(
@@ -106,11 +158,10 @@ async def income_by_period(
                     True,
                     False,
                     close.closed_at.astimezone(tz),
-                    row["orders"],
-                    row["amount"],
+                    orders,
+                    amount,
                     close.sales,
-                    close.credited,
-                    close.charged_back,
+                    booked.get(period, LedgerSums()),
                     None,
                 )
             )
@@ -125,11 +176,10 @@ async def income_by_period(
                 False,
                 end > now,
                 None,
-                row["orders"],
-                row["amount"],
+                orders,
+                amount,
                 projected,
-                ZERO,
-                ZERO,
+                booked.get(period, LedgerSums()),
                 estimated,
             )
         )

@@ -10,9 +10,13 @@ completed within 60 days of its purchase (``status.completed_in_time``, as every
 completed orders); one the merchant reported completed later is ``completed_late``, which
 never earns.
 
-The commission column says what the order earns, and ``commission_status`` on what basis:
+The commission column says what the order earns, and ``commission_status`` on what basis;
+a credited order's commission is the sum of all its ledger entries (``orders.earned``): the
+API's ``commission`` of the order plus its ``charged_back``:
 
 - ``credited``: credited to the balance by a period close (the ledger's amount);
+- ``adjusted``: credited, then lowered by partial refunds or changed by incentive
+  adjustments: what its ledger entries add up to now;
 - ``charged_back``: credited, then taken back (0.00);
 - ``estimated``: not credited yet but may still earn: what it earns if it completes in time,
   at the plan and incentive it would be credited at (``money.earnings``);
@@ -33,6 +37,7 @@ import asyncpg
 from app.core.db import Conn, Pool
 from app.money.commission import ZERO
 from app.money.earnings import CommissionEstimator
+from app.orders.earned import order_ledger
 from app.orders.status import (
     COMPLETED,
     Attribution,
@@ -89,6 +94,17 @@ SHOWN_STATUS = (
 )
 
 
+class CommissionStatus(StrEnum):
+    """On what basis the ``commission`` column is given."""
+
+    credited = "credited"  # credited by a close, nothing posted for it since
+    adjusted = "adjusted"  # credited, then partly refunded or its incentive re-decided
+    charged_back = "charged_back"  # credited, then all of it taken back: 0.00
+    estimated = "estimated"  # not credited yet, may still earn
+    no_plan = "no_plan"  # may earn, no plan covers its period yet: empty
+    none = "none"  # never earns: 0.00
+
+
 class DateBasis(StrEnum):
     order = "order"  # the order time: when the buyer paid
     transaction = "transaction"  # the transaction time: when the order was completed
@@ -131,10 +147,9 @@ def _query(export: OrderExport, tz: tzinfo) -> tuple[str, list[Any]]:
         SELECT o.order_ref, o.ordered_at, o.completed_at, o.status, {SHOWN_STATUS} AS shown,
                o.amount, o.currency,
                o.af, o.cn, o.cv, o.dp, o.code, o.category, o.new_buyer, o.attribution,
-               cr.amount AS credited, cb.amount AS charged_back
+               m.credited, m.charged_back, m.partial_refunds, m.incentive_adjustments, m.total
         FROM orders o
-        LEFT JOIN ledger cr ON cr.order_id = o.id AND cr.kind = 'credit'
-        LEFT JOIN ledger cb ON cb.order_id = o.id AND cb.kind = 'chargeback'
+        {order_ledger("o")}
         WHERE {" AND ".join(conditions)}
         ORDER BY {column}, o.id"""
     return sql, params
@@ -142,21 +157,25 @@ def _query(export: OrderExport, tz: tzinfo) -> tuple[str, list[Any]]:
 
 async def _commission(
     row: asyncpg.Record, estimator: CommissionEstimator, now: datetime
-) -> tuple[Any, str]:
-    credited = row["credited"]
-    if credited is not None:
+) -> tuple[Any, CommissionStatus]:
+    if row["credited"] is not None:
+        # The sum of all its entries, as ``orders.store`` (and the API) gives it.
         if row["charged_back"] is not None:
-            return credited + row["charged_back"], "charged_back"
-        return credited, "credited"
+            return row["total"], CommissionStatus.charged_back
+        if row["partial_refunds"] is not None or row["incentive_adjustments"] is not None:
+            return row["total"], CommissionStatus.adjusted
+        return row["total"], CommissionStatus.credited
     status = OrderStatus(row["status"])
     if row["attribution"] != Attribution.attributed or not can_still_qualify(
         status, row["ordered_at"], row["completed_at"], now
     ):
-        return ZERO, "none"
+        return ZERO, CommissionStatus.none
     estimate = await estimator.commission(
         row["amount"], row["category"], row["new_buyer"], row["ordered_at"]
     )
-    return (None, "no_plan") if estimate is None else (estimate, "estimated")
+    if estimate is None:
+        return None, CommissionStatus.no_plan
+    return estimate, CommissionStatus.estimated
 
 
 async def _rows(
@@ -174,7 +193,7 @@ async def _rows(
             row["amount"],
             row["currency"],
             commission,
-            basis,
+            basis.value,
             row["af"],
             row["cn"],
             row["cv"],

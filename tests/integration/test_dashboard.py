@@ -16,6 +16,9 @@ from app.core.db import Pool
 from app.dashboard.sessions import COOKIE, LOGIN_CSRF_COOKIE
 from app.main import create_app
 from app.settings import Settings
+from tests.integration.test_money_withdrawals import Clock, clocked_client
+from tests.support.accounts import SHANGHAI, Account
+from tests.support.orders import at
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -227,3 +230,67 @@ async def test_bad_input_answers_an_html_page_not_the_apis_json(
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["cache-control"] == "no-store"
     assert message in answer.text and "<b>" not in answer.text
+
+
+# -- the balance card: the withdrawable part, and why or when not --------------------------
+
+BALANCE_CARD = re.compile(r'<div class="card" data-figure="balance">(.*?)</div>', re.S)
+
+
+def balance_card(page: httpx.Response) -> str:
+    assert page.status_code == 200, page.text
+    found = BALANCE_CARD.search(page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_the_balance_card_shows_what_can_be_withdrawn_and_when(
+    settings: Settings, pool: Pool, admin_key: str
+) -> None:
+    """Periods in Asia/Shanghai. Credits of 80.00 booked 10 April 2019 and 40.00 booked
+    10 May: on 15 May 120.00 of balance, 80.00 withdrawable now; at 01:00 on 21 May in
+    Shanghai (still the 20th in UTC) no request is taken: the card says until when and when
+    the 40.00 becomes withdrawable. A balance of nothing says what a withdrawal needs."""
+    shanghai = settings.model_copy(update={"period_timezone": SHANGHAI})
+    clock = Clock(at("2019-05-15T04:00:00"))
+    async with clocked_client(shanghai, clock) as client:
+        account = await Account.open(client, pool, admin_key)
+        await account.completed(at("2019-03-15T10:00:00+08:00"), "1000.00")
+        await account.close("2019-03")  # 80.00, booked 10 April
+        await account.completed(at("2019-04-15T10:00:00+08:00"), "500.00")
+        await account.close("2019-04")  # 40.00, booked 10 May
+        await sign_in(client, account.key)
+
+        card = balance_card(await client.get("/dashboard"))
+        assert "<strong>US$120.00</strong>" in card
+        assert 'data-amount="80.00" data-can-withdraw="true">US$80.00 withdrawable now' in card
+        assert "A withdrawal can be requested now (until day 20 of the month" in card
+        api = await account.get("/api/v1/money/balance")
+        assert (api["withdrawable"], api["can_withdraw"]) == ("80.00", True)
+
+        clock.now = at("2019-05-20T17:00:00")  # 21 May, 01:00 in Shanghai
+        card = balance_card(await client.get("/dashboard"))
+        assert 'data-can-withdraw="false">US$80.00 withdrawable now' in card
+        assert 'data-next-request-day="2019-06-01"' in card
+        assert (
+            "No withdrawal now: withdrawals can be requested on days 1 to 20 of a month; the "
+            "next request day is 1 June 2019; US$40.00 booked this month becomes withdrawable "
+            "on 1 June 2019." in card
+        )
+        api = await account.get("/api/v1/money/balance")
+        assert (api["can_withdraw"], api["withdrawal"]["next_request_day"]) == (
+            False,
+            "2019-06-01",
+        )
+
+        clock.now = at("2019-05-15T04:00:00")
+        empty = await Account.open(client, pool, admin_key)
+        await client.post("/dashboard/logout")  # the form needs its token: signs in afresh
+        client.cookies.clear()
+        await sign_in(client, empty.key)
+        card = balance_card(await client.get("/dashboard"))
+        assert "<strong>US$0.00</strong>" in card
+        assert (
+            "No withdrawal now: a withdrawal needs more than US$16.00 withdrawable "
+            "(US$0.00 now)." in card
+        )

@@ -14,17 +14,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-TimeZoneName = Annotated[
-    str,
-    Field(
-        description="IANA name of the zone every day and time of the answer is in: the period "
-        "time zone (CLICKTRACK_PERIOD_TIMEZONE)"
-    ),
-]
+from app.api.zones import TimeZoneName
 
 
 class PeriodIncomeOut(BaseModel):
@@ -38,8 +31,12 @@ class PeriodIncomeOut(BaseModel):
     order_amount: Decimal
     completed_sales: Decimal = Field(description="Credited by the close; open: would be now")
     credited: Decimal
-    charged_back: Decimal
-    net: Decimal
+    charged_back: Decimal = Field(description="Chargebacks (<= 0)")
+    partial_refunds: Decimal = Field(description="Partial refunds (<= 0)")
+    incentive_adjustments: Decimal = Field(description="Incentive adjustments (signed)")
+    net: Decimal = Field(
+        description="credited + charged_back + partial_refunds + incentive_adjustments"
+    )
     estimated_commission: Decimal | None = Field(description="Open periods only")
 
 

@@ -48,6 +48,8 @@ def period_out(found: income.PeriodIncome) -> PeriodIncomeOut:
         completed_sales=found.completed_sales,
         credited=found.credited,
         charged_back=found.charged_back,
+        partial_refunds=found.partial_refunds,
+        incentive_adjustments=found.incentive_adjustments,
         net=found.net,
         estimated_commission=found.estimated_commission,
     )

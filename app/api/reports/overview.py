@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import DayRange, PublisherChoice
-from app.api.reports import TimeZoneName
 from app.api.scope import acting_for
+from app.api.zones import TimeZoneName
 from app.reports import overview, ranges
 from app.traffic.days import today, zone_name
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, PublisherChoice, TrackingFilters, TrafficGrouping
-from app.api.reports import TimeZoneName
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
+from app.api.zones import TimeZoneName
 from app.reports import exports, ranges, traffic
 from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 from app.traffic.days import today, zone_name
