@@ -55,7 +55,10 @@ class WithdrawalCommands:
         calendar = WithdrawalCalendar.from_settings(settings)
         for found in page:
             print(describe(found, calendar))
-        print(f"{len(page)} withdrawals ({' or '.join(statuses)})")
+        print(
+            f"{len(page)} withdrawals ({' or '.join(statuses)}); times in "
+            f"{settings.period_timezone}"
+        )
         if len(page) == args.limit:
             print(f"more may follow: --after {page[-1].id}")
 

@@ -51,7 +51,6 @@ class PostbackIn(BaseModel):
     order_time: AwareDatetime = Field(description="When the buyer paid for the order.")
     amount: Decimal = Field(
         ge=0,
-        max_digits=14,
         decimal_places=2,
         description="US dollars, at most CLICKTRACK_MAX_ORDER_AMOUNT; for 'partially_refunded' "
         "the amount left after the refund.",

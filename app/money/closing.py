@@ -34,7 +34,7 @@ from enum import StrEnum
 import asyncpg
 
 from app.core.db import Conn, Pool, unreachable
-from app.errors import ClickTrackError, Conflict
+from app.errors import ClickTrackError, Conflict, NotFound
 from app.money.commission import ZERO, order_commission
 from app.money.corrections import (
     Posting,
@@ -287,15 +287,18 @@ async def close_period(
 ) -> CloseReport:
     """Close ``period`` for one publisher or for all, after attributing the orders whose
     clicks have arrived. Each publisher is closed in a transaction of its own, and reported:
-    closed, already closed, skipped, or failed with the reason (nothing written for it)."""
+    closed, already closed, skipped, or failed with the reason (nothing written for it).
+    Raises ``PeriodNotEnded``, ``NotFound`` (no such publisher)."""
     if now < period.ends_at(tz):
         raise PeriodNotEnded(f"period {period} runs until {period.last_date}; close it after")
     async with pool.acquire() as conn:
         await reattribute(conn)
         if publisher_id is None:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM publishers ORDER BY id")]
-        else:
+        elif await conn.fetchval("SELECT 1 FROM publishers WHERE id = $1", publisher_id):
             ids = [publisher_id]
+        else:
+            raise NotFound(f"publisher {publisher_id} does not exist")
     report = CloseReport(period)
     for pid in ids:
         report.results.append(

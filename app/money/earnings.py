@@ -98,18 +98,25 @@ async def estimate_placed(
     tz: tzinfo,
     now: datetime,
     estimator: CommissionEstimator | None = None,
+    *,
+    uncredited_only: bool = False,
 ) -> tuple[int, Decimal, Decimal, int]:
     """Orders placed in ``[start, end)`` that earn or may still earn: how many, their sales,
     their estimated commission, and how many of them no plan covers (not counted). An
-    ``estimator`` of the publisher may be shared by several calls."""
+    ``estimator`` of the publisher may be shared by several calls. ``uncredited_only``:
+    leave out the orders a close has already credited (a period left unclosed whose orders a
+    later close credited shows them as credited, not also as estimated)."""
     rows = await conn.fetch(
-        """SELECT amount, category, new_buyer, ordered_at, status, completed_at FROM orders
+        """SELECT amount, category, new_buyer, ordered_at, status, completed_at FROM orders o
            WHERE publisher_id = $1 AND attribution = 'attributed'
              AND ordered_at >= $2 AND ordered_at < $3
-             AND status NOT IN ('refunded', 'invalid')""",
+             AND status NOT IN ('refunded', 'invalid')
+             AND NOT ($4 AND EXISTS (
+                 SELECT 1 FROM ledger l WHERE l.order_id = o.id AND l.kind = 'credit'))""",
         publisher_id,
         start,
         end,
+        uncredited_only,
     )
     if estimator is None:
         estimator = await CommissionEstimator.load(conn, publisher_id, tz)

@@ -122,6 +122,11 @@ class RateParts:
         return self.base + self.bonus
 
 
+# Seed, FAQ 6 (line 83): the program "offers minimum 8% commission". No plan may
+# set its own floor (and so any rate of Table 1 or 3) lower.
+PROGRAM_MINIMUM_RATE = Decimal(8)
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -147,6 +152,16 @@ class Plan(BaseModel):
     withdrawal_fee: Usd = Field(
         default=DEFAULT_WITHDRAWAL_FEE, description="Charged per withdrawal."
     )
+
+    @field_validator("minimum_rate")
+    @classmethod
+    def _program_floor(cls, rate: Decimal) -> Decimal:
+        if rate < PROGRAM_MINIMUM_RATE:
+            raise ValueError(
+                f"minimum_rate {rate} is below the program's minimum of {PROGRAM_MINIMUM_RATE} %"
+                " (the program offers a minimum 8% commission)"
+            )
+        return rate
 
     @field_validator("effective_from")
     @classmethod

@@ -168,7 +168,7 @@ async def income_by_period(
             continue
         projected = await earnings.projected_sales(conn, publisher_id, period, tz)
         _, _, estimated, _ = await earnings.estimate_placed(
-            conn, publisher_id, start, end, tz, now, estimator
+            conn, publisher_id, start, end, tz, now, estimator, uncredited_only=True
         )
         found.append(
             PeriodIncome(

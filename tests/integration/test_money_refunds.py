@@ -285,3 +285,22 @@ async def test_the_estimate_uses_the_sales_the_close_will_use(accounts: list[Acc
     assert [c["period"] for c in closes] == ["2017-02", "2017-03", "2017-04"]
     assert [c["credited"] for c in closes] == ["32000.00", "10.00", "8.00"]
     assert await account.get("/api/v1/money/estimate", month="2017-04") == april
+
+
+async def test_a_period_before_the_first_close_shows_its_orders_credited_not_also_estimated(
+    app_client: httpx.AsyncClient, pool: Pool, admin_key: str
+) -> None:
+    """The first close (October's) credits September's orders too; September stays unclosed
+    in the income report, and its orders are no longer estimated there: each order's money
+    appears once."""
+    account = await Account.open(app_client, pool, admin_key)
+    await account.completed(cst("2016-09-12T10:00:00"), "100.00")
+    await account.completed(cst("2016-10-12T10:00:00"), "50.00")
+    await account.close("2016-10")
+    income = await account.get("/api/v1/reports/income", **{"from": "2016-09", "to": "2016-10"})
+    september, october = income["periods"]
+    assert (september["period"], september["closed"]) == ("2016-09", False)
+    assert D(september["estimated_commission"]) == 0
+    total_credited = sum(D(p["credited"]) for p in income["periods"])
+    assert total_credited == D("12.00") == await account.balance()  # 8 % of 150.00
+    assert october["closed"] is True

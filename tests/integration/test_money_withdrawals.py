@@ -410,7 +410,7 @@ async def test_cli_lists_approves_pays_and_rejects(account: Payee, database_url:
     assert lines[0].startswith(f"withdrawal {first['id']}: requested, publisher ")
     assert "30.00 (payout 15.00 + fee 15.00), requested 2019-05-06 09:00" in lines[0]
     assert "due 2019-06-05" in lines[0]
-    assert lines[-1] == "2 withdrawals (requested or approved)"
+    assert lines[-1] == "2 withdrawals (requested or approved); times in UTC"
 
     early = run_cli(database_url, "pay-withdrawal", str(first["id"]), "--reference", "TR-1")
     assert early.returncode == 1
@@ -448,7 +448,7 @@ async def test_cli_lists_approves_pays_and_rejects(account: Payee, database_url:
     assert dict(row) == {"approved_by": "cli", "paid_by": "cli", "payment_reference": "TR-1"}
 
     left = run_cli(database_url, "list-withdrawals", *mine)
-    assert left.stdout.strip() == "0 withdrawals (requested or approved)"
+    assert left.stdout.strip() == "0 withdrawals (requested or approved); times in UTC"
     every = run_cli(database_url, "list-withdrawals", *mine, "--status", "paid")
     assert "paid by cli (reference TR-1)" in every.stdout
     for args, message in (

@@ -81,6 +81,11 @@ async def test_bad_plans_are_422(app_client: httpx.AsyncClient, admin_key: str) 
         ("/api/v1/plans/2091-05-10", {**plan_body(), "effective_from": "2091-06-10"}, "differs"),
         ("/api/v1/plans/2091-05-10", {**plan_body(), "ladder": []}, "does not match"),
         ("/api/v1/plans/2091-05-10", {"name": "x"}, "standard_rates"),
+        (
+            "/api/v1/plans/2091-05-10",
+            {**plan_body(standard="7"), "minimum_rate": "5"},
+            "below the program's minimum of 8 %",
+        ),
     ]
     for url, body, message in cases:
         response = await app_client.put(url, json=body, headers=bearer(admin_key))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from app.money.plan import DEFAULT_PLAN_FILE, Plan, PlanError, plan_from_data, read_plan_file
 
@@ -144,9 +145,24 @@ def test_plan_files(tmp_path: Path) -> None:
         read_plan_file(tmp_path / "missing.toml")
     as_json = tmp_path / "plan.json"
     as_json.write_text(
-        '{"name": "J", "effective_from": "2030-02-10", "minimum_rate": 0.1,'
-        ' "standard_rates": {"*": 0.1}, "incentive_tiers": '
+        '{"name": "J", "effective_from": "2030-02-10", "minimum_rate": 8.1,'
+        ' "standard_rates": {"*": 8.1}, "incentive_tiers": '
         '[{"min_sales": 0, "bonus": 0}]}'
     )
     plan = read_plan_file(as_json)
-    assert plan.standard_rate("x") == D("0.1")  # read exactly, never through a float
+    assert plan.standard_rate("x") == D("8.1")  # read exactly, never through a float
+
+
+@pytest.mark.parametrize(("floor", "standard"), [("5", "7"), ("0", "0"), ("7.9999", "8")])
+def test_no_plan_goes_below_the_programs_8_percent(floor: str, standard: str) -> None:
+    """Seed FAQ 6: the program offers a minimum 8 % commission, whatever a plan's own floor."""
+    with pytest.raises(ValidationError, match="below the program's minimum of 8 %"):
+        Plan.model_validate(
+            {
+                "name": "Low",
+                "effective_from": "2030-02-10",
+                "minimum_rate": floor,
+                "standard_rates": {"*": standard},
+                "incentive_tiers": [{"min_sales": 0, "bonus": 0}],
+            }
+        )
