@@ -60,8 +60,9 @@ WORKDIR /var/lib/clicktrack
 VOLUME ["/var/lib/clicktrack/spool"]
 USER 10001:10001
 
-# 8000: the web app (CLICKTRACK_PORT); 9101: a flusher's Prometheus metrics.
-EXPOSE 8000 9101
+# 8000: the web app (CLICKTRACK_PORT); 9100: its metrics where CLICKTRACK_METRICS_PORT sets it
+# (compose, Kubernetes); 9101: a flusher's Prometheus metrics.
+EXPOSE 8000 9100 9101
 
 # Liveness of the web app, without curl. A flusher or CLI container overrides or disables it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from app.api import docs as api_docs
 from app.api import errors, health, links, money, orders, plans, postback, publishers, withdrawals
 from app.api.reports import income as income_reports
 from app.api.reports import orders as order_reports
@@ -143,8 +144,11 @@ def create_api(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Click tracking and attribution for affiliate programs.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files instead (app/api/docs.py)
+        redoc_url=None,
     )
     errors.install(api)
+    api_docs.install(api)
     api.include_router(health.router)
     api.include_router(publishers.router, prefix="/api/v1")
     api.include_router(links.router, prefix="/api/v1")

@@ -9,6 +9,7 @@ import tempfile
 import uvicorn
 
 from app.core.logs import setup_logging
+from app.core.metrics import serve_metrics
 from app.settings import ConfigError, load_settings
 
 
@@ -23,6 +24,9 @@ def main() -> int:
         # Several worker processes: each writes its metrics to files here, and /metrics in
         # any worker adds them up. A fresh folder, so that no dead worker's values linger.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clicktrack-metrics-")
+    if settings.metrics_port:
+        # The metrics on a port of their own (CLICKTRACK_METRICS_PORT), served by this process.
+        serve_metrics(settings.metrics_port, settings.metrics_host)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -1,4 +1,4 @@
-"""The one settings object, read from ``CLICKTRACK_*`` environment variables (or ``.env``).
+"""The one settings object, read from ``CLICKTRACK_*`` environment variables (or env files).
 
 Validated once at start; the app and the flusher receive it explicitly.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -32,9 +33,14 @@ class IpMode(StrEnum):
     hash = "hash"
 
 
+# Env files, the later winning; environment variables win over both. SERVICES_ENV holds the
+# Redis and Postgres URLs `make run` uses while it runs (scripts/devstack/servicesenv.py).
+SERVICES_ENV = ".data/services.env"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CLICKTRACK_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="CLICKTRACK_", env_file=(".env", SERVICES_ENV), extra="ignore", frozen=True
     )
 
     environment: Environment = Environment.development
@@ -46,6 +52,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    # Unset: http:// and the address the app binds (127.0.0.1 for 0.0.0.0 or ::) and port.
     public_base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#]+$")
 
     # Postgres as the web app uses it. Opening a connection or waiting for one from the pool
@@ -136,12 +143,29 @@ class Settings(BaseSettings):
     stream_shards: int = Field(default=1, ge=1, le=1024)
     flusher_shards: Annotated[tuple[int, ...], NoDecode] = ()
     flusher_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    flusher_metrics_host: str = "127.0.0.1"
+
+    # The web app's metrics. /metrics on the app's own (public) port answers only clients in
+    # metrics_allow (loopback by default; empty: nobody); metrics_port, when set, serves them
+    # on a port of their own at metrics_host, for a scraper on another host.
+    metrics_allow: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1/32", "::1/128")
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Liveness: the flusher's event loop rewrites this file every second or so;
     # `python -m app.flusher --check` fails once it is older than the max age.
     flusher_heartbeat_file: Path = Path("/tmp/clicktrack-flusher.heartbeat")
     flusher_heartbeat_max_age_s: float = Field(default=30.0, ge=2)
     # Consumers of the group idle this long with nothing pending are deleted (0: never).
     consumer_prune_idle_s: float = Field(default=3600.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_public_base_url(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("public_base_url"):
+            host = str(data.get("host") or "127.0.0.1")
+            port = data.get("port") or 8000
+            data = {**data, "public_base_url": f"http://{url_host(host)}:{port}"}
+        return data
 
     @field_validator("redis_url")
     @classmethod
@@ -197,6 +221,21 @@ class Settings(BaseSettings):
     def shards_to_flush(self) -> tuple[int, ...]:
         return self.flusher_shards or tuple(range(self.stream_shards))
 
+    @field_validator("metrics_allow", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _check_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(str(ip_network(network, strict=False)) for network in networks)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: use addresses or networks such as 10.0.0.0/8") from None
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -232,6 +271,16 @@ class Settings(BaseSettings):
                     "in production"
                 )
         return self
+
+
+def url_host(bind_host: str) -> str:
+    """The host of a URL reaching a server bound to bind_host: a wildcard address is reached
+    on loopback; an IPv6 address is bracketed."""
+    if bind_host in ("0.0.0.0", "", "::", "[::]"):
+        return "127.0.0.1"
+    if ":" in bind_host and not bind_host.startswith("["):
+        return f"[{bind_host}]"
+    return bind_host
 
 
 class ConfigError(ClickTrackError):

@@ -6,12 +6,12 @@ import asyncio
 import os
 import shutil
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
 from app.api.deps import ResourcesDep
-from app.core.metrics import exposition
+from app.core.metrics import exposition, reader_allowed
 from app.core.resources import Resources
 from app.settings import Settings
 
@@ -94,7 +94,12 @@ def spool_problem(settings: Settings) -> str | None:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus exposition of this process (of every worker with several)."""
+async def metrics(request: Request, resources: ResourcesDep) -> Response:
+    """Prometheus exposition of this process (of every worker with several), to clients in
+    ``CLICKTRACK_METRICS_ALLOW`` only (loopback by default): for anyone else on the public
+    port, there is no such page."""
+    client = request.client.host if request.client else None
+    if not reader_allowed(client, resources.settings.metrics_allow):
+        raise HTTPException(status_code=404, detail="Not Found")
     body, content_type = exposition()
     return Response(body, media_type=content_type)

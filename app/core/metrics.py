@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from collections.abc import Iterable
+from ipaddress import ip_address, ip_network
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -156,3 +159,28 @@ def exposition() -> tuple[bytes, str]:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def reader_allowed(client_host: str | None, networks: Iterable[str]) -> bool:
+    """Whether a client at client_host may read the metrics: its address is in one of networks
+    (an IPv4 client seen as an IPv4-mapped IPv6 address counts as the IPv4 one)."""
+    if client_host is None:
+        return False
+    try:
+        address = ip_address(client_host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ip_network(network) for network in networks)
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """Serve the metrics page on host:port from a thread of this process: every worker's
+    values in multiprocess mode (the process that starts the workers may serve them), else this
+    process's, which the web app's buffered metrics reach within a second."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)

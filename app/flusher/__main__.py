@@ -69,11 +69,15 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     ]
     if settings.flusher_metrics_port:
         try:
-            start_http_server(settings.flusher_metrics_port)
+            start_http_server(settings.flusher_metrics_port, addr=settings.flusher_metrics_host)
         except OSError as exc:  # flushing matters more than being watched
             log.error(
                 "metrics_port_unavailable",
-                extra={"port": settings.flusher_metrics_port, "error": str(exc)},
+                extra={
+                    "host": settings.flusher_metrics_host,
+                    "port": settings.flusher_metrics_port,
+                    "error": str(exc),
+                },
             )
     try:
         await asyncio.gather(*(flusher.run(stop) for flusher in flushers))

@@ -23,6 +23,7 @@ ports and return handles with stop() and kill().
 
 Modules: ``__main__`` (the command line), ``base`` (paths, settings, log, errors), ``signals``,
 ``net``, ``probes``, ``procs``, ``servers`` and ``pgsetup`` (throwaway servers), ``discovery``
-(DevStack), ``steps`` (child processes), then one module per command: ``run``, ``test`` (with
-``browser``), ``services``, ``faults``, ``bench``, ``loadtest``.
+(DevStack), ``steps`` (child processes), ``servicesenv`` (.data/services.env: the servers
+``run`` and ``services`` use, for the app's commands run beside them), then one module per
+command: ``run``, ``test`` (with ``browser``), ``services``, ``faults``, ``bench``, ``loadtest``.
 """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping
 
+from devstack import servicesenv
 from devstack.base import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE,
@@ -21,16 +21,21 @@ from devstack.probes import ensure_database
 from devstack.steps import child_env, run_step, supervise
 
 
-def _app_env(stack: DevStack, redis_service: Service, postgres_service: Service) -> dict[str, str]:
-    """The environment for the app: URLs of the found servers, its database created if missing."""
+def app_urls(stack: DevStack, redis_service: Service, postgres_service: Service) -> dict[str, str]:
+    """The app's URLs of the found servers (its database created if missing)."""
     configured = stack.config.get(DATABASE_URL_ENV, "")
     name = database_name(configured) or DEFAULT_DATABASE
     if ensure_database(postgres_service.url, name):
         log(f"created database {name}")
-    updates = {
+    return {
         REDIS_URL_ENV: redis_service.url,
         DATABASE_URL_ENV: app_database_url(postgres_service, name),
     }
+
+
+def _app_env(stack: DevStack, redis_service: Service, postgres_service: Service) -> dict[str, str]:
+    """The environment for the app: URLs of the found servers, local http cookies."""
+    updates = app_urls(stack, redis_service, postgres_service)
     if "CLICKTRACK_COOKIE_SECURE" not in stack.config:
         updates["CLICKTRACK_COOKIE_SECURE"] = "false"  # local http
     return child_env(updates)
@@ -46,10 +51,8 @@ def _announcer(stack: DevStack, env: Mapping[str, str]) -> Callable[[], bool]:
         log(f"clicktrack is running at http://127.0.0.1:{port}  (Ctrl-C stops everything)")
         log("create an admin key:  .venv/bin/python -m app.cli create-admin-key --name me")
         if stack.started:
-            exports = " ".join(
-                f"{key}={shlex.quote(env[key])}" for key in (REDIS_URL_ENV, DATABASE_URL_ENV)
-            )
-            log(f"  (in another shell, first: export {exports})")
+            relative = servicesenv.SERVICES_ENV.relative_to(PROJECT_ROOT)
+            log(f"  (commands run from {PROJECT_ROOT} find these servers in {relative})")
         return True
 
     return announce
@@ -63,10 +66,12 @@ def cmd_run(extra: list[str]) -> int:
         raise DevstackError(f"port {port} is already in use; set CLICKTRACK_PORT to another port")
     with DevStack(config) as stack:
         env = _app_env(stack, *stack.up())
-        code, _ = run_step("migrate", [PYTHON, "-m", "app.cli", "migrate"], env)
-        if code != 0:
-            return code
-        children = [("web", [PYTHON, "-m", "app.serve"])]
-        if (PROJECT_ROOT / "app" / "flusher" / "__main__.py").is_file():
-            children.append(("flusher", [PYTHON, "-m", "app.flusher"]))
-        return supervise(children, env, stack, _announcer(stack, env))
+        urls = {key: env[key] for key in (REDIS_URL_ENV, DATABASE_URL_ENV)}
+        with servicesenv.published(urls):
+            code, _ = run_step("migrate", [PYTHON, "-m", "app.cli", "migrate"], env)
+            if code != 0:
+                return code
+            children = [("web", [PYTHON, "-m", "app.serve"])]
+            if (PROJECT_ROOT / "app" / "flusher" / "__main__.py").is_file():
+                children.append(("flusher", [PYTHON, "-m", "app.flusher"]))
+            return supervise(children, env, stack, _announcer(stack, env))

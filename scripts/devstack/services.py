@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from devstack import servicesenv
 from devstack.base import REDIS_URL_ENV, log
 from devstack.discovery import DevStack
+from devstack.run import app_urls
 from devstack.steps import watch
 
 
@@ -15,4 +17,6 @@ def cmd_services(extra: list[str]) -> int:
         print(f"postgres server: {postgres_service.url}", flush=True)
         started = "; Ctrl-C stops them" if stack.started else " (not started here)"
         log(f"servers are up{started}")
-        return watch([], stack, lambda: True)
+        with servicesenv.published(app_urls(stack, redis_service, postgres_service)) as path:
+            log(f"the app's commands run from the project folder find them in {path}")
+            return watch([], stack, lambda: True)

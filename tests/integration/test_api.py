@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -326,6 +327,32 @@ async def test_openapi_and_docs_are_served(app_client: httpx.AsyncClient) -> Non
     assert "/api/v1/links" in spec.json()["paths"]
     docs = await app_client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_pages_load_nothing_from_elsewhere(
+    app_client: httpx.AsyncClient, page: str
+) -> None:
+    """Every script, style sheet and icon of the docs pages is served by the app itself (from
+    the installed fastapi-offline package): they work with no internet access."""
+    html = await app_client.get(page)
+    assert html.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+    assert urls
+    assert not [url for url in urls if "//" in url], html.text
+    assets = {url for url in urls if url.startswith("/docs/assets/")}
+    expected = {
+        "/docs": {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "text/css"},
+        "/redoc": {"redoc.standalone.js": "javascript"},
+    }[page]
+    assert {url.rsplit("/", 1)[1] for url in assets} >= set(expected)
+    for url in assets | {"/docs/assets/favicon.png"}:
+        served = await app_client.get(url)
+        assert served.status_code == 200, url
+        kind = expected.get(url.rsplit("/", 1)[1], "image/png")
+        assert kind in served.headers["content-type"], (url, served.headers["content-type"])
+        assert len(served.content) > 1000
+    assert "/openapi.json" in html.text
 
 
 async def test_keys_are_stored_hashed(

@@ -4,6 +4,12 @@ what the redirect can really do."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -137,3 +143,72 @@ async def test_readiness_follows_redis_and_the_spool(
                 assert (await client.get("/healthz")).status_code == 200
     finally:
         await proxy.stop()
+
+
+async def test_metrics_on_the_public_port_answer_loopback_only(settings: Settings) -> None:
+    """/metrics sits on the public port next to /e/: only clients in
+    CLICKTRACK_METRICS_ALLOW (loopback by default) read it; anyone else finds no such page."""
+
+    async def status(app_settings: Settings, client: str) -> int:
+        app = create_app(app_settings)
+        transport_of = httpx.ASGITransport
+        async with LifespanManager(app) as manager:
+            transport = transport_of(app=manager.app, client=(client, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                return (await http.get("/metrics")).status_code
+
+    assert await status(settings, "127.0.0.1") == 200
+    assert await status(settings, "::1") == 200
+    assert await status(settings, "203.0.113.7") == 404
+    assert await status(settings, "::ffff:203.0.113.7") == 404
+    scraper = settings.model_copy(update={"metrics_allow": ("203.0.113.0/24",)})
+    assert await status(scraper, "203.0.113.7") == 200
+    assert await status(scraper, "127.0.0.1") == 404
+    nobody = settings.model_copy(update={"metrics_allow": ()})
+    assert await status(nobody, "127.0.0.1") == 404
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_metrics_on_a_port_of_their_own(tmp_path: Path) -> None:
+    """CLICKTRACK_METRICS_PORT: `python -m app.serve` also serves the metrics on that port,
+    bound to CLICKTRACK_METRICS_HOST (127.0.0.1 by default)."""
+    app_port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CLICKTRACK_PORT": str(app_port),
+        "CLICKTRACK_METRICS_PORT": str(metrics_port),
+        "CLICKTRACK_REDIS_URL": TEST_REDIS_URL,
+        "CLICKTRACK_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    env.pop("CLICKTRACK_METRICS_HOST", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.serve"], env=env, cwd=tmp_path, stderr=subprocess.DEVNULL
+    )
+    try:
+        with httpx.Client(timeout=2) as client:
+            for _ in range(100):
+                try:
+                    response = client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("the metrics port never answered")
+        assert response.status_code == 200
+        assert "clicktrack_clicks_accepted_total" in response.text
+        ss = shutil.which("ss")
+        listening = subprocess.run(
+            [ss or "true", "-Hltn", f"sport = :{metrics_port}"], capture_output=True, text=True
+        )
+        if ss and listening.returncode == 0:
+            local = [line.split()[3] for line in listening.stdout.splitlines()]
+            assert local == [f"127.0.0.1:{metrics_port}"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -4,6 +4,7 @@ Real user agents, one per fetcher; each is matched by the package or by our own 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,17 @@ def test_each_of_our_patterns_is_needed_and_used() -> None:
     """Each of our patterns matches at least one listed fetcher (no dead pattern)."""
     for pattern in LINK_PREVIEW_PATTERNS:
         assert any(re.search(pattern, agent) for agent in PREVIEW_FETCHERS), pattern
+
+
+def test_the_readmes_example_click_is_billable_and_curls_own_is_not() -> None:
+    """The walkthrough's click (README, step 4) sends a browser's user agent: curl's own is on
+    the crawler list, so the walkthrough would end with no billable click."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    step = readme[readme.index("# 4. follow it") :]
+    step = step[: step.index("```")]
+    agents = re.findall(r"-A '([^']+)'", step)
+    assert len(agents) == 1, "the example click names its user agent with -A '...'"
+    bots = BotList(BOTS)
+    assert not bots.is_bot(agents[0])
+    assert bots.is_bot("curl/8.5.0")
+    assert "curl/8" in step  # and the README says why

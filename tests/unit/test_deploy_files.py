@@ -534,7 +534,10 @@ async def test_prometheus_scrapes_the_ports_the_processes_serve() -> None:
     services = compose_services()
     flusher_port = compose_env(services["flusher"])["CLICKTRACK_FLUSHER_METRICS_PORT"]
     expected = {
-        "clicktrack-web": ("app", int(dockerfile_env()["CLICKTRACK_PORT"])),
+        "clicktrack-web": (
+            "app",
+            int(compose_env(services["app"])["CLICKTRACK_METRICS_PORT"] or 0),
+        ),
         "clicktrack-flusher": ("flusher", int(flusher_port or 0)),
     }
     for job_name, (service, port) in expected.items():
@@ -608,9 +611,13 @@ def test_k8s_scrape_ports_are_the_ports_served() -> None:
     web = k8s_object("StatefulSet", "clicktrack-web")
     flusher = k8s_object("Deployment", "clicktrack-flusher")
     served = {
-        "clicktrack-web": dockerfile_env()["CLICKTRACK_PORT"],
+        "clicktrack-web": k8s_config_env()["CLICKTRACK_METRICS_PORT"],
         "clicktrack-flusher": k8s_config_env()["CLICKTRACK_FLUSHER_METRICS_PORT"],
     }
+    # Reachable by a scraper in the pod network; the public port answers /metrics to
+    # loopback only.
+    assert k8s_config_env()["CLICKTRACK_METRICS_HOST"] == "0.0.0.0"
+    assert k8s_config_env()["CLICKTRACK_FLUSHER_METRICS_HOST"] == "0.0.0.0"
     for workload in (web, flusher):
         port = workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
         assert port == served[workload["metadata"]["name"]]

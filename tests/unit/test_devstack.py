@@ -4,13 +4,17 @@ tests/integration/test_duplicate_windows.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from devstack import __main__ as cli
-from devstack import base, net
+from devstack import base, browser, net, servicesenv
+from dotenv import dotenv_values
+
+from app.settings import SERVICES_ENV, Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -94,3 +98,61 @@ def test_missing_binaries_say_what_to_install() -> None:
     message = str(base.MissingBinaries(["redis", "postgres"]))
     assert "need a throwaway redis and postgres" in message
     assert "apt-get install redis-server postgresql" in message
+
+
+def test_services_env_is_written_for_the_app_and_removed_by_its_writer(tmp_path: Path) -> None:
+    """What `make run` publishes in .data/services.env is what the app's settings read; only
+    its writer (or anyone, once the writer is gone) removes it."""
+    path = tmp_path / ".data" / "services.env"
+    urls = {
+        "CLICKTRACK_REDIS_URL": "redis://127.0.0.1:56379/0",
+        "CLICKTRACK_DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/it's",
+    }
+    with servicesenv.published(urls, path):
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert servicesenv.owner(path) == os.getpid()
+        assert dotenv_values(path) == urls  # as pydantic-settings reads it
+        # Another live devstack's file is not ours to remove.
+        assert not servicesenv.remove(path, pid=os.getppid())
+        assert path.exists()
+    assert not path.exists()
+    # A file left by a devstack that is gone (killed) is removed by the next one.
+    other = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    servicesenv.write(urls, path, pid=int(other.stdout))
+    assert servicesenv.remove(path)
+    assert not path.exists()
+
+
+def test_the_app_reads_what_devstack_publishes(tmp_path: Path) -> None:
+    path = tmp_path / SERVICES_ENV
+    urls = {"CLICKTRACK_REDIS_URL": "redis://127.0.0.1:56379/0"}
+    servicesenv.write(urls, path)
+    settings = Settings(_env_file=path)
+    assert settings.redis_url == "redis://127.0.0.1:56379/0"
+
+
+def test_chromium_is_installed_only_where_it_may_be(tmp_path: Path) -> None:
+    """`make test` installs Chromium (about 400 MB) only as root on Debian, never when told not
+    to; elsewhere it says why and the other checks run (the browser test skips)."""
+    missing = tmp_path / "chromium"
+
+    def refusal(environ: dict[str, str], **where: object) -> str | None:
+        options: dict[str, object] = {"euid": lambda: 0, "apt": "/usr/bin/apt-get", "debian": True}
+        options.update(where)
+        return browser.install_refusal(environ, chromium=missing, **options)  # type: ignore[arg-type]
+
+    assert refusal({}) is None
+    assert "CLICKTRACK_SKIP_BROWSER_INSTALL is set" in (
+        refusal({"CLICKTRACK_SKIP_BROWSER_INSTALL": "1"}) or ""
+    )
+    for where in ({"euid": lambda: 1000}, {"apt": None}, {"debian": False}):
+        assert "cannot be installed here" in (refusal({}, **where) or "")
+    missing.touch()
+    assert refusal({"CLICKTRACK_SKIP_BROWSER_INSTALL": "1"}, euid=lambda: 1000) is None
+
+
+def test_the_readme_says_make_test_installs_chromium() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "400 MB" in readme
+    assert browser.SKIP_INSTALL_ENV in readme

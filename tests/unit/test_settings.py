@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.core.metrics import reader_allowed
+from app.settings import SERVICES_ENV, Settings
 
 
 def test_allowed_hosts_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,3 +38,82 @@ def test_the_largest_order_amount(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CLICKTRACK_MAX_ORDER_AMOUNT", bad)
         with pytest.raises(ValidationError, match="max_order_amount"):
             Settings()
+
+
+def test_services_env_is_read_below_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` writes the servers it uses to .data/services.env: a command run beside it
+    reaches them with nothing exported; a variable in the environment still wins, and the file
+    wins over .env."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("CLICKTRACK_REDIS_URL", "CLICKTRACK_DATABASE_URL", "CLICKTRACK_KEY_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text(
+        "CLICKTRACK_REDIS_URL=redis://dotenv:6379/0\nCLICKTRACK_KEY_PREFIX=fromdotenv\n"
+    )
+    services = tmp_path / SERVICES_ENV
+    services.parent.mkdir()
+    services.write_text(
+        "# devstack pid 1\n"
+        "CLICKTRACK_REDIS_URL='redis://127.0.0.1:56379/0'\n"
+        "CLICKTRACK_DATABASE_URL='postgresql://postgres@127.0.0.1:55432/clicktrack'\n"
+    )
+    settings = Settings()
+    assert settings.redis_url == "redis://127.0.0.1:56379/0"
+    assert settings.database_url == "postgresql://postgres@127.0.0.1:55432/clicktrack"
+    assert settings.key_prefix == "fromdotenv"
+    monkeypatch.setenv("CLICKTRACK_DATABASE_URL", "postgresql://postgres@db:5432/mine")
+    assert Settings().database_url == "postgresql://postgres@db:5432/mine"
+    services.unlink()
+    assert Settings().redis_url == "redis://dotenv:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        (None, None, "http://127.0.0.1:8000"),
+        (None, "8200", "http://127.0.0.1:8200"),
+        ("0.0.0.0", "8300", "http://127.0.0.1:8300"),
+        ("::", "8000", "http://127.0.0.1:8000"),
+        ("::1", "8000", "http://[::1]:8000"),
+        ("10.1.2.3", "80", "http://10.1.2.3:80"),
+    ],
+)
+def test_public_base_url_follows_the_bound_host_and_port(
+    monkeypatch: pytest.MonkeyPatch, host: str | None, port: str | None, expected: str
+) -> None:
+    monkeypatch.delenv("CLICKTRACK_PUBLIC_BASE_URL", raising=False)
+    for name, value in (("CLICKTRACK_HOST", host), ("CLICKTRACK_PORT", port)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None).public_base_url == expected
+    monkeypatch.setenv("CLICKTRACK_PUBLIC_BASE_URL", "https://s.example.com")
+    assert Settings(_env_file=None).public_base_url == "https://s.example.com"
+
+
+def test_metrics_listen_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings(_env_file=None)
+    assert defaults.flusher_metrics_host == "127.0.0.1"
+    assert defaults.metrics_host == "127.0.0.1" and defaults.metrics_port == 0
+    assert defaults.metrics_allow == ("127.0.0.1/32", "::1/128")
+    monkeypatch.setenv("CLICKTRACK_METRICS_ALLOW", " 10.0.0.0/8, 192.168.1.7 ,")
+    assert Settings(_env_file=None).metrics_allow == ("10.0.0.0/8", "192.168.1.7/32")
+    monkeypatch.setenv("CLICKTRACK_METRICS_ALLOW", "")
+    assert Settings(_env_file=None).metrics_allow == ()
+    monkeypatch.setenv("CLICKTRACK_METRICS_ALLOW", "example.com")
+    with pytest.raises(ValidationError, match="metrics_allow"):
+        Settings(_env_file=None)
+
+
+def test_a_metrics_reader_is_judged_by_its_address() -> None:
+    loopback = ("127.0.0.1/32", "::1/128")
+    assert reader_allowed("127.0.0.1", loopback)
+    assert reader_allowed("::1", loopback)
+    assert reader_allowed("::ffff:127.0.0.1", loopback)
+    assert not reader_allowed("10.0.0.5", loopback)
+    assert not reader_allowed(None, loopback)
+    assert not reader_allowed("testclient", loopback)
+    assert reader_allowed("10.0.0.5", ("10.0.0.0/8",))
