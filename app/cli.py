@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from app.accounts import publishers
 from app.accounts.apikeys import Role, create_key
 from app.accounts.publishers import PublisherKind
+from app.cli_apikeys import ApiKeyCommands
 from app.cli_merchants import MerchantCommands
 from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("publisher_id", type=_positive_int)
     key.add_argument("--name", default="")
     key.set_defaults(run=cmd_create_api_key)
+    ApiKeyCommands(_connect).register(sub, _positive_int)
 
     drop = sub.add_parser("drop-old-clicks", help="drop clicks older than the retention")
     drop.add_argument("--days", type=_positive_int, default=None, help="keep this many days")

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from app.api import apikeys as api_keys
 from app.api import docs as api_docs
 from app.api import errors, health, links, money, orders, plans, postback, publishers, withdrawals
 from app.api.reports import income as income_reports
@@ -151,6 +152,7 @@ def create_api(settings: Settings) -> FastAPI:
     api_docs.install(api)
     api.include_router(health.router)
     api.include_router(publishers.router, prefix="/api/v1")
+    api.include_router(api_keys.router, prefix="/api/v1")
     api.include_router(links.router, prefix="/api/v1")
     api.include_router(postback.router, prefix="/api/v1")
     api.include_router(orders.router, prefix="/api/v1")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.accounts.apikeys import Principal, Role, authenticate
+from app.accounts.apikeys import Principal, Role, check_key
 from app.core.resources import Resources
 from app.errors import Forbidden, Unauthorized
 
@@ -25,10 +25,10 @@ async def get_principal(request: Request, resources: ResourcesDep) -> Principal:
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing bearer API key: send 'Authorization: Bearer <key>'")
     async with resources.pool.acquire() as conn:
-        principal = await authenticate(conn, key.strip())
-    if principal is None:
-        raise Unauthorized("invalid or revoked API key")
-    return principal
+        checked = await check_key(conn, key.strip())
+    if not isinstance(checked, Principal):
+        raise Unauthorized(checked.message)
+    return checked
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -9,6 +9,10 @@ reaches this module as raised, and its class gives the status and ``kind``; the 
 ``describe()``, so an error naming its ``field`` reads ``<field>: <message>``. A 401 also
 carries ``WWW-Authenticate: Bearer``; every 503 carries ``Retry-After``.
 
+A validation error reads in plain words (``problem``): malformed JSON names its character,
+a body that is no JSON object asks for one, a broken ``pattern=`` is told as its rule
+(``PATTERN_WORDS``), an unknown field is refused by name.
+
 Postgres out of reach (``app.core.db.unreachable``: refused, reset or lost connections,
 timeouts of the pool's acquire or of a query, the server shutting down or out of
 connections) answers 503 ``unavailable`` with a message in words, never a 500: the request
@@ -18,6 +22,7 @@ was not applied and may be sent again. Routes do not catch these either.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -26,8 +31,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.params import GROUP_BY_PATTERN, PERIOD_PATTERN, PRINTABLE
 from app.core.db import RETRY_AFTER_S, unreachable
 from app.errors import ClickTrackError
+from app.links.model import CODE_PATTERN
+from app.money.plan import CATEGORY_PATTERN, PLAN_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +65,52 @@ async def _clicktrack_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.kind, exc.describe())
 
 
+# Every ``pattern=`` of the API's parameters and bodies, in words: a caller never reads a
+# regular expression (tests/unit/test_api_problems.py checks each pattern has its words).
+PATTERN_WORDS = {
+    PRINTABLE: "must not contain control or invisible characters",
+    CODE_PATTERN: "must be 1 to 32 letters or digits",
+    PERIOD_PATTERN: "must be a month as YYYY-MM",
+    CATEGORY_PATTERN: "must be lowercase slugs (letters, digits, single hyphens) with '/' "
+    "between levels, like computer-office/tablets",
+    PLAN_NAME_PATTERN: "must not contain control characters",
+    GROUP_BY_PATTERN: "must be dimensions among day, link, af, cn, cv, dp, separated by commas",
+}
+SEND_AN_OBJECT = "send a JSON object with Content-Type: application/json"
+
+
+def problem(err: Mapping[str, Any]) -> str:
+    """One validation error of pydantic or FastAPI, in plain words."""
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    loc = tuple(err.get("loc", ()))
+    if kind == "json_invalid":
+        at = f"at character {loc[1]}: " if len(loc) > 1 and isinstance(loc[1], int) else ""
+        return f"the body is not valid JSON ({at}{ctx.get('error', 'malformed')})"
+    if loc == ("body",) and kind in ("missing", "model_attributes_type", "model_type"):
+        return SEND_AN_OBJECT
+    if kind == "string_pattern_mismatch":
+        return PATTERN_WORDS.get(str(ctx.get("pattern")), "has a character that is not allowed")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required"
+    return str(err.get("msg", "invalid"))
+
+
+def _field(err: Mapping[str, Any]) -> str:
+    if err.get("type") == "json_invalid":
+        return "body"  # its location is a character, not a field
+    return ".".join(str(p) for p in err.get("loc", ()))
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [
-        {"field": ".".join(str(p) for p in err.get("loc", ())), "problem": err.get("msg", "")}
-        for err in exc.errors()
-    ]
+    details = [{"field": _field(err), "problem": problem(err)} for err in exc.errors()]
     first = details[0] if details else {"field": "", "problem": "invalid request"}
-    message = f"{first['field']}: {first['problem']}" if first["field"] else first["problem"]
+    if first["field"] in ("", "body"):
+        message = first["problem"]  # about the whole body: it reads alone
+    else:
+        message = f"{first['field']}: {first['problem']}"
     return error_response(422, "invalid", message, details)
 
 

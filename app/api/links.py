@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
 from app.accounts.publishers import get_publisher
@@ -26,6 +26,7 @@ router = APIRouter(tags=["links"])
 
 
 class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     destination: str = Field(max_length=MAX_DESTINATION_BYTES)
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
     expires_at: AwareDatetime | None = None
@@ -35,6 +36,7 @@ class LinkIn(BaseModel):
 
 
 class LinkPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     status: LinkStatus | None = None
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the link stops redirecting (410); null clears it."

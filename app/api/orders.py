@@ -7,15 +7,16 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
 from app.api.params import PRINTABLE, TrackingText
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
-from app.errors import NotFound
+from app.core.db import Conn
+from app.errors import Conflict, NotFound
 from app.orders import store
 from app.orders.attribution import UnattributedReason, reattribute
 from app.orders.status import Attribution, OrderStatus
@@ -69,6 +70,7 @@ class OrderPage(BaseModel):
 
 
 class DisqualifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     reason: str = Field(min_length=1, max_length=500, pattern=PRINTABLE)
 
 
@@ -163,10 +165,35 @@ async def list_orders(
     )
 
 
+async def _find(conn: Conn, order_id: str, principal: Principal) -> Order:
+    """Digits only: the order's ``id``; any other text: the merchant's order id, among the
+    orders the caller sees (several merchants may use the same one: 409, naming each ``id``)."""
+    if order_id.isascii() and order_id.isdigit():
+        number = int(order_id)
+        return _visible(await store.get_order(conn, number) if number < 2**63 else None, principal)
+    owner = None if principal.role is Role.admin else principal.publisher_id
+    found = await store.orders_by_ref(conn, order_id, owner)
+    if not found:
+        raise NotFound("no such order")
+    if len(found) > 1:
+        ids = ", ".join(str(order.id) for order in found)
+        raise Conflict(
+            f"{len(found)} orders of different merchants have the order id {order_id!r}; "
+            f"ask for one by its id: {ids}"
+        )
+    return found[0]
+
+
 @router.get("/orders/{order_id}")
-async def get_order(order_id: int, principal: PrincipalDep, resources: ResourcesDep) -> OrderOut:
+async def get_order(
+    order_id: Annotated[
+        str, Path(description="The order's `id`, or the merchant's order id (not digits only)")
+    ],
+    principal: PrincipalDep,
+    resources: ResourcesDep,
+) -> OrderOut:
     async with resources.pool.acquire() as conn:
-        order = _visible(await store.get_order(conn, order_id), principal)
+        order = await _find(conn, order_id, principal)
     return order_out(order, resources.settings.period_tz)
 
 

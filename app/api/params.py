@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Query
 
 from app.core.chars import REFUSED_CLASS
+from app.links.model import CODE_PATTERN
 from app.reports.traffic import Filters
 from app.traffic.counts import Dimension
 
@@ -35,16 +36,17 @@ ToDay = Annotated[
 PERIOD_PATTERN = r"^\d{4}-\d{2}$"  # a calculation period or a month: YYYY-MM
 PeriodText = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 PublisherId = Annotated[int | None, Query(ge=1, description="Admin keys only")]
-LinkCode = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,32}$", description="Link code")]
+LinkCode = Annotated[str | None, Query(pattern=CODE_PATTERN, description="Link code")]
 TrackingText = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
 TrackingId = Annotated[
     str | None, Query(max_length=128, pattern=PRINTABLE, description="Tracking id")
 ]
 _DIMENSIONS = "|".join(d.value for d in Dimension)
+GROUP_BY_PATTERN = rf"^(({_DIMENSIONS})(,({_DIMENSIONS}))*)?$"
 GroupByText = Annotated[
     str,
     Query(
-        pattern=rf"^(({_DIMENSIONS})(,({_DIMENSIONS}))*)?$",
+        pattern=GROUP_BY_PATTERN,
         description="Comma-separated, in order: day, link, af, cn, cv, dp (dp: raw clicks, "
         "at most 31 days); empty: totals only",
     ),

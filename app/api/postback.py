@@ -6,6 +6,7 @@ checked, and only then parsed: the signature covers the exact bytes sent.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from app.accounts.merchants import (
     MERCHANT_HEADER,
@@ -39,6 +40,8 @@ EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class PostbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not dropped
+
     order_id: str = Field(
         min_length=1, max_length=128, pattern=PRINTABLE, description="The merchant's order id."
     )
@@ -87,6 +90,23 @@ async def _read_body(request: Request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise TooLarge(f"a postback body is at most {MAX_BODY_BYTES} bytes")
     return bytes(body)
+
+
+def _parse(body: bytes) -> PostbackIn:
+    """The body as FastAPI reads a body it validates: faults under ``body.<field>``, a JSON
+    syntax error at its character."""
+    try:
+        return PostbackIn.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
+    if errors[0]["type"] == "json_invalid":
+        try:
+            json.loads(body)
+        except json.JSONDecodeError as bad:
+            errors = [{"type": "json_invalid", "loc": ("body", bad.pos), "ctx": {"error": bad.msg}}]
+        except ValueError:  # not UTF-8: keep the parser's own words
+            pass
+    raise RequestValidationError(errors)
 
 
 def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderReport:
@@ -158,10 +178,7 @@ async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
             now=time.time(),
             max_skew_s=settings.postback_max_skew_s,
         )
-        try:
-            sent = PostbackIn.model_validate_json(body)
-        except ValidationError as exc:  # answered as FastAPI answers a body it validated
-            raise RequestValidationError(exc.errors()) from None
+        sent = _parse(body)
         _check_amount(sent, settings.max_order_amount)
         report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))
         # Facts that differ from the order's first report raise OrderConflict: 409.

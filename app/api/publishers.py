@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import publishers
 from app.accounts.apikeys import Role, create_key
@@ -18,6 +18,7 @@ router = APIRouter(tags=["publishers"])
 
 
 class PublisherIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     name: str = Field(min_length=1, max_length=200)
     kind: PublisherKind = PublisherKind.publisher
     network_id: int | None = Field(default=None, ge=1)
@@ -38,6 +39,7 @@ class PublisherPage(BaseModel):
 
 class ApiKeyIn(BaseModel):
     name: str = Field(default="", max_length=200)
+    expires_at: datetime | None = Field(default=None, description="From then on: 401")
 
 
 class ApiKeyOut(BaseModel):
@@ -45,6 +47,7 @@ class ApiKeyOut(BaseModel):
     key: str = Field(description="The key itself: shown this once, only its hash is stored.")
     role: Role
     publisher_id: int | None
+    expires_at: datetime | None = None
 
 
 class MeOut(BaseModel):
@@ -100,8 +103,16 @@ async def create_publisher_key(
     async with resources.pool.acquire() as conn, conn.transaction():
         if await publishers.get_publisher(conn, publisher_id) is None:
             raise NotFound(f"publisher {publisher_id} does not exist")
-        key_id, key = await create_key(conn, Role.publisher, publisher_id, body.name)
-    return ApiKeyOut(id=key_id, key=key, role=Role.publisher, publisher_id=publisher_id)
+        key_id, key = await create_key(
+            conn, Role.publisher, publisher_id, body.name, body.expires_at
+        )
+    return ApiKeyOut(
+        id=key_id,
+        key=key,
+        role=Role.publisher,
+        publisher_id=publisher_id,
+        expires_at=body.expires_at,
+    )
 
 
 @router.get("/me")

@@ -10,8 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
 from app.api.params import PRINTABLE, PublisherId
@@ -40,6 +40,7 @@ Statuses = Annotated[
 
 
 class WithdrawalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     amount: Decimal | None = Field(
         default=None,
         gt=0,
@@ -51,6 +52,7 @@ class WithdrawalIn(BaseModel):
 
 
 class PayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     reference: str = Field(
         min_length=1,
         max_length=MAX_REFERENCE_LENGTH,
@@ -60,6 +62,7 @@ class PayIn(BaseModel):
 
 
 class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     reason: str = Field(
         min_length=1, max_length=MAX_REASON_LENGTH, pattern=PRINTABLE, description="Why."
     )
@@ -128,11 +131,15 @@ def _page(found: list[withdrawals.Withdrawal], limit: int, settings: Settings) -
 
 @router.post("/money/withdrawals", status_code=201)
 async def create_withdrawal(
-    body: WithdrawalIn, principal: PrincipalDep, resources: ResourcesDep, now: NowDep
+    principal: PrincipalDep,
+    resources: ResourcesDep,
+    now: NowDep,
+    sent: Annotated[WithdrawalIn | None, Body()] = None,
 ) -> WithdrawalOut:
     """Withdraw from the balance (default: all that is withdrawable); the fee is part of the
     amount. Only on days 1 to CLICKTRACK_WITHDRAWAL_LAST_DAY of a month (409 otherwise)."""
     settings = resources.settings
+    body = sent or WithdrawalIn()  # no body: the whole withdrawable balance
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, body.publisher_id)
         rules = await withdrawal_rules(conn, now, settings.period_tz)

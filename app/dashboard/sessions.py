@@ -95,7 +95,8 @@ class Sessions:
         record = orjson.loads(raw)
         valid = await conn.fetchval(
             """SELECT true FROM api_keys WHERE id = $1 AND publisher_id = $2
-                 AND role = 'publisher' AND revoked_at IS NULL""",
+                 AND role = 'publisher' AND revoked_at IS NULL
+                 AND (expires_at IS NULL OR expires_at > now())""",
             record["key_id"],
             record["publisher_id"],
         )

@@ -40,6 +40,7 @@ ANY_CATEGORY = "*"
 CATEGORY_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:/[a-z0-9]+(?:-[a-z0-9]+)*)*$"
 _CATEGORY = re.compile(CATEGORY_PATTERN)
 MAX_CATEGORY_LENGTH = 200
+PLAN_NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
 DEFAULT_PLAN_FILE = Path(__file__).resolve().parent / "plans" / "default.toml"
 
 DEFAULT_WITHDRAWAL_MINIMUM = Decimal(16)
@@ -130,7 +131,7 @@ PROGRAM_MINIMUM_RATE = Decimal(8)
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    name: str = Field(min_length=1, max_length=200, pattern=PLAN_NAME_PATTERN)
     effective_from: date = Field(description="The first day of a calculation period (the 10th).")
     minimum_rate: Percent = Field(description="No rate of Table 1 or 3 may be lower.")
     standard_rates: dict[str, Percent] = Field(description="Table 1; must contain '*'.")

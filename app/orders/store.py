@@ -223,6 +223,18 @@ async def get_order(conn: Conn, order_id: int) -> Order | None:
     return None if row is None else _order(row)
 
 
+async def orders_by_ref(conn: Conn, order_ref: str, publisher_id: int | None) -> list[Order]:
+    """The orders whose merchant's order id is ``order_ref`` (one per merchant at most), of
+    ``publisher_id`` (None: any), in id order."""
+    rows = await conn.fetch(
+        f"{_SELECT} WHERE o.order_ref = $1 AND ($2::int8 IS NULL OR o.publisher_id = $2)"
+        " ORDER BY o.id",
+        order_ref,
+        publisher_id,
+    )
+    return [_order(row) for row in rows]
+
+
 @dataclass(frozen=True)
 class OrderQuery:
     """Filters of an order listing; None means any."""

@@ -195,6 +195,17 @@ async def test_requested_approved_paid(account: Payee) -> None:
     assert (await account.step(0, "approve")).status_code == 422
 
 
+async def test_a_request_without_a_body_takes_the_whole_balance(account: Payee) -> None:
+    await account.credit("2019-03-15T10:00:00", "1000.00", "2019-03")  # 80.00
+    for headers in ({}, {"content-type": "application/json"}):
+        made = await account.client.post(
+            "/api/v1/money/withdrawals", headers={**bearer(account.key), **headers}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["amount"] == "80.00" and made.json()["payout"] == "65.00"
+        await account.step(made.json()["id"], "reject", reason="asked twice")
+
+
 async def test_rejecting_gives_payout_and_fee_back(account: Payee) -> None:
     await account.credit("2019-03-15T10:00:00", "1000.00", "2019-03")  # 80.00
     first = (await account.withdraw("40.00")).json()
