@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.accounts.apikeys import Principal, Role, check_key
+from app.audit.log import Actor, api_actor
 from app.core.resources import Resources
 from app.errors import Forbidden, Unauthorized
 
@@ -49,3 +50,8 @@ def current_time() -> datetime:
 
 
 NowDep = Annotated[datetime, Depends(current_time)]
+
+
+def actor_of(principal: Principal, *, via: str = "") -> Actor:
+    """The audit log's actor for a call made with ``principal``'s key."""
+    return api_actor(principal.key_id, principal.role.value, principal.publisher_id, via=via)
