@@ -18,10 +18,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.accounts import publishers
-from app.accounts.apikeys import Role, create_key
-from app.accounts.publishers import PublisherKind
+from app.audit.fields import closes_recorder
+from app.audit.log import cli_actor, record
+from app.cli_accounts import AccountCommands
 from app.cli_apikeys import ApiKeyCommands
+from app.cli_audit import AuditCommands
 from app.cli_merchants import MerchantCommands
 from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
@@ -60,38 +61,6 @@ async def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
-async def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> None:
-    conn = await _connect(settings)
-    try:
-        key_id, key = await create_key(conn, Role.admin, None, args.name)
-    finally:
-        await conn.close()
-    print(f"admin key {key_id} created; it is shown only now:\n{key}")
-
-
-async def cmd_create_publisher(settings: Settings, args: argparse.Namespace) -> None:
-    conn = await _connect(settings)
-    try:
-        created = await publishers.create_publisher(
-            conn, args.name, PublisherKind(args.kind), args.network_id
-        )
-    finally:
-        await conn.close()
-    print(f"publisher {created.id} created ({created.kind}): {created.name}")
-
-
-async def cmd_create_api_key(settings: Settings, args: argparse.Namespace) -> None:
-    conn = await _connect(settings)
-    try:
-        if await publishers.get_publisher(conn, args.publisher_id) is None:
-            raise CliError(f"publisher {args.publisher_id} does not exist")
-        key_id, key = await create_key(conn, Role.publisher, args.publisher_id, args.name)
-    finally:
-        await conn.close()
-    print(f"publisher key {key_id} created for publisher {args.publisher_id}; shown only now:")
-    print(key)
-
-
 async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> None:
     days = args.days if args.days is not None else settings.click_retention_days
     if not days:
@@ -99,7 +68,17 @@ async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> N
     cutoff = datetime.now(UTC).date() - timedelta(days=days)
     conn = await _connect(settings)
     try:
-        dropped = await conn.fetchval("SELECT drop_click_partitions_before($1::date)", cutoff)
+        async with conn.transaction():
+            dropped = await conn.fetchval("SELECT drop_click_partitions_before($1::date)", cutoff)
+            if dropped:  # nothing dropped, nothing changed: no entry
+                await record(
+                    conn,
+                    cli_actor(),
+                    "clicks.drop_old",
+                    "click_partitions",
+                    cutoff,
+                    after={"dropped_before": cutoff, "partitions_dropped": dropped},
+                )
     finally:
         await conn.close()
     print(f"dropped {dropped} click partitions before {cutoff}")
@@ -109,7 +88,19 @@ async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
     plan = read_plan_file(args.file)
     conn = await _connect(settings)
     try:
-        outcome = await plans_store.put_plan(conn, plan)
+        async with conn.transaction():
+            before = await plans_store.get_plan(conn, plan.effective_from)
+            outcome = await plans_store.put_plan(conn, plan)
+            if outcome is not plans_store.PutOutcome.unchanged:
+                await record(
+                    conn,
+                    cli_actor(),
+                    "plan.put",
+                    "plan",
+                    plan.effective_from,
+                    before=None if before is None else before.model_dump(mode="json"),
+                    after=plan.model_dump(mode="json"),
+                )
     finally:
         await conn.close()
     print(f"plan effective {plan.effective_from} ({plan.name}): {outcome}")
@@ -125,7 +116,12 @@ async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None
         raise CliError(f"cannot connect to the database ({settings.database_url}): {exc}") from None
     try:
         report = await closing.close_period(
-            pool, period, settings.period_tz, datetime.now(UTC), publisher_id=args.publisher_id
+            pool,
+            period,
+            settings.period_tz,
+            datetime.now(UTC),
+            publisher_id=args.publisher_id,
+            on_closed=closes_recorder(cli_actor()),  # entries in each publisher's transaction
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if not unreachable(exc):
@@ -295,20 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_migrate
     )
 
-    admin = sub.add_parser("create-admin-key", help="create an admin API key and print it")
-    admin.add_argument("--name", default="", help="a label to recognise the key by")
-    admin.set_defaults(run=cmd_create_admin_key)
-
-    pub = sub.add_parser("create-publisher", help="create a publisher (or network)")
-    pub.add_argument("name")
-    pub.add_argument("--kind", choices=[k.value for k in PublisherKind], default="publisher")
-    pub.add_argument("--network-id", type=_positive_int, default=None)
-    pub.set_defaults(run=cmd_create_publisher)
-
-    key = sub.add_parser("create-api-key", help="create an API key for a publisher")
-    key.add_argument("publisher_id", type=_positive_int)
-    key.add_argument("--name", default="")
-    key.set_defaults(run=cmd_create_api_key)
+    AccountCommands(_connect).register(sub, _positive_int)
     ApiKeyCommands(_connect).register(sub, _positive_int)
 
     drop = sub.add_parser("drop-old-clicks", help="drop clicks older than the retention")
@@ -339,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_redrive(sub)
     WithdrawalCommands(_connect).register(sub, _positive_int)
+    AuditCommands(_connect).register(sub, _positive_int)
     return parser
 
 

@@ -1,6 +1,7 @@
 """The operator commands for API keys, registered by ``app/cli.py``: list them (prefix,
 owner, created, last used, expiry; never the secret), revoke one (refused at once by every
-worker), rotate one (a new key printed once; the old one revoked now, or after an overlap)."""
+worker), rotate one (a new key printed once; the old one revoked now, or after an overlap).
+Revoking and rotating are in the audit log (the key's id and prefix, never the key)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import asyncpg
 
 from app.accounts import apikeys
 from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, Role
+from app.audit.fields import API_KEY, snapshot
+from app.audit.log import cli_actor, record
 from app.errors import NotFound
 from app.settings import Settings
 
@@ -39,7 +42,8 @@ def describe(key: ApiKey) -> str:
     return line
 
 
-def _instant(text: str) -> datetime:
+def iso_instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with its zone (a naive one is refused)."""
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
@@ -85,11 +89,24 @@ class ApiKeyCommands:
     async def revoke(self, settings: Settings, args: argparse.Namespace) -> None:
         conn = await self.connect(settings)
         try:
-            revoked = await apikeys.revoke_key(conn, args.key_id)
+            async with conn.transaction():
+                before = await apikeys.get_key(conn, args.key_id)
+                revoked = await apikeys.revoke_key(conn, args.key_id)
+                if before is None or revoked is None:
+                    raise NotFound(f"API key {args.key_id} does not exist")
+                if before.revoked_at is None:  # revoked already: nothing changed, no entry
+                    await record(
+                        conn,
+                        cli_actor(),
+                        "api_key.revoke",
+                        "api_key",
+                        revoked.id,
+                        before=snapshot(before, API_KEY),
+                        after=snapshot(revoked, API_KEY),
+                        publisher_id=revoked.publisher_id,
+                    )
         finally:
             await conn.close()
-        if revoked is None:
-            raise NotFound(f"API key {args.key_id} does not exist")
         print(f"key {revoked.id} revoked at {_when(revoked.revoked_at)}")
 
     async def rotate(self, settings: Settings, args: argparse.Namespace) -> None:
@@ -101,6 +118,18 @@ class ApiKeyCommands:
                     raise NotFound(f"API key {args.key_id} does not exist")
                 new_id, key = await apikeys.rotate_key(
                     conn, old, overlap_s=args.overlap_seconds, expires_at=args.expires_at
+                )
+                replaced = await apikeys.get_key(conn, old.id)
+                assert replaced is not None
+                await record(
+                    conn,
+                    cli_actor(),
+                    "api_key.rotate",
+                    "api_key",
+                    old.id,
+                    before=snapshot(old, API_KEY),
+                    after={**snapshot(replaced, API_KEY), "overlap_seconds": args.overlap_seconds},
+                    publisher_id=old.publisher_id,
                 )
         finally:
             await conn.close()
@@ -138,6 +167,6 @@ class ApiKeyCommands:
             "revoked now)",
         )  # fmt: skip
         rotate.add_argument(
-            "--expires-at", type=_instant, default=None, help="the new key's expiry (ISO 8601)"
+            "--expires-at", type=iso_instant, default=None, help="the new key's expiry (ISO 8601)"
         )
         rotate.set_defaults(run=self.rotate)

@@ -1,6 +1,7 @@
 """The operator commands for withdrawals, registered by ``app/cli.py``: list those waiting,
 approve, pay (with the transfer's reference), reject (with a reason; the money goes back to
-the balance). Each step is recorded as made by ``cli``."""
+the balance). Each step is recorded as made by ``cli``, and in the audit log as made by
+``cli:<os user>``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from app.audit.fields import WITHDRAWAL, snapshot
+from app.audit.log import cli_actor, record
+from app.core.db import Conn
 from app.money import withdrawals
 from app.money.withdrawal_rules import CLI_ACTOR, WithdrawalCalendar, WithdrawalStatus
 from app.money.withdrawals import Withdrawal
@@ -39,6 +43,21 @@ def describe(found: Withdrawal, calendar: WithdrawalCalendar) -> str:
     return line
 
 
+async def record_step(conn: Conn, verb: str, before: Withdrawal | None, after: Withdrawal) -> None:
+    """The audit entry of a step ``verb`` (approve, pay, reject), in the caller's
+    transaction."""
+    await record(
+        conn,
+        cli_actor(),
+        f"withdrawal.{verb}",
+        "withdrawal",
+        after.id,
+        before=None if before is None else snapshot(before, WITHDRAWAL),
+        after=snapshot(after, WITHDRAWAL),
+        publisher_id=after.publisher_id,
+    )
+
+
 @dataclass(frozen=True)
 class WithdrawalCommands:
     connect: Connect
@@ -65,9 +84,12 @@ class WithdrawalCommands:
     async def approve(self, settings: Settings, args: argparse.Namespace) -> None:
         conn = await self.connect(settings)
         try:
-            done = await withdrawals.approve(
-                conn, args.withdrawal_id, actor=CLI_ACTOR, now=datetime.now(UTC)
-            )
+            async with conn.transaction():
+                before = await withdrawals.get_withdrawal(conn, args.withdrawal_id)
+                done = await withdrawals.approve(
+                    conn, args.withdrawal_id, actor=CLI_ACTOR, now=datetime.now(UTC)
+                )
+                await record_step(conn, "approve", before, done)
         finally:
             await conn.close()
         due = WithdrawalCalendar.from_settings(settings).payment_due(done.requested_at)
@@ -79,9 +101,12 @@ class WithdrawalCommands:
     async def pay(self, settings: Settings, args: argparse.Namespace) -> None:
         conn = await self.connect(settings)
         try:
-            done = await withdrawals.pay(
-                conn, args.withdrawal_id, args.reference, actor=CLI_ACTOR, now=datetime.now(UTC)
-            )
+            async with conn.transaction():
+                before = await withdrawals.get_withdrawal(conn, args.withdrawal_id)
+                done = await withdrawals.pay(
+                    conn, args.withdrawal_id, args.reference, actor=CLI_ACTOR, now=datetime.now(UTC)
+                )
+                await record_step(conn, "pay", before, done)
         finally:
             await conn.close()
         print(
@@ -92,9 +117,12 @@ class WithdrawalCommands:
     async def reject(self, settings: Settings, args: argparse.Namespace) -> None:
         conn = await self.connect(settings)
         try:
-            done = await withdrawals.reject(
-                conn, args.withdrawal_id, args.reason, actor=CLI_ACTOR, now=datetime.now(UTC)
-            )
+            async with conn.transaction():
+                before = await withdrawals.get_withdrawal(conn, args.withdrawal_id)
+                done = await withdrawals.reject(
+                    conn, args.withdrawal_id, args.reason, actor=CLI_ACTOR, now=datetime.now(UTC)
+                )
+                await record_step(conn, "reject", before, done)
         finally:
             await conn.close()
         print(

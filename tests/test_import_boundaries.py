@@ -253,6 +253,7 @@ ALLOWED = {
     "app.clicks": {"app.core"},
     "app.links": {"app.core"},
     "app.accounts": {"app.core"},
+    "app.audit": {"app.core"},
     "app.traffic": {"app.core"},
     "app.edge": {"app.core", "app.clicks", "app.links"},
     "app.flusher": {"app.core", "app.clicks", "app.traffic"},
@@ -262,13 +263,23 @@ ALLOWED = {
     "app.api": {
         "app.core",
         "app.accounts",
+        "app.audit",
         "app.links",
         "app.traffic",
         "app.orders",
         "app.money",
         "app.reports",
     },
-    "app.dashboard": {"app.core", "app.accounts", "app.traffic", "app.reports", "app.api"},
+    "app.dashboard": {
+        "app.core",
+        "app.accounts",
+        "app.traffic",
+        "app.reports",
+        "app.api",
+        "app.money",
+        "app.links",
+        "app.audit",
+    },
 }
 
 
@@ -288,6 +299,8 @@ def test_packages_import_only_what_the_code_map_allows() -> None:
         "app.cli_withdrawals",
         "app.cli_merchants",
         "app.cli_apikeys",
+        "app.cli_accounts",
+        "app.cli_audit",
     }
     assert set(graph) - set(ALLOWED) <= {*entry_points, *free}
 

@@ -79,3 +79,43 @@ async def list_publishers(conn: Conn, *, after: int = 0, limit: int = 50) -> lis
         f"SELECT {_COLUMNS} FROM publishers WHERE id > $1 ORDER BY id LIMIT $2", after, limit
     )
     return [_from_row(r) for r in rows]
+
+
+async def is_member(conn: Conn, network_id: int, publisher_id: int) -> bool:
+    """True when ``publisher_id`` is a member of ``network_id`` and ``network_id`` is a
+    network (one level: a member's own members are not the network's)."""
+    found = await conn.fetchval(
+        """SELECT true FROM publishers m JOIN publishers n ON n.id = m.network_id
+           WHERE m.id = $1 AND n.id = $2 AND n.kind = 'network'""",
+        publisher_id,
+        network_id,
+    )
+    return found is True
+
+
+async def network_scope(conn: Conn, publisher_id: int) -> list[int]:
+    """The publishers ``publisher_id``'s key sees: itself, and its members when it is a
+    network (itself first, then the members by id)."""
+    rows = await conn.fetch(
+        """SELECT m.id FROM publishers n JOIN publishers m ON m.network_id = n.id
+           WHERE n.id = $1 AND n.kind = 'network' ORDER BY m.id""",
+        publisher_id,
+    )
+    return [publisher_id, *(r["id"] for r in rows)]
+
+
+async def list_members(
+    conn: Conn, network_id: int, *, after: int = 0, limit: int = 50
+) -> list[Publisher]:
+    """The members of network ``network_id`` with an id above ``after``, by id, at most
+    ``limit`` (none when it is not a network)."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM publishers
+            WHERE network_id = $1 AND id > $2
+              AND EXISTS (SELECT 1 FROM publishers n WHERE n.id = $1 AND n.kind = 'network')
+            ORDER BY id LIMIT $3""",
+        network_id,
+        after,
+        limit,
+    )
+    return [_from_row(r) for r in rows]

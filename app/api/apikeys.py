@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import apikeys
 from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, KeyStatus, Principal, Role
-from app.api.deps import PrincipalDep, ResourcesDep
+from app.api.deps import PrincipalDep, ResourcesDep, actor_of
+from app.audit.fields import API_KEY, snapshot
+from app.audit.log import record
 from app.errors import NotFound
 
 router = APIRouter(tags=["api keys"])
@@ -127,10 +129,22 @@ async def get_api_key(
 async def revoke_api_key(
     key_id: KeyId, principal: PrincipalDep, resources: ResourcesDep
 ) -> ApiKeyInfo:
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await apikeys.get_key(conn, key_id, _owner(principal))
         revoked = await apikeys.revoke_key(conn, key_id, _owner(principal))
-    if revoked is None:
-        raise NotFound(f"API key {key_id} does not exist")
+        if before is None or revoked is None:
+            raise NotFound(f"API key {key_id} does not exist")
+        if before.revoked_at is None:  # revoking a revoked key changes nothing: no entry
+            await record(
+                conn,
+                actor_of(principal),
+                "api_key.revoke",
+                "api_key",
+                key_id,
+                before=snapshot(before, API_KEY),
+                after=snapshot(revoked, API_KEY),
+                publisher_id=revoked.publisher_id,
+            )
     return info(revoked)
 
 
@@ -146,7 +160,17 @@ async def rotate_api_key(
             conn, old, overlap_s=body.overlap_seconds, expires_at=body.expires_at
         )
         replaced = await apikeys.get_key(conn, key_id)
-    assert replaced is not None
+        assert replaced is not None
+        await record(
+            conn,
+            actor_of(principal),
+            "api_key.rotate",
+            "api_key",
+            key_id,
+            before=snapshot(old, API_KEY),
+            after={**snapshot(replaced, API_KEY), "overlap_seconds": body.overlap_seconds},
+            publisher_id=old.publisher_id,
+        )
     return RotatedOut(
         id=new_id,
         key=key,

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from app.accounts.publishers import get_publisher
-from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
+from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PERIOD_PATTERN, PeriodText, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
+from app.audit.fields import closes_recorder
 from app.errors import NotFound
 from app.money import closing, earnings, ledger
 from app.money.closing import PeriodClose
@@ -302,7 +303,7 @@ async def get_periods(
 @router.post("/periods/{period}/close")
 async def close_period(
     period: Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM: starts the 10th")],
-    _admin: AdminDep,
+    admin: AdminDep,
     resources: ResourcesDep,
     publisher_id: Annotated[int | None, Query(ge=1, description="Omitted: every publisher")] = None,
 ) -> CloseOut:
@@ -318,7 +319,12 @@ async def close_period(
                 raise NotFound(f"publisher {publisher_id} does not exist")
     tz = resources.settings.period_tz
     report = await closing.close_period(
-        resources.pool, wanted, tz, datetime.now(UTC), publisher_id=publisher_id
+        resources.pool,
+        wanted,
+        tz,
+        datetime.now(UTC),
+        publisher_id=publisher_id,
+        on_closed=closes_recorder(actor_of(admin)),  # each close's entries in its transaction
     )
     return CloseOut(
         period=str(report.period),

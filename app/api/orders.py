@@ -11,10 +11,12 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
-from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, TrackingText
-from app.api.scope import acting_for
+from app.api.scope import acting_for, may_see
 from app.api.zones import TimeZoneName, in_zone
+from app.audit.fields import ORDER, snapshot
+from app.audit.log import record
 from app.core.db import Conn
 from app.errors import Conflict, NotFound
 from app.orders import store
@@ -114,12 +116,12 @@ def order_out(order: Order, tz: tzinfo) -> OrderOut:
     )
 
 
-def _visible(order: Order | None, principal: Principal) -> Order:
-    if order is None or (
-        principal.role is not Role.admin and order.publisher_id != principal.publisher_id
-    ):
-        raise NotFound("no such order")
-    return order
+async def _visible(conn: Conn, order: Order, principal: Principal) -> bool:
+    """An admin key sees every order; a publisher key its own; a network's key its members'
+    too. Another's order answers like a missing one: no existence leak."""
+    if principal.role is Role.admin:
+        return True
+    return order.publisher_id is not None and await may_see(conn, principal, order.publisher_id)
 
 
 @router.get("/orders")
@@ -170,9 +172,15 @@ async def _find(conn: Conn, order_id: str, principal: Principal) -> Order:
     orders the caller sees (several merchants may use the same one: 409, naming each ``id``)."""
     if order_id.isascii() and order_id.isdigit():
         number = int(order_id)
-        return _visible(await store.get_order(conn, number) if number < 2**63 else None, principal)
-    owner = None if principal.role is Role.admin else principal.publisher_id
-    found = await store.orders_by_ref(conn, order_id, owner)
+        order = await store.get_order(conn, number) if number < 2**63 else None
+        if order is None or not await _visible(conn, order, principal):
+            raise NotFound("no such order")
+        return order
+    found = [
+        order
+        for order in await store.orders_by_ref(conn, order_id, None)
+        if await _visible(conn, order, principal)
+    ]
     if not found:
         raise NotFound("no such order")
     if len(found) > 1:
@@ -199,20 +207,44 @@ async def get_order(
 
 @router.post("/orders/{order_id}/disqualify")
 async def disqualify_order(
-    order_id: int, body: DisqualifyIn, _admin: AdminDep, resources: ResourcesDep
+    order_id: int, body: DisqualifyIn, admin: AdminDep, resources: ResourcesDep
 ) -> OrderOut:
     """Disqualify an order (fraud, invalid traffic). A credited order is charged back by the
     next period close."""
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await store.get_order(conn, order_id) if abs(order_id) < 2**63 else None
+        if before is None:
+            raise NotFound("no such order")
         order = await store.disqualify(conn, order_id, body.reason)
-    if order is None:
-        raise NotFound("no such order")
+        assert order is not None  # it exists: disqualify only changes it
+        # An order already disqualified keeps its first reason: nothing changed, no entry.
+        if before.attribution is not Attribution.disqualified:
+            await record(
+                conn,
+                actor_of(admin),
+                "order.disqualify",
+                "order",
+                order.id,
+                before=snapshot(before, ORDER),
+                after=snapshot(order, ORDER),
+                publisher_id=order.publisher_id,
+            )
     return order_out(order, resources.settings.period_tz)
 
 
 @router.post("/orders/reattribute")
-async def reattribute_orders(_admin: AdminDep, resources: ResourcesDep) -> ReattributeOut:
+async def reattribute_orders(admin: AdminDep, resources: ResourcesDep) -> ReattributeOut:
     """Attribute the orders whose clicks have arrived since they were reported (each judged
     by the attribution rules; one refused keeps its reason and is not tried again)."""
-    async with resources.pool.acquire() as conn:
-        return ReattributeOut(attributed=await reattribute(conn))
+    async with resources.pool.acquire() as conn, conn.transaction():
+        attributed = await reattribute(conn)
+        # One entry for the run (it touches any number of orders): how many it tied.
+        await record(
+            conn,
+            actor_of(admin),
+            "order.reattribute",
+            "order",
+            "waiting",
+            after={"attributed": attributed},
+        )
+    return ReattributeOut(attributed=attributed)

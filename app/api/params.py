@@ -35,7 +35,10 @@ ToDay = Annotated[
 ]
 PERIOD_PATTERN = r"^\d{4}-\d{2}$"  # a calculation period or a month: YYYY-MM
 PeriodText = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
-PublisherId = Annotated[int | None, Query(ge=1, description="Admin keys only")]
+PublisherId = Annotated[
+    int | None,
+    Query(ge=1, description="Admin keys; a network's key: itself or one of its members"),
+]
 LinkCode = Annotated[str | None, Query(pattern=CODE_PATTERN, description="Link code")]
 TrackingText = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
 TrackingId = Annotated[
@@ -118,7 +121,8 @@ class TrafficGrouping:
 
 
 class PublisherChoice:
-    """``publisher_id``: the publisher an admin key acts for (``scope.acting_for``)."""
+    """``publisher_id``: the publisher an admin or a network's key acts for
+    (``scope.acting_for``)."""
 
     def __init__(self, publisher_id: PublisherId = None) -> None:
         self.publisher_id = publisher_id

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
-from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
+from app.audit.log import record
 from app.errors import InvalidInput, NotFound
 from app.money import plans_store
 from app.money.plan import Plan, plan_from_data
@@ -42,7 +43,7 @@ async def get_plan(effective_from: date, _principal: PrincipalDep, resources: Re
 async def put_plan(
     effective_from: date,
     response: Response,
-    _admin: AdminDep,
+    admin: AdminDep,
     resources: ResourcesDep,
     body: Annotated[
         dict[str, Any],
@@ -54,17 +55,37 @@ async def put_plan(
     if body.setdefault("effective_from", str(effective_from)) != str(effective_from):
         raise InvalidInput("differs from the one in the path", field="effective_from")
     plan = plan_from_data(body)  # PlanError: 422
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await plans_store.get_plan(conn, effective_from)
         outcome = await plans_store.put_plan(conn, plan)  # PlanInUse: 409
+        if outcome is not PutOutcome.unchanged:
+            await record(
+                conn,
+                actor_of(admin),
+                "plan.put",
+                "plan",
+                effective_from,
+                before=None if before is None else before.model_dump(mode="json"),
+                after=plan.model_dump(mode="json"),
+            )
     if outcome is PutOutcome.created:
         response.status_code = 201
     return PlanPutOut(outcome=outcome, plan=plan)
 
 
 @router.delete("/plans/{effective_from}", status_code=204)
-async def delete_plan(effective_from: date, _admin: AdminDep, resources: ResourcesDep) -> None:
+async def delete_plan(effective_from: date, admin: AdminDep, resources: ResourcesDep) -> None:
     """Delete a plan no commission was credited under."""
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await plans_store.get_plan(conn, effective_from)
         deleted = await plans_store.delete_plan(conn, effective_from)  # PlanInUse: 409
-    if not deleted:
-        raise NotFound(f"no plan takes effect on {effective_from}")
+        if not deleted or before is None:
+            raise NotFound(f"no plan takes effect on {effective_from}")
+        await record(
+            conn,
+            actor_of(admin),
+            "plan.delete",
+            "plan",
+            effective_from,
+            before=before.model_dump(mode="json"),
+        )

@@ -20,12 +20,12 @@ from app.accounts.merchants import (
     MERCHANT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    merchant_secret,
-    verify,
+    postback_secrets,
+    verify_any,
 )
 from app.api.deps import ResourcesDep
 from app.api.params import PRINTABLE
-from app.errors import InvalidInput, TooLarge, Unauthorized
+from app.errors import Forbidden, InvalidInput, TooLarge, Unauthorized
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
 from app.orders.attribution import AttributionRules
 from app.orders.status import Attribution, OrderStatus
@@ -155,7 +155,10 @@ def attribution_rules(settings: Settings) -> AttributionRules:
 
 @router.post(
     "/postback",
-    responses={401: {"description": "Unknown merchant, bad signature or stale timestamp"}},
+    responses={
+        401: {"description": "Unknown merchant, bad signature or stale timestamp"},
+        403: {"description": "The merchant is disabled"},
+    },
 )
 async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
     """Report an order, or a change of its status. Idempotent: the same postback again
@@ -166,18 +169,26 @@ async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
         raise Unauthorized("missing or malformed X-Clicktrack-Merchant header")
     body = await _read_body(request)
     async with resources.pool.acquire() as conn:
-        secret = await merchant_secret(conn, int(merchant))
-        if secret is None:
-            raise Unauthorized("unknown or disabled merchant")
-        # A missing, stale or wrong signature raises SignatureError: 401.
-        verify(
-            secret,
+        found = await postback_secrets(conn, int(merchant))
+        if found is None:
+            raise Unauthorized(f"unknown merchant {merchant} (X-Clicktrack-Merchant)")
+        # A missing, stale or wrong signature raises SignatureError: 401. During a secret
+        # rotation's overlap, the old secret is accepted too.
+        verify_any(
+            found.accepted,
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
             body,
             now=time.time(),
             max_skew_s=settings.postback_max_skew_s,
         )
+        # Said only to a caller that proved it holds the secret: to anyone else a disabled
+        # merchant is a wrong signature.
+        if found.disabled:
+            raise Forbidden(
+                f"merchant {merchant} is disabled: its postbacks are refused until an operator "
+                "enables it again (orders already reported are kept)"
+            )
         sent = _parse(body)
         _check_amount(sent, settings.max_order_amount)
         report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))

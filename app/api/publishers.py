@@ -9,9 +9,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import publishers
-from app.accounts.apikeys import Role, create_key
+from app.accounts.apikeys import Role, create_key, get_key
 from app.accounts.publishers import PublisherKind
-from app.api.deps import AdminDep, PrincipalDep, ResourcesDep
+from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
+from app.api.scope import acting_for, network_of
+from app.audit.fields import API_KEY, PUBLISHER, snapshot
+from app.audit.log import record
 from app.errors import NotFound
 
 router = APIRouter(tags=["publishers"])
@@ -63,23 +66,37 @@ def _out(p: publishers.Publisher) -> PublisherOut:
 
 @router.post("/publishers", status_code=201)
 async def create_publisher(
-    body: PublisherIn, _admin: AdminDep, resources: ResourcesDep
+    body: PublisherIn, admin: AdminDep, resources: ResourcesDep
 ) -> PublisherOut:
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
         # A blank name or an unknown network raises PublisherError: 422.
         created = await publishers.create_publisher(conn, body.name, body.kind, body.network_id)
+        await record(
+            conn,
+            actor_of(admin),
+            "publisher.create",
+            "publisher",
+            created.id,
+            after=snapshot(created, PUBLISHER),
+            publisher_id=created.id,
+        )
     return _out(created)
 
 
 @router.get("/publishers")
 async def list_publishers(
-    _admin: AdminDep,
+    principal: PrincipalDep,
     resources: ResourcesDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PublisherPage:
+    """An admin key: every publisher. A network's key: its members. Any other key: 403."""
     async with resources.pool.acquire() as conn:
-        page = await publishers.list_publishers(conn, after=after, limit=limit)
+        if principal.role is Role.admin:
+            page = await publishers.list_publishers(conn, after=after, limit=limit)
+        else:
+            network = await network_of(conn, principal)
+            page = await publishers.list_members(conn, network, after=after, limit=limit)
     return PublisherPage(
         items=[_out(p) for p in page], next_after=page[-1].id if len(page) == limit else None
     )
@@ -87,9 +104,14 @@ async def list_publishers(
 
 @router.get("/publishers/{publisher_id}")
 async def get_publisher(
-    publisher_id: int, _admin: AdminDep, resources: ResourcesDep
+    publisher_id: int, principal: PrincipalDep, resources: ResourcesDep
 ) -> PublisherOut:
+    """An admin key: any publisher. A network's key: itself and its members (any other id
+    answers 404, like a missing one). Any other key: 403."""
     async with resources.pool.acquire() as conn:
+        if principal.role is not Role.admin:
+            await network_of(conn, principal)  # 403 unless a network's key
+            await acting_for(conn, principal, publisher_id)  # 404 unless itself or a member
         found = await publishers.get_publisher(conn, publisher_id)
     if found is None:
         raise NotFound(f"publisher {publisher_id} does not exist")
@@ -98,13 +120,25 @@ async def get_publisher(
 
 @router.post("/publishers/{publisher_id}/api-keys", status_code=201)
 async def create_publisher_key(
-    publisher_id: int, body: ApiKeyIn, _admin: AdminDep, resources: ResourcesDep
+    publisher_id: int, body: ApiKeyIn, admin: AdminDep, resources: ResourcesDep
 ) -> ApiKeyOut:
     async with resources.pool.acquire() as conn, conn.transaction():
         if await publishers.get_publisher(conn, publisher_id) is None:
             raise NotFound(f"publisher {publisher_id} does not exist")
         key_id, key = await create_key(
             conn, Role.publisher, publisher_id, body.name, body.expires_at
+        )
+        created = await get_key(conn, key_id)
+        assert created is not None
+        # The key's prefix, role and owner: never the key itself.
+        await record(
+            conn,
+            actor_of(admin),
+            "api_key.create",
+            "api_key",
+            key_id,
+            after=snapshot(created, API_KEY),
+            publisher_id=publisher_id,
         )
     return ApiKeyOut(
         id=key_id,

@@ -13,10 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep
+from app.accounts.apikeys import Principal
+from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
+from app.audit.fields import WITHDRAWAL, snapshot
+from app.audit.log import record
+from app.core.db import Conn
 from app.errors import NotFound
 from app.money import withdrawals
 from app.money.plans_store import withdrawal_rules
@@ -121,6 +125,27 @@ def withdrawal_out(found: withdrawals.Withdrawal, settings: Settings) -> Withdra
     )
 
 
+async def record_step(
+    conn: Conn,
+    principal: Principal,
+    verb: str,
+    before: withdrawals.Withdrawal | None,
+    after: withdrawals.Withdrawal,
+) -> None:
+    """The audit entry of a withdrawal's step ``verb`` (request, approve, pay, reject), in
+    the caller's transaction."""
+    await record(
+        conn,
+        actor_of(principal),
+        f"withdrawal.{verb}",
+        "withdrawal",
+        after.id,
+        before=None if before is None else snapshot(before, WITHDRAWAL),
+        after=snapshot(after, WITHDRAWAL),
+        publisher_id=after.publisher_id,
+    )
+
+
 def _page(found: list[withdrawals.Withdrawal], limit: int, settings: Settings) -> WithdrawalPage:
     return WithdrawalPage(
         items=[withdrawal_out(w, settings) for w in found],
@@ -140,8 +165,10 @@ async def create_withdrawal(
     amount. Only on days 1 to CLICKTRACK_WITHDRAWAL_LAST_DAY of a month (409 otherwise)."""
     settings = resources.settings
     body = sent or WithdrawalIn()  # no body: the whole withdrawable balance
-    async with resources.pool.acquire() as conn:
-        owner = await acting_for(conn, principal, body.publisher_id)
+    async with resources.pool.acquire() as conn, conn.transaction():
+        # Strict: a network's key reads its members' money but never requests theirs (each
+        # publisher's balance is its own to withdraw).
+        owner = await acting_for(conn, principal, body.publisher_id, allow_members=False)
         rules = await withdrawal_rules(conn, now, settings.period_tz)
         made = await withdrawals.request_withdrawal(
             conn,
@@ -152,6 +179,7 @@ async def create_withdrawal(
             now=now,
             actor=api_actor(principal.key_id),
         )
+        await record_step(conn, principal, "request", None, made)
     return withdrawal_out(made, settings)
 
 
@@ -207,10 +235,12 @@ async def approve_withdrawal(
     withdrawal_id: WithdrawalId, admin: AdminDep, resources: ResourcesDep, now: NowDep
 ) -> WithdrawalOut:
     """A requested withdrawal, approved for payment (409 from any other status)."""
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await withdrawals.get_withdrawal(conn, withdrawal_id)
         done = await withdrawals.approve(
             conn, withdrawal_id, actor=api_actor(admin.key_id), now=now
         )
+        await record_step(conn, admin, "approve", before, done)
     return withdrawal_out(done, resources.settings)
 
 
@@ -220,10 +250,12 @@ async def pay_withdrawal(
 ) -> WithdrawalOut:
     """An approved withdrawal, paid out: records the transfer's reference (409 from any
     other status). The money left the balance when it was requested."""
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await withdrawals.get_withdrawal(conn, withdrawal_id)
         done = await withdrawals.pay(
             conn, withdrawal_id, body.reference, actor=api_actor(admin.key_id), now=now
         )
+        await record_step(conn, admin, "pay", before, done)
     return withdrawal_out(done, resources.settings)
 
 
@@ -237,8 +269,10 @@ async def reject_withdrawal(
 ) -> WithdrawalOut:
     """A requested or approved withdrawal, refused: its amount and fee go back to the balance
     as two ledger rows (409 once paid or rejected)."""
-    async with resources.pool.acquire() as conn:
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await withdrawals.get_withdrawal(conn, withdrawal_id)
         done = await withdrawals.reject(
             conn, withdrawal_id, body.reason, actor=api_actor(admin.key_id), now=now
         )
+        await record_step(conn, admin, "reject", before, done)
     return withdrawal_out(done, resources.settings)

@@ -14,7 +14,8 @@ from html import escape
 
 WIDTH = 720
 HEIGHT = 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 28, 30
+# LEFT leaves room for a y-axis label such as "12.50 %" at the phone's larger text size.
+LEFT, RIGHT, TOP, BOTTOM = 70, 12, 28, 30
 TICKS = 4
 
 Format = Callable[[float], str]
@@ -61,7 +62,8 @@ def _frame(title: str, body: list[str], series: Sequence[Series], height: int = 
             f'<rect class="s{n}" x="{x}" y="8" width="10" height="10"/>'
             f'<text class="legend" x="{x + 14}" y="17">{escape(one.name)}</text>'
         )
-        x += 24 + 7 * len(one.name)
+        # Room for the name at the phone's larger text size (the stylesheet's), too.
+        x += 28 + 10 * len(one.name)
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{_attr(title)}" xmlns="http://www.w3.org/2000/svg">'

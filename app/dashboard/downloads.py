@@ -19,7 +19,7 @@ def orders(
 ) -> CsvExport:
     """Live Order Tracking over the days asked for (by order date, every order)."""
     tz, now = resources.settings.period_tz, datetime.now(UTC)
-    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"), today(tz))
+    days = ranges.day_range(*inputs.days(first, last, today(tz)), today(tz))
     export = OrderExport(owner, *days)
     return exports.orders_csv(resources.pool, export, tz, now, bom=inputs.flag(bom, "bom"))
 
@@ -34,7 +34,7 @@ def traffic_by(
 ) -> CsvExport:
     """The traffic report over the days asked for, grouped as asked."""
     tz = resources.settings.period_tz
-    days = ranges.day_range(inputs.day(first, "from"), inputs.day(last, "to"), today(tz))
+    days = ranges.day_range(*inputs.days(first, last, today(tz)), today(tz))
     query = traffic.traffic_query(owner, *days, tz, group_by)
     return exports.traffic_csv(resources.pool, query, bom=inputs.flag(bom, "bom"))
 

@@ -1,8 +1,10 @@
 """The publisher dashboard: sign in with an API key, see the overview, charts and tables,
 download the CSVs. Pages are rendered on the server (``pages.py``) from what ``view.py``
 reads; the session is in ``sessions.py``, its HTTP side in ``web.py``; the downloads are the
-reports' own CSV exports (``downloads.py``), for the signed-in publisher. Bad input answers
-an HTML page with the API's status, never the API's JSON."""
+reports' own CSV exports (``downloads.py``), for the signed-in publisher. The withdrawals'
+and the links' pages have their own routers (``routes_withdrawals.py``, ``routes_links.py``),
+included at the end. Bad input answers an HTML page with the API's status (a reversed range:
+400), never the API's JSON."""
 
 from __future__ import annotations
 
@@ -16,7 +18,15 @@ from fastapi.responses import RedirectResponse, Response
 from app.accounts.apikeys import Role, authenticate
 from app.api.deps import NowDep, ResourcesDep
 from app.core.resources import Resources
-from app.dashboard import downloads, inputs, pages, web
+from app.dashboard import (
+    downloads,
+    inputs,
+    layout,
+    pages,
+    routes_links,
+    routes_withdrawals,
+    web,
+)
 from app.dashboard.sessions import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -26,7 +36,7 @@ from app.dashboard.sessions import (
     same_token,
 )
 from app.dashboard.view import dashboard_view
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.reports import ranges
 from app.traffic.days import day_of
 
@@ -43,7 +53,7 @@ FlagText = Annotated[str | None, Query()]
 
 def _login_form(resources: Resources, error: str | None = None, status: int = 200) -> Response:
     token = web.sessions(resources).login_token()
-    response = web.html(pages.login_page(token, error), status)
+    response = web.html(layout.login_page(token, error), status)
     web.set_cookie(response, resources, LOGIN_CSRF_COOKIE, token, LOGIN_CSRF_TTL_S)
     return response
 
@@ -81,7 +91,7 @@ async def logout(request: Request, resources: ResourcesDep) -> Response:
     if session is None:
         return web.to_login()
     if not same_token(session.csrf, (await web.read_form(request)).get("csrf")):
-        return web.html(pages.layout("Refused", "<main><p>Refused: stale form.</p></main>"), 403)
+        return web.refused()
     await web.sessions(resources).delete(session.session_id)
     response = web.to_login()
     response.delete_cookie(COOKIE, path=PATH)
@@ -102,25 +112,32 @@ async def dashboard(
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
+    today = day_of(now, resources.settings.period_tz)
     try:
-        asked = inputs.day(first, "from"), inputs.day(last, "to")
+        asked = inputs.days(first, last, today)
     except InvalidInput as exc:
         return web.problem(exc)
-    shown = ranges.shown_day_range(*asked, day_of(now, resources.settings.period_tz))
+    shown = ranges.shown_day_range(*asked, today)
     view = await dashboard_view(session, resources, *shown, now)
     return web.html(pages.dashboard_page(view))
 
 
+# The files of static/ a page may load, with their media types; nothing else is served.
+STATIC = {"dashboard.css": "text/css; charset=utf-8", "copy.js": "text/javascript; charset=utf-8"}
+
+
 @functools.cache
-def _stylesheet() -> bytes:
-    return (package_files.files("app.dashboard") / "static" / "dashboard.css").read_bytes()
+def _static(name: str) -> bytes:
+    return (package_files.files("app.dashboard") / "static" / name).read_bytes()
 
 
-@router.get("/static/dashboard.css")
-async def stylesheet() -> Response:
+@router.get("/static/{name:path}")
+async def static_file(name: str) -> Response:
+    if name not in STATIC:
+        return web.problem(NotFound("no such file"))
     return Response(
-        _stylesheet(),
-        media_type="text/css; charset=utf-8",
+        _static(name),
+        media_type=STATIC[name],
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 
@@ -177,3 +194,9 @@ async def export_income(
     except InvalidInput as exc:
         return web.problem(exc)
     return web.download(export)
+
+
+# -- the other pages, each in its own module -------------------------------------------------
+
+router.include_router(routes_withdrawals.router)
+router.include_router(routes_links.router)

@@ -17,16 +17,20 @@ from fastapi.routing import APIRoute
 
 from app.core.db import RETRY_AFTER_S, unreachable
 from app.core.resources import Resources
-from app.dashboard import pages
-from app.dashboard.sessions import COOKIE, PATH, DashboardSession, Sessions
+from app.dashboard import layout
+from app.dashboard.sessions import COOKIE, PATH, DashboardSession, Sessions, same_token
 from app.errors import ClickTrackError
 from app.reports.exports import MEDIA_TYPE, CsvExport
 
 log = logging.getLogger(__name__)
 
+MAX_FORM_FIELDS = 10  # the largest dashboard form has 4
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        # script-src 'self': the builder's copy button (static/copy.js); no inline script.
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -42,13 +46,25 @@ def html(body: str, status: int = 200) -> HTMLResponse:
 
 def problem(error: ClickTrackError) -> HTMLResponse:
     """An error as a page, with the status the API would answer."""
-    return html(pages.error_page(error.describe()), error.status)
+    return html(layout.error_page(error.describe()), error.status)
+
+
+def refused() -> HTMLResponse:
+    """A form without the session's CSRF token (stale, or not sent by the dashboard): 403,
+    and nothing changed."""
+    return html(
+        layout.error_page(
+            "Refused: this form has expired or did not come from your dashboard. Nothing was "
+            "changed; reload the page and try again."
+        ),
+        403,
+    )
 
 
 def unavailable() -> HTMLResponse:
     """The page for Postgres out of reach: 503, ``Retry-After``."""
     page = html(
-        pages.error_page(
+        layout.error_page(
             "The dashboard cannot reach its database right now. "
             "Nothing was changed; please try again in a few seconds."
         ),
@@ -112,9 +128,19 @@ def to_login() -> RedirectResponse:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """A URL-encoded form's fields (the first value of each); anything else: none."""
+    """A URL-encoded form's fields (the first value of each); anything else, or a form of
+    more than ``MAX_FORM_FIELDS`` fields: none (so its CSRF check fails: 403, not 500)."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     text = (await request.body()).decode("utf-8", "replace")
-    fields = parse_qs(text, max_num_fields=10)
+    try:
+        fields = parse_qs(text, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any dashboard form has: not one of its forms
+        return {}
     return {name: values[0] for name, values in fields.items()}
+
+
+def csrf_ok(session: DashboardSession, form: dict[str, str]) -> bool:
+    """Whether a form of a signed-in page carries its session's CSRF token (besides
+    SameSite: an older browser, or a sibling site, could still post without it)."""
+    return same_token(session.csrf, form.get("csrf"))

@@ -14,12 +14,11 @@ import re
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
-from app.core.chars import REFUSED_CLASS
+# The value rule is shared with the link builder (app/links/builder.py): app/core/tracking.py.
+from app.core.tracking import MAX_VALUE_LENGTH as MAX_VALUE_LENGTH
+from app.core.tracking import value_problem
 
 TRACKING_NAMES = (b"af", b"cn", b"cv", b"dp")
-MAX_VALUE_LENGTH = 128
-# Control and invisible characters (C0, DEL, C1, format, separators...): see app/core/chars.py.
-_REFUSED = re.compile(f"[{REFUSED_CLASS}]")
 
 
 class TrackingStrings(NamedTuple):
@@ -44,9 +43,7 @@ def _valid_text(raw: bytes) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if len(text) > MAX_VALUE_LENGTH or _REFUSED.search(text):
-        return None
-    return text
+    return None if value_problem(text) else text
 
 
 _NONE = TrackingStrings()

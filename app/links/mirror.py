@@ -61,7 +61,7 @@ class EdgeLink:
     code: str
     publisher_id: int
     destination: str
-    active: bool
+    active: bool  # False: disabled (404); archived is active and expired at 0.0 (410)
     expires_at: float | None  # epoch seconds
     updated_us: int = 0  # the link's updated_at, µs since the epoch; 0: unknown (old record)
 
@@ -153,8 +153,9 @@ def _unreadable(reason: str, code: str) -> None:
 async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
     """The link from Postgres (None: no such code). Unbounded in time: the caller bounds it."""
     row = await pool.fetchrow(
-        """SELECT id, publisher_id, destination, status = 'active' AS active,
-                  extract(epoch FROM expires_at)::float8 AS expires_at,
+        """SELECT id, publisher_id, destination, status <> 'disabled' AS active,
+                  CASE WHEN status = 'archived' THEN 0.0
+                       ELSE extract(epoch FROM expires_at)::float8 END AS expires_at,
                   (extract(epoch FROM updated_at) * 1000000)::int8 AS updated_us
            FROM links WHERE code = $1""",
         code,
@@ -173,13 +174,19 @@ async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
 
 
 def from_link(link: Link) -> EdgeLink:
+    """The redirect's view of ``link``. An archived link is carried as active and expired at
+    the epoch (``expires_at=0.0``): the redirect answers it 410 like an expired link, and so
+    does every release that reads this record format, with no new field (``load_from_postgres``
+    says the same)."""
+    archived = link.status is LinkStatus.archived
+    expires_at = None if link.expires_at is None else link.expires_at.timestamp()
     return EdgeLink(
         link.id,
         link.code,
         link.publisher_id,
         link.destination,
-        link.status is LinkStatus.active,
-        None if link.expires_at is None else link.expires_at.timestamp(),
+        link.status is not LinkStatus.disabled,
+        0.0 if archived else expires_at,
         (link.updated_at - _EPOCH) // _MICROSECOND,  # exact: a float would round the µs
     )
 

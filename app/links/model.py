@@ -28,8 +28,13 @@ RANDOM_CODE_LENGTH = 9
 
 
 class LinkStatus(StrEnum):
+    """``active`` redirects; ``disabled`` answers 404 (as if it never existed); ``archived``
+    answers 410 like an expired link and leaves the default link list, its clicks and
+    reports kept. Any status can be set back to ``active``."""
+
     active = "active"
     disabled = "disabled"
+    archived = "archived"
 
 
 class LinkError(InvalidInput):

@@ -26,6 +26,7 @@ ever skipped, nothing is credited twice (a unique index per order and kind backs
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
@@ -121,6 +122,11 @@ class CloseReport:
         return [r for r in self.results if r.outcome is Outcome.failed]
 
 
+# Called in a publisher's close transaction with the closes it made (never empty), so what
+# it writes (the audit log's entries) commits or rolls back with them.
+CloseHook = Callable[[Conn, list[PeriodClose]], Awaitable[None]]
+
+
 def _close(row: asyncpg.Record) -> PeriodClose:
     return PeriodClose(
         publisher_id=row["publisher_id"],
@@ -212,10 +218,16 @@ async def _last_closed(conn: Conn, publisher_id: int) -> Period | None:
 
 
 async def close_for_publisher(
-    conn: Conn, publisher_id: int, period: Period, tz: tzinfo, now: datetime
+    conn: Conn,
+    publisher_id: int,
+    period: Period,
+    tz: tzinfo,
+    now: datetime,
+    on_closed: CloseHook | None = None,
 ) -> list[PeriodClose]:
     """Close ``period`` (and any unclosed one before it) for one publisher, all in one
-    transaction; return the closes made now, empty when the period was closed already."""
+    transaction; return the closes made now, empty when the period was closed already.
+    ``on_closed`` runs in that transaction with the closes made, when there are any."""
     if now < period.ends_at(tz):
         raise PeriodNotEnded(f"period {period} runs until {period.last_date}; close it after")
     async with conn.transaction():
@@ -239,6 +251,8 @@ async def close_for_publisher(
         for each in todo:
             posting = Posting(conn, publisher_id, each, tz, book, sales, each.ends_at(tz))
             closed.append(await _close_one(posting))
+        if on_closed is not None:
+            await on_closed(conn, closed)
         return closed
 
 
@@ -257,11 +271,18 @@ def _reason(exc: Exception) -> str:
 
 
 async def _close_publisher(
-    pool: Pool, publisher_id: int, period: Period, tz: tzinfo, now: datetime, *, alone: bool
+    pool: Pool,
+    publisher_id: int,
+    period: Period,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    alone: bool,
+    on_closed: CloseHook | None,
 ) -> PublisherClose:
     async with pool.acquire() as conn:
         try:
-            closed = await close_for_publisher(conn, publisher_id, period, tz, now)
+            closed = await close_for_publisher(conn, publisher_id, period, tz, now, on_closed)
         except BeforeHistory:
             if alone:
                 raise
@@ -283,12 +304,19 @@ async def _close_publisher(
 
 
 async def close_period(
-    pool: Pool, period: Period, tz: tzinfo, now: datetime, *, publisher_id: int | None = None
+    pool: Pool,
+    period: Period,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    publisher_id: int | None = None,
+    on_closed: CloseHook | None = None,
 ) -> CloseReport:
     """Close ``period`` for one publisher or for all, after attributing the orders whose
     clicks have arrived. Each publisher is closed in a transaction of its own, and reported:
-    closed, already closed, skipped, or failed with the reason (nothing written for it).
-    Raises ``PeriodNotEnded``, ``NotFound`` (no such publisher)."""
+    closed, already closed, skipped, or failed with the reason (nothing written for it);
+    ``on_closed`` runs in each such transaction that closed something. Raises
+    ``PeriodNotEnded``, ``NotFound`` (no such publisher)."""
     if now < period.ends_at(tz):
         raise PeriodNotEnded(f"period {period} runs until {period.last_date}; close it after")
     async with pool.acquire() as conn:
@@ -302,7 +330,9 @@ async def close_period(
     report = CloseReport(period)
     for pid in ids:
         report.results.append(
-            await _close_publisher(pool, pid, period, tz, now, alone=publisher_id is not None)
+            await _close_publisher(
+                pool, pid, period, tz, now, alone=publisher_id is not None, on_closed=on_closed
+            )
         )
     return report
 

@@ -318,3 +318,28 @@ async def test_cli_list_revoke_rotate(database_url: str, pool: Pool) -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     bad = run_cli(database_url, "rotate-api-key", str(key_id), "--overlap-seconds", "9999")
     assert bad.returncode == 2 and "0 to 3600" in bad.stderr
+
+
+async def test_cli_keys_with_an_expiry(database_url: str, pool: Pool) -> None:
+    created = run_cli(database_url, "create-publisher", "CLI expiring keys")
+    publisher_id = int(created.stdout.split()[1])
+    made = run_cli(
+        database_url, "create-api-key", str(publisher_id), "--expires-at", "2099-01-01T00:00:00Z"
+    )
+    assert made.returncode == 0, made.stderr
+    key_id = int(made.stdout.split()[2])
+    expiry = await pool.fetchval("SELECT expires_at FROM api_keys WHERE id = $1", key_id)
+    assert expiry == datetime(2099, 1, 1, tzinfo=UTC)
+    admin = run_cli(database_url, "create-admin-key", "--expires-at", "2099-01-01T01:00:00+01:00")
+    assert admin.returncode == 0, admin.stderr
+    admin_id = int(admin.stdout.split()[2])
+    expiry = await pool.fetchval("SELECT expires_at FROM api_keys WHERE id = $1", admin_id)
+    assert expiry == datetime(2099, 1, 1, tzinfo=UTC)
+    for when, message in [
+        ("2001-01-01T00:00:00Z", "must be in the future"),
+        ("2099-01-01T00:00:00", "needs a time zone"),
+        ("tomorrow", "not an ISO 8601 time"),
+    ]:
+        refused = run_cli(database_url, "create-api-key", str(publisher_id), "--expires-at", when)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr

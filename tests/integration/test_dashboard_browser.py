@@ -1,7 +1,10 @@
 """The dashboard as a publisher sees it: Debian's Chromium, headless, driven by Playwright,
 against a real ``python -m app.serve`` on a free port. It signs in with the API key, reads
 the numbers off the cards and the charts, downloads the Live Order Tracking CSV, saves a
-screenshot to test-artifacts/dashboard.png and signs out.
+screenshot to test-artifacts/dashboard.png (and dashboard-desktop.png) and signs out; then, on
+a 390 px phone, every page fits the screen, tables scroll in their own box, and the link
+builder gives the tracking URL and its QR code (dashboard-phone.png, withdrawals-phone.png,
+links-phone.png, builder-phone.png).
 
 Playwright only drives the browser here: it never downloads one (``playwright install`` is
 never run); the browser is ``/usr/bin/chromium``, which ``make test`` installs when missing.
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -88,7 +92,10 @@ class Site:
     clicks: list[Click] = field(default_factory=list)
     orders: list[tuple[str, datetime, str, str | None]] = field(default_factory=list)
     balance: Decimal = Decimal("0.00")
-    tz: tzinfo = UTC  # the period time zone: the dashboard's days are its days
+    tz: tzinfo = UTC
+    codes: list[str] = field(
+        default_factory=list
+    )  # the publisher's links  # the period time zone: the dashboard's days are its days
 
     def day(self, at: datetime) -> date:
         return at.astimezone(self.tz).date()
@@ -137,6 +144,11 @@ async def populate(site: Site, settings: Settings, pool_url: str) -> None:
                 link = await link_store.create_link(
                     conn, site.publisher_id, "https://shop.example.com/a"
                 )
+                # A second link with a long destination: the Links table must scroll in its
+                # box on a phone, never the page.
+                long = "https://shop.example.com/collections/summer/" + "x" * 150 + "?ref=blog"
+                second = await link_store.create_link(conn, site.publisher_id, long, code="Sum26")
+                site.codes += [link.code, second.code]
                 await ensure_default_plan(conn)
                 merchant = await new_merchant(conn)
                 _, admin_key = await create_key(conn, Role.admin, None)
@@ -346,6 +358,7 @@ async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
 
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-desktop.png"), full_page=True)
 
             # The Live Order Tracking CSV, downloaded as a publisher would.
             async with page.expect_download() as download_info:
@@ -360,9 +373,119 @@ async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
             assert {r["order_id"] for r in rows} == {o[0] for o in placed}
             assert {r["af"] for r in rows} <= {"news", "video"}
 
+            await page.goto(f"{site.base_url}/dashboard/links")
+            assert await page.locator("#links tbody tr").count() == len(site.codes)
+            await page.screenshot(path=str(ARTIFACTS / "links-desktop.png"), full_page=True)
+
             await page.click("text=Sign out")
             await page.wait_for_url(f"{site.base_url}/dashboard/login")
             await page.goto(f"{site.base_url}/dashboard")
             assert page.url == f"{site.base_url}/dashboard/login"
+        finally:
+            await browser.close()
+
+
+PHONE_WIDTH, PHONE_HEIGHT = 390, 844
+
+# Every table's scroll box: [table id, box left, box right, box scrollWidth, box clientWidth,
+# overflow-x].
+SCROLL_BOXES = """els => els.map(e => {
+    const r = e.getBoundingClientRect();
+    return [e.querySelector('table').id, r.left, r.right, e.scrollWidth, e.clientWidth,
+            getComputedStyle(e).overflowX];
+})"""
+
+
+async def fits_the_phone(page: Any, what: str) -> None:
+    """No sideways scroll of the page; each table in a box within the screen, which scrolls
+    (and does) when the table is wider; each chart within its figure."""
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_WIDTH, f"{what}: the page is {width} px wide"
+    for table_id, left, right, scroll, client, overflow in await page.eval_on_selector_all(
+        ".table-scroll", SCROLL_BOXES
+    ):
+        assert left >= 0 and right <= PHONE_WIDTH, (what, table_id, left, right)
+        assert overflow == "auto", (what, table_id)
+        assert await page.locator(f"#{table_id}").is_visible()
+        if scroll > client:  # wider than the screen: it scrolls inside its box
+            box = page.locator(f".table-scroll:has(#{table_id})")
+            moved = await box.evaluate("e => { e.scrollLeft = e.scrollWidth; return e.scrollLeft }")
+            assert moved > 0, (what, table_id)
+            await box.evaluate("e => { e.scrollLeft = 0 }")  # back, for the screenshots
+    for svg_right, figure_right in await page.eval_on_selector_all(
+        "figure svg.chart",
+        "els => els.map(e => [e.getBoundingClientRect().right,"
+        " e.closest('figure').getBoundingClientRect().right])",
+    ):
+        assert svg_right <= figure_right + 0.5 and svg_right <= PHONE_WIDTH, what
+
+
+async def test_the_dashboard_on_a_phone(site: Site) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(
+                viewport={"width": PHONE_WIDTH, "height": PHONE_HEIGHT},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+            )
+            await context.grant_permissions(
+                ["clipboard-read", "clipboard-write"], origin=site.base_url
+            )
+            page = await context.new_page()
+            await page.goto(f"{site.base_url}/dashboard/login")
+            await fits_the_phone(page, "sign-in")
+            await page.fill("#api_key", site.key)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{site.base_url}/dashboard")
+
+            await fits_the_phone(page, "overview")
+            assert await page.locator("#top-ids").is_visible()
+            assert await page.locator("#income").is_visible()
+            assert await page.locator("#clicks-chart svg").is_visible()
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+
+            await page.click("header nav >> text=Withdrawals")
+            await page.wait_for_url(f"{site.base_url}/dashboard/withdrawals")
+            await fits_the_phone(page, "withdrawals")
+            assert await page.inner_text("#balance") == f"US${site.balance:,.2f}"
+            await page.screenshot(path=str(ARTIFACTS / "withdrawals-phone.png"), full_page=True)
+
+            await page.click("header nav >> text=Links")
+            await page.wait_for_url(f"{site.base_url}/dashboard/links")
+            await fits_the_phone(page, "links")
+            for code in site.codes:
+                assert await page.locator(f"tr[data-code='{code}']").count() == 1
+            assert await page.eval_on_selector(
+                ".table-scroll:has(#links)", "e => e.scrollWidth > e.clientWidth"
+            )
+            await page.screenshot(path=str(ARTIFACTS / "links-phone.png"), full_page=True)
+
+            # The builder: the tracking URL in a text field, the copy button, the QR code.
+            await page.click("tr[data-code=Sum26] >> text=Get link")
+            await page.fill("#af", "news")
+            await page.fill("#cn", "summer sale")
+            await page.click("form >> text=Get link")
+            await page.wait_for_selector("#tracking-url")
+            url = f"{site.base_url}/e/Sum26?af=news&cn=summer%20sale"
+            assert await page.input_value("#tracking-url") == url
+            qr = page.locator("#qr svg")
+            assert await qr.is_visible()
+            box = await qr.bounding_box()
+            assert box is not None and 120 <= box["width"] <= PHONE_WIDTH
+            await page.click("button.copy")
+            await page.wait_for_selector("button.copy.copied")
+            assert await page.evaluate("navigator.clipboard.readText()") == url
+            await fits_the_phone(page, "builder")
+            await page.screenshot(path=str(ARTIFACTS / "builder-phone.png"), full_page=True)
+            # The URL it gives redirects, with its tracking strings, to the link's destination.
+            async with httpx.AsyncClient() as client:
+                followed = await client.get(url, headers={"User-Agent": "Mozilla/5.0 Chrome/126"})
+            assert followed.status_code == 302
+            assert followed.headers["location"].startswith("https://shop.example.com/collections/")
         finally:
             await browser.close()

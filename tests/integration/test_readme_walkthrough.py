@@ -186,8 +186,14 @@ def copy_tree(target: Path) -> Path:
 def make_run_command(checkout: Path) -> list[str]:
     """What ``make run`` runs once set up: the last line ``make -n run`` prints."""
     assert shutil.which("make"), "the README's Quick start needs make; it is not installed"
+    # --no-print-directory: under `make test` (MAKELEVEL set) make would add "Entering
+    # directory" lines around the command.
     shown = subprocess.run(
-        ["make", "-n", "run"], cwd=checkout, capture_output=True, text=True, check=True
+        ["make", "-n", "--no-print-directory", "run"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     command = shown.stdout.strip().splitlines()[-1]
     assert "scripts/devstack run" in command, shown.stdout
