@@ -2,7 +2,8 @@
 
 Commands let errors propagate: ``main`` reports any ``ClickTrackError`` (``app/errors.py``;
 ``CliError`` for the CLI's own messages) as one line, ``error: <message>``, exit code 1; bad
-settings exit 2."""
+settings exit 2. Arguments are read by the bounded types of ``app/cli_apikeys.py`` (exit code
+2); a value Postgres still refuses is reported the same way, its transaction undone."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from redis.exceptions import RedisError
 from app.audit.fields import closes_recorder
 from app.audit.log import cli_actor, record
 from app.cli_accounts import AccountCommands
-from app.cli_apikeys import ApiKeyCommands
+from app.cli_apikeys import ApiKeyCommands, positive_id, whole_number
+from app.cli_apikeys import day as day_type
+from app.cli_apikeys import period as period_type
 from app.cli_audit import AuditCommands
 from app.cli_merchants import MerchantCommands
 from app.cli_withdrawals import WithdrawalCommands
@@ -61,10 +64,16 @@ async def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
+MAX_DAYS = 36_500  # a retention of 100 years: the cutoff is always a day Postgres stores
+RETENTION_DAYS = whole_number(1, MAX_DAYS)
+
+
 async def cmd_drop_old_clicks(settings: Settings, args: argparse.Namespace) -> None:
     days = args.days if args.days is not None else settings.click_retention_days
     if not days:
         raise CliError("no retention: pass --days N or set CLICKTRACK_CLICK_RETENTION_DAYS")
+    if days > MAX_DAYS:  # --days is bounded by its type; the setting is bounded here
+        raise CliError(f"CLICKTRACK_CLICK_RETENTION_DAYS must be at most {MAX_DAYS}: {days}")
     cutoff = datetime.now(UTC).date() - timedelta(days=days)
     conn = await _connect(settings)
     try:
@@ -109,7 +118,7 @@ async def cmd_load_plan(settings: Settings, args: argparse.Namespace) -> None:
 async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None:
     """One line per publisher (closed, already closed, skipped, failed: why), a summary, and
     exit code 1 when a publisher failed (nothing was written for it: run it again)."""
-    period = Period.parse(args.period)
+    period: Period = args.period
     try:
         pool = await create_pool(settings.database_url, max_size=2)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -253,33 +262,6 @@ async def _redrive_shard(
     return moved
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _shard_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
-    return value
-
-
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 
 
@@ -291,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_migrate
     )
 
-    AccountCommands(_connect).register(sub, _positive_int)
-    ApiKeyCommands(_connect).register(sub, _positive_int)
+    AccountCommands(_connect).register(sub, positive_id)
+    ApiKeyCommands(_connect).register(sub, positive_id)
 
     drop = sub.add_parser("drop-old-clicks", help="drop clicks older than the retention")
-    drop.add_argument("--days", type=_positive_int, default=None, help="keep this many days")
+    drop.add_argument(
+        "--days", type=RETENTION_DAYS, default=None, help=f"keep this many days (1 to {MAX_DAYS})"
+    )
     drop.set_defaults(run=cmd_drop_old_clicks)
 
     MerchantCommands(_connect).register(sub)
@@ -307,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=cmd_load_plan)
 
     close = sub.add_parser("close-period", help="close a calculation period (YYYY-MM)")
-    close.add_argument("period", help="YYYY-MM: the period from the 10th of that month")
-    close.add_argument("--publisher-id", type=_positive_int, default=None)
+    close.add_argument(
+        "period", type=period_type, help="YYYY-MM: the period from the 10th of that month"
+    )
+    close.add_argument("--publisher-id", type=positive_id, default=None)
     close.set_defaults(run=cmd_close_period)
 
     _add_check_links(sub)
@@ -316,13 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill-rollups",
         help="rebuild the traffic rollups from raw clicks (days in CLICKTRACK_PERIOD_TIMEZONE)",
     )
-    backfill.add_argument("--from", dest="from_day", type=_day, default=None, help="YYYY-MM-DD")
-    backfill.add_argument("--to", dest="to_day", type=_day, default=None, help="YYYY-MM-DD")
+    backfill.add_argument("--from", dest="from_day", type=day_type, default=None, help="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="to_day", type=day_type, default=None, help="YYYY-MM-DD")
     backfill.set_defaults(run=cmd_backfill_rollups)
 
     _add_redrive(sub)
-    WithdrawalCommands(_connect).register(sub, _positive_int)
-    AuditCommands(_connect).register(sub, _positive_int)
+    WithdrawalCommands(_connect).register(sub, positive_id)
+    AuditCommands(_connect).register(sub, positive_id)
     return parser
 
 
@@ -344,13 +330,21 @@ def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="the dead letters (default) or the parked entries (a record version a flusher "
         "did not read)",
     )  # fmt: skip
-    redrive.add_argument("--shard", type=_shard_number, default=None, help="one shard only")
-    redrive.add_argument("--limit", type=_positive_int, default=None, help="move at most N")
+    redrive.add_argument("--shard", type=whole_number(0), default=None, help="one shard only")
+    redrive.add_argument("--limit", type=positive_id, default=None, help="move at most N")
     redrive.add_argument("--dry-run", action="store_true", help="print, move nothing")
     redrive.set_defaults(run=cmd_redrive)
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only (Postgres adds details below)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` names; its exit code. A command's refusal, or Postgres's
+    refusal of a value (its transaction rolled back: nothing is half-written), is one line on
+    stderr, ``error: ...``, exit code 1; bad arguments exit 2 (argparse), bad settings 2."""
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -362,6 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(command(settings, args))
     except ClickTrackError as exc:  # the one place a command's error becomes a message
         print(f"error: {exc.describe()}", file=sys.stderr)
+        return 1
+    except asyncpg.UndefinedTableError as exc:
+        print(
+            f"error: the database is not migrated ({_first_line(exc)}): run migrate",
+            file=sys.stderr,
+        )
+        return 1
+    except asyncpg.DataError as exc:  # a last line: the argument types refuse such values first
+        print(f"error: the value was refused: {_first_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -17,7 +17,7 @@ from app.accounts.apikeys import Role, create_key, get_key
 from app.accounts.publishers import PublisherKind
 from app.audit.fields import API_KEY, PUBLISHER, snapshot
 from app.audit.log import cli_actor, record
-from app.cli_apikeys import iso_instant
+from app.cli_apikeys import iso_instant, utf8_text
 from app.core.db import Conn
 from app.errors import NotFound
 from app.settings import Settings
@@ -99,18 +99,20 @@ class AccountCommands:
     ) -> None:
         """Add the commands to the CLI's parser; ``number`` reads a whole number >= 1."""
         admin = sub.add_parser("create-admin-key", help="create an admin API key and print it")
-        admin.add_argument("--name", default="", help="a label to recognise the key by")
+        admin.add_argument(
+            "--name", type=utf8_text, default="", help="a label to recognise the key by"
+        )
         admin.add_argument("--expires-at", type=iso_instant, default=None, help=EXPIRY_HELP)
         admin.set_defaults(run=self.create_admin_key)
 
         pub = sub.add_parser("create-publisher", help="create a publisher (or network)")
-        pub.add_argument("name")
+        pub.add_argument("name", type=utf8_text)
         pub.add_argument("--kind", choices=[k.value for k in PublisherKind], default="publisher")
         pub.add_argument("--network-id", type=number, default=None)
         pub.set_defaults(run=self.create_publisher)
 
         key = sub.add_parser("create-api-key", help="create an API key for a publisher")
         key.add_argument("publisher_id", type=number)
-        key.add_argument("--name", default="")
+        key.add_argument("--name", type=utf8_text, default="")
         key.add_argument("--expires-at", type=iso_instant, default=None, help=EXPIRY_HELP)
         key.set_defaults(run=self.create_api_key)

@@ -1,14 +1,21 @@
 """The operator commands for API keys, registered by ``app/cli.py``: list them (prefix,
 owner, created, last used, expiry; never the secret), revoke one (refused at once by every
 worker), rotate one (a new key printed once; the old one revoked now, or after an overlap).
-Revoking and rotating are in the audit log (the key's id and prefix, never the key)."""
+Revoking and rotating are in the audit log (the key's id and prefix, never the key).
+
+It also holds the argument types every command of ``python -m app.cli`` shares: each number,
+day, instant and period an operator types is read by one of them and bounded to what
+Postgres stores, so a bad value is refused by argparse in plain words (exit code 2) before
+anything is read or written. Ids are 1 to 2**63-1 (``bigint``), cursors (``--after``) 0 to
+that; days and instants lie in the years ``FIRST_YEAR`` to ``LAST_YEAR`` (those of the
+calculation periods), in UTC for an instant."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 
@@ -17,10 +24,83 @@ from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, Role
 from app.audit.fields import API_KEY, snapshot
 from app.audit.log import cli_actor, record
 from app.errors import NotFound
+from app.money.periods import FIRST_YEAR, LAST_YEAR, Period, PeriodError
 from app.settings import Settings
 
 Connect = Callable[[Settings], Awaitable[asyncpg.Connection]]
+MAX_BIGINT = 2**63 - 1
+YEARS = f"{FIRST_YEAR} to {LAST_YEAR}"
+
 WholeNumber = Callable[[str], int]
+
+
+def whole_number(low: int, high: int = MAX_BIGINT) -> WholeNumber:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more: {text!r}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}: {text!r}")
+        return value
+
+    read.__name__ = f"whole number from {low} to {high}"
+    return read
+
+
+def utf8_text(value: str) -> str:
+    """An argparse type: text as typed, refused when it is not UTF-8 (bytes the shell passed
+    that Postgres could not store); ``str`` for every text argument of the CLI."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not UTF-8 text: {value!r}") from None
+    return value
+
+
+positive_id = whole_number(1)  # an id, a count: 1 to 2**63-1
+cursor = whole_number(0)  # ``--after``: ids above this one, 0 for the first page
+
+
+def day(text: str) -> date:
+    """An argparse type: a day, YYYY-MM-DD, in the years ``FIRST_YEAR`` to ``LAST_YEAR``."""
+    try:
+        found = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    if not FIRST_YEAR <= found.year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"must be a day in the years {YEARS}: {text!r}")
+    return found
+
+
+def iso_instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with its zone (a naive one is refused), falling in
+    the years ``FIRST_YEAR`` to ``LAST_YEAR`` in UTC; returned in UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"needs a time zone (Z or +hh:mm): {text!r}")
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:  # past 9999-12-31 or before 0001-01-01 once in UTC
+        utc = None
+    if utc is None or not FIRST_YEAR <= utc.year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"must be a time in the years {YEARS} (UTC): {text!r}")
+    return utc
+
+
+def period(text: str) -> Period:
+    """An argparse type: a calculation period, YYYY-MM (see ``app/money/periods.py``)."""
+    try:
+        return Period.parse(text)
+    except PeriodError as exc:
+        raise argparse.ArgumentTypeError(str(exc.describe())) from None
 
 
 def _when(at: datetime | None) -> str:
@@ -40,17 +120,6 @@ def describe(key: ApiKey) -> str:
     if key.replaced_by is not None:
         line += f", replaced by key {key.replaced_by}"
     return line
-
-
-def iso_instant(text: str) -> datetime:
-    """An argparse type: an ISO 8601 time with its zone (a naive one is refused)."""
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if at.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"needs a time zone (Z or +hh:mm): {text!r}")
-    return at
 
 
 def _overlap(text: str) -> int:
@@ -149,7 +218,7 @@ class ApiKeyCommands:
         listing.add_argument("--publisher-id", type=number, default=None)
         listing.add_argument("--admin", action="store_true", help="admin keys only")
         listing.add_argument("--all", action="store_true", help="revoked keys too")
-        listing.add_argument("--after", type=int, default=0, help="ids above this only")
+        listing.add_argument("--after", type=cursor, default=0, help="ids above this only")
         listing.add_argument("--limit", type=number, default=100)
         listing.set_defaults(run=self.list_keys)
 

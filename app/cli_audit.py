@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from app.audit.log import AuditEntry, list_entries
+from app.cli_apikeys import utf8_text
 from app.settings import Settings
 
 Connect = Callable[[Settings], Awaitable[asyncpg.Connection]]
@@ -82,9 +83,15 @@ class AuditCommands:
         listing = sub.add_parser(
             "list-audit", help="list the audit log: who changed what and when, newest first"
         )
-        listing.add_argument("--target-kind", default=None, help="api_key, merchant, plan, ...")
-        listing.add_argument("--target-id", default=None, help="the target's id, as listed")
-        listing.add_argument("--action", default=None, help="merchant.disable, plan.put, ...")
+        listing.add_argument(
+            "--target-kind", type=utf8_text, default=None, help="api_key, merchant, plan, ..."
+        )
+        listing.add_argument(
+            "--target-id", type=utf8_text, default=None, help="the target's id, as listed"
+        )
+        listing.add_argument(
+            "--action", type=utf8_text, default=None, help="merchant.disable, plan.put, ..."
+        )
         listing.add_argument("--publisher-id", type=number, default=None)
         listing.add_argument("--before-id", type=number, default=None, help="older entries only")
         listing.add_argument(

@@ -21,6 +21,7 @@ from app.accounts import merchants
 from app.accounts.merchants import MAX_SECRET_OVERLAP_S, Merchant, MerchantError
 from app.audit.fields import MERCHANT, snapshot
 from app.audit.log import cli_actor, record
+from app.cli_apikeys import utf8_text
 from app.core.db import Conn
 from app.errors import NotFound
 from app.settings import Settings
@@ -178,16 +179,16 @@ class MerchantCommands:
         create = sub.add_parser(
             "create-merchant", help="create a merchant and print its postback secret"
         )
-        create.add_argument("name")
+        create.add_argument("name", type=utf8_text)
         create.add_argument(
-            "--host", action="append", default=[], metavar="PATTERN",
+            "--host", action="append", type=utf8_text, default=[], metavar="PATTERN",
             help="a host its links point at: shop.example.com, or *.example.com for any "
             "host below it; repeat for several (none: any host, with a warning)",
         )  # fmt: skip
         create.set_defaults(run=self.create)
 
         rotate = sub.add_parser("rotate-merchant-secret", help="give a merchant a new secret")
-        rotate.add_argument("name")
+        rotate.add_argument("name", type=utf8_text)
         rotate.add_argument(
             "--overlap-seconds", type=_overlap, default=0,
             help=f"keep accepting the old secret this long (0 to {MAX_SECRET_OVERLAP_S}, 7 "
@@ -198,10 +199,10 @@ class MerchantCommands:
         disable = sub.add_parser(
             "disable-merchant", help="refuse a merchant's postbacks (its orders are kept)"
         )
-        disable.add_argument("name")
+        disable.add_argument("name", type=utf8_text)
         disable.set_defaults(run=self.set_disabled, disable=True)
         enable = sub.add_parser("enable-merchant", help="accept a merchant's postbacks again")
-        enable.add_argument("name")
+        enable.add_argument("name", type=utf8_text)
         enable.set_defaults(run=self.set_disabled, disable=False)
 
         hosts = sub.add_parser(
@@ -209,9 +210,13 @@ class MerchantCommands:
             help="replace the hosts a merchant owns: its postbacks attribute orders only to "
             "clicks on links to them",
         )
-        hosts.add_argument("name")
+        hosts.add_argument("name", type=utf8_text)
         hosts.add_argument(
-            "hosts", nargs="*", metavar="PATTERN", help="shop.example.com, *.example.com"
+            "hosts",
+            nargs="*",
+            type=utf8_text,
+            metavar="PATTERN",
+            help="shop.example.com, *.example.com",
         )
         hosts.add_argument(
             "--any-host", action="store_true",

@@ -14,6 +14,7 @@ import asyncpg
 
 from app.audit.fields import WITHDRAWAL, snapshot
 from app.audit.log import cli_actor, record
+from app.cli_apikeys import cursor, utf8_text
 from app.core.db import Conn
 from app.money import withdrawals
 from app.money.withdrawal_rules import CLI_ACTOR, WithdrawalCalendar, WithdrawalStatus
@@ -142,7 +143,7 @@ class WithdrawalCommands:
             help="repeat for several (default: requested and approved)",
         )  # fmt: skip
         listing.add_argument("--publisher-id", type=number, default=None)
-        listing.add_argument("--after", type=number, default=0, help="ids above this only")
+        listing.add_argument("--after", type=cursor, default=0, help="ids above this only")
         listing.add_argument("--limit", type=number, default=100)
         listing.set_defaults(run=self.list_pending)
 
@@ -152,12 +153,16 @@ class WithdrawalCommands:
 
         pay = sub.add_parser("pay-withdrawal", help="record an approved withdrawal as paid")
         pay.add_argument("withdrawal_id", type=number)
-        pay.add_argument("--reference", required=True, help="the bank transfer's reference")
+        pay.add_argument(
+            "--reference", type=utf8_text, required=True, help="the bank transfer's reference"
+        )
         pay.set_defaults(run=self.pay)
 
         reject = sub.add_parser(
             "reject-withdrawal", help="reject a withdrawal and give its money back"
         )
         reject.add_argument("withdrawal_id", type=number)
-        reject.add_argument("--reason", required=True, help="why, in words the publisher reads")
+        reject.add_argument(
+            "--reason", type=utf8_text, required=True, help="why, in words the publisher reads"
+        )
         reject.set_defaults(run=self.reject)

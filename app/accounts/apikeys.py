@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import asyncpg
@@ -24,6 +24,8 @@ KEY_PREFIX = "ctk_"
 SHOWN_PREFIX = len(KEY_PREFIX) + 6
 LAST_USED_EVERY_S = 60
 MAX_OVERLAP_S = 3600
+# Expiries end before this: every caller's times are in years Postgres and Python both store.
+EXPIRY_LIMIT = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class Role(StrEnum):
@@ -82,6 +84,13 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def _before_limit(at: datetime) -> bool:
+    try:
+        return at.astimezone(UTC) < EXPIRY_LIMIT
+    except OverflowError:  # past 9999-12-31 once in UTC
+        return False
+
+
 async def create_key(
     conn: Conn,
     role: Role,
@@ -89,7 +98,10 @@ async def create_key(
     name: str = "",
     expires_at: datetime | None = None,
 ) -> tuple[int, str]:
-    """Store a new key; return its id and the key itself (shown once, never stored)."""
+    """Store a new key; return its id and the key itself (shown once, never stored). An
+    expiry not in the future, or not before ``EXPIRY_LIMIT``, raises ``ApiKeyError``."""
+    if expires_at is not None and not _before_limit(expires_at):
+        raise ApiKeyError(f"must be before {EXPIRY_LIMIT:%Y-%m-%dT%H:%M:%SZ}", field="expires_at")
     key = new_key()
     key_id: int = await conn.fetchval(
         """INSERT INTO api_keys (key_hash, key_prefix, role, publisher_id, name, expires_at)

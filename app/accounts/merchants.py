@@ -51,6 +51,7 @@ _COLUMNS = """id, name, created_at, hosts, disabled_at,
     CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END
         AS previous_secret_until"""
 
+MAX_NAME_CHARS = 200
 MerchantRef = int | str  # an id (the API) or a name (the CLI)
 
 
@@ -175,8 +176,10 @@ async def create_merchant(conn: Conn, name: str, hosts: Iterable[str] = ()) -> t
     """Store a new merchant owning ``hosts`` (none: any host); return it and its secret (to
     be shown once)."""
     name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise MerchantError("name must be 1 to 200 characters")
+    if not name:
+        raise MerchantError("name must not be blank")
+    if len(name) > MAX_NAME_CHARS:
+        raise MerchantError(f"name must be at most {MAX_NAME_CHARS} characters")
     if (refused := first_refused(name)) is not None:
         raise MerchantError(f"name must not contain control or invisible characters ({refused})")
     patterns = normalise_hosts(hosts)

@@ -46,18 +46,37 @@ async def create_publisher(
     kind: PublisherKind = PublisherKind.publisher,
     network_id: int | None = None,
 ) -> Publisher:
+    """Create a publisher, a network (``kind``), or a network's member (``network_id``: a
+    publisher of kind network; a network itself cannot be a member). Raises
+    ``PublisherError`` (422) saying which rule the request breaks."""
     name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise PublisherError("name must be 1 to 200 characters")
+    if not name:
+        raise PublisherError("name must not be blank")
+    if len(name) > 200:
+        raise PublisherError("name must be at most 200 characters")
     if (refused := first_refused(name)) is not None:
         raise PublisherError(f"name must not contain control or invisible characters ({refused})")
+    if kind is PublisherKind.network and network_id is not None:
+        # One level only: a network's members are publishers, never networks (is_member
+        # and network_scope read one level).
+        raise PublisherError(
+            "a network cannot be a member of another network: leave network_id out, or "
+            "create a publisher",
+            field="network_id",
+        )
     async with conn.transaction():
         if network_id is not None:
             network_kind = await conn.fetchval(
                 "SELECT kind FROM publishers WHERE id = $1 FOR SHARE", network_id
             )
+            if network_kind is None:
+                raise PublisherError(f"network {network_id} does not exist", field="network_id")
             if network_kind != PublisherKind.network:
-                raise PublisherError(f"network {network_id} does not exist")
+                raise PublisherError(
+                    f"publisher {network_id} is not a network: a member's network_id names a "
+                    "publisher of kind network",
+                    field="network_id",
+                )
         row = await conn.fetchrow(
             f"INSERT INTO publishers (name, kind, network_id) VALUES ($1, $2, $3) "
             f"RETURNING {_COLUMNS}",

@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.accounts import apikeys
 from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, KeyStatus, Principal, Role
 from app.api.deps import PrincipalDep, ResourcesDep, actor_of
+from app.api.params import Cursor, Id, Instant
 from app.audit.fields import API_KEY, snapshot
 from app.audit.log import record
 from app.errors import NotFound
 
 router = APIRouter(tags=["api keys"])
 
-KeyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id")]
+KeyId = Annotated[Id, Path(description="The key's id")]
 
 
 class ApiKeyInfo(BaseModel):
@@ -52,7 +53,7 @@ class RotateIn(BaseModel):
         le=MAX_OVERLAP_S,
         description="0: the old key is revoked now; else it expires this many seconds later",
     )
-    expires_at: datetime | None = Field(default=None, description="The new key's expiry")
+    expires_at: Instant | None = Field(default=None, description="The new key's expiry")
 
 
 class RotatedOut(BaseModel):
@@ -89,10 +90,10 @@ def _owner(principal: Principal) -> int | None:
 async def list_api_keys(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    publisher_id: Annotated[int | None, Query(ge=1, description="Admin keys only")] = None,
+    publisher_id: Annotated[Id | None, Query(description="Admin keys only")] = None,
     role: Role | None = None,
     include_revoked: bool = False,
-    after: Annotated[int, Query(ge=0, description="Cursor: `next_after` of the previous page")] = 0,
+    after: Annotated[Cursor, Query(description="Cursor: `next_after` of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ApiKeyPage:
     owner = _owner(principal)
@@ -160,7 +161,8 @@ async def rotate_api_key(
             conn, old, overlap_s=body.overlap_seconds, expires_at=body.expires_at
         )
         replaced = await apikeys.get_key(conn, key_id)
-        assert replaced is not None
+        created = await apikeys.get_key(conn, new_id)
+        assert replaced is not None and created is not None
         await record(
             conn,
             actor_of(principal),
@@ -176,6 +178,6 @@ async def rotate_api_key(
         key=key,
         role=old.role,
         publisher_id=old.publisher_id,
-        expires_at=body.expires_at,
+        expires_at=created.expires_at,  # as stored, in the form GET answers with
         replaces=info(replaced),
     )

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal
-from app.api.deps import PrincipalDep, ResourcesDep, actor_of
-from app.api.params import PRINTABLE
+from app.api.deps import NowDep, PrincipalDep, ResourcesDep, actor_of
+from app.api.params import PRINTABLE, Cursor, Id, Instant
 from app.api.scope import acting_for, publishers_seen, visible_link
 from app.audit.log import record
 from app.core.hosts import normalise_host
@@ -27,7 +27,7 @@ from app.errors import InvalidInput
 from app.links import builder, mirror
 from app.links import model as link_model
 from app.links import store as link_store
-from app.links.model import CODE_PATTERN, Link, LinkStatus
+from app.links.model import CODE_PATTERN, Link, LinkStatus, echoed
 from app.links.urls import MAX_DESTINATION_BYTES
 
 router = APIRouter(tags=["links"])
@@ -35,8 +35,6 @@ router = APIRouter(tags=["links"])
 # Characters of a ``q`` search: enough for any code (32) and a recognisable part of a URL,
 # short enough that a substring scan stays cheap.
 MAX_QUERY_LENGTH = 100
-# Ids are Postgres bigints: a larger number would not reach the query (asyncpg refuses it).
-MAX_ID = 2**63 - 1
 # A host name's longest form (RFC 1035: 253 characters written out).
 MAX_HOST_LENGTH = 253
 
@@ -50,8 +48,8 @@ class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     destination: str = Field(max_length=MAX_DESTINATION_BYTES)
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
-    expires_at: AwareDatetime | None = None
-    publisher_id: int | None = Field(default=None, ge=1, le=MAX_ID, description=PUBLISHER_ID_DOC)
+    expires_at: Instant | None = None
+    publisher_id: Id | None = Field(default=None, description=PUBLISHER_ID_DOC)
 
 
 class LinkPatch(BaseModel):
@@ -66,7 +64,7 @@ class LinkPatch(BaseModel):
         description="`archived`: 410 like an expired link, hidden from the default list, "
         "history kept; `active` restores.",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Instant | None = Field(
         default=None, description="When the link stops redirecting (410); null clears it."
     )
 
@@ -116,7 +114,10 @@ def _audited(link: Link) -> dict[str, Any]:
 
 
 @router.post("/links", status_code=201)
-async def create_link(body: LinkIn, principal: PrincipalDep, resources: ResourcesDep) -> LinkOut:
+async def create_link(
+    body: LinkIn, principal: PrincipalDep, resources: ResourcesDep, now: NowDep
+) -> LinkOut:
+    link_model.check_expiry(body.expires_at, now)
     destination = link_model.validate_destination(
         body.destination, resources.settings.allowed_hosts
     )
@@ -163,7 +164,7 @@ def _filter(
         try:
             host = normalise_host(host.strip().strip("[]"))
         except ValueError as exc:
-            raise InvalidInput(f"not a host name: {exc}", field="host") from None
+            raise InvalidInput(f"not a host name: {echoed(exc)}", field="host") from None
     if created_from is not None and created_to is not None and created_to < created_from:
         raise InvalidInput("must not be before created_from", field="created_to")
     # Days outside these bounds bound nothing (no link was created before 1970 or after
@@ -187,13 +188,9 @@ def _filter(
 async def list_links(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    after: Annotated[
-        int, Query(ge=0, le=MAX_ID, description="Cursor: `next_after` of the previous page")
-    ] = 0,
+    after: Annotated[Cursor, Query(description="Cursor: `next_after` of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    publisher_id: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description=PUBLISHER_ID_DOC)
-    ] = None,
+    publisher_id: Annotated[Id | None, Query(description=PUBLISHER_ID_DOC)] = None,
     status: Annotated[
         LinkStatus | None,
         Query(description="Only this status (default: all but archived)"),
@@ -236,7 +233,7 @@ async def get_link(code: str, principal: PrincipalDep, resources: ResourcesDep) 
 
 @router.patch("/links/{code}")
 async def update_link(
-    code: str, body: LinkPatch, principal: PrincipalDep, resources: ResourcesDep
+    code: str, body: LinkPatch, principal: PrincipalDep, resources: ResourcesDep, now: NowDep
 ) -> LinkOut:
     sent = body.model_fields_set
     if not sent:
@@ -252,6 +249,7 @@ async def update_link(
         )
     changes: dict[str, Any] = {"status": body.status, "destination": destination}
     if "expires_at" in sent:
+        link_model.check_expiry(body.expires_at, now)
         changes["expires_at"] = body.expires_at
     async with resources.pool.acquire() as conn, conn.transaction():
         found = await link_store.get_link(conn, code, for_update=True)

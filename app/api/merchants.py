@@ -18,6 +18,7 @@ from app.accounts import merchants
 from app.accounts.apikeys import Principal
 from app.accounts.merchants import MAX_HOSTS, MAX_SECRET_OVERLAP_S, Merchant
 from app.api.deps import AdminDep, ResourcesDep, actor_of
+from app.api.params import Id
 from app.audit.fields import MERCHANT, snapshot
 from app.audit.log import record
 from app.core.db import Conn
@@ -25,7 +26,7 @@ from app.errors import NotFound
 
 router = APIRouter(tags=["merchants"])
 
-MerchantId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The merchant's id")]
+MerchantId = Annotated[Id, Path(description="The merchant's id")]
 HostPattern = Annotated[
     str, Field(min_length=1, max_length=300, description="shop.example.com or *.example.com")
 ]

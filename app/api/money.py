@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.accounts.publishers import get_publisher
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
-from app.api.params import PERIOD_PATTERN, PeriodText, PublisherId
+from app.api.params import PERIOD_PATTERN, Cursor, Id, PeriodText, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
 from app.audit.fields import closes_recorder
@@ -262,7 +262,7 @@ async def get_ledger(
     principal: PrincipalDep,
     resources: ResourcesDep,
     publisher_id: PublisherId = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[Cursor, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EntryPage:
     tz = resources.settings.period_tz
@@ -305,7 +305,7 @@ async def close_period(
     period: Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM: starts the 10th")],
     admin: AdminDep,
     resources: ResourcesDep,
-    publisher_id: Annotated[int | None, Query(ge=1, description="Omitted: every publisher")] = None,
+    publisher_id: Annotated[Id | None, Query(description="Omitted: every publisher")] = None,
 ) -> CloseOut:
     """Close a calculation period: post chargebacks, partial refunds, incentive adjustments
     and credits. Idempotent; closes any earlier unclosed period of the publisher first. Each

@@ -8,17 +8,18 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
-from app.api.params import PRINTABLE, TrackingText
+from app.api.params import PRINTABLE, Cursor, Id, Instant, TrackingText
 from app.api.scope import acting_for, may_see
 from app.api.zones import TimeZoneName, in_zone
 from app.audit.fields import ORDER, snapshot
 from app.audit.log import record
 from app.core.db import Conn
 from app.errors import Conflict, NotFound
+from app.links.model import echoed
 from app.orders import store
 from app.orders.attribution import UnattributedReason, reattribute
 from app.orders.status import Attribution, OrderStatus
@@ -128,8 +129,8 @@ async def _visible(conn: Conn, order: Order, principal: Principal) -> bool:
 async def list_orders(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    ordered_from: Annotated[AwareDatetime | None, Query(description="Order time >= this")] = None,
-    ordered_before: Annotated[AwareDatetime | None, Query(description="Order time < this")] = None,
+    ordered_from: Annotated[Instant | None, Query(description="Order time >= this")] = None,
+    ordered_before: Annotated[Instant | None, Query(description="Order time < this")] = None,
     status: Annotated[list[OrderStatus] | None, Query(description="Any of these")] = None,
     attribution: Attribution | None = None,
     af: TrackingText = None,
@@ -137,9 +138,9 @@ async def list_orders(
     cv: TrackingText = None,
     dp: TrackingText = None,
     publisher_id: Annotated[
-        int | None, Query(ge=1, description="Admin keys only; omitted: every order")
+        Id | None, Query(description="Admin keys only; omitted: every order")
     ] = None,
-    after: Annotated[int, Query(ge=0, description="Cursor: `next_after` of the previous page")] = 0,
+    after: Annotated[Cursor, Query(description="Cursor: `next_after` of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> OrderPage:
     async with resources.pool.acquire() as conn:
@@ -186,7 +187,7 @@ async def _find(conn: Conn, order_id: str, principal: Principal) -> Order:
     if len(found) > 1:
         ids = ", ".join(str(order.id) for order in found)
         raise Conflict(
-            f"{len(found)} orders of different merchants have the order id {order_id!r}; "
+            f"{len(found)} orders of different merchants have the order id {echoed(order_id)!r}; "
             f"ask for one by its id: {ids}"
         )
     return found[0]
@@ -207,7 +208,10 @@ async def get_order(
 
 @router.post("/orders/{order_id}/disqualify")
 async def disqualify_order(
-    order_id: int, body: DisqualifyIn, admin: AdminDep, resources: ResourcesDep
+    order_id: Annotated[Id, Path(description="The order's `id`")],
+    body: DisqualifyIn,
+    admin: AdminDep,
+    resources: ResourcesDep,
 ) -> OrderOut:
     """Disqualify an order (fraud, invalid traffic). A credited order is charged back by the
     next period close."""

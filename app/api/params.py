@@ -7,10 +7,12 @@ lists them in the order of its signature."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated
 
+import annotated_types
 from fastapi import Query
+from pydantic import AfterValidator, AwareDatetime
 
 from app.core.chars import REFUSED_CLASS
 from app.links.model import CODE_PATTERN
@@ -21,6 +23,31 @@ from app.traffic.counts import Dimension
 # a use for control characters, and invisible ones (bidi overrides, zero-width spaces...) only
 # make two ids look alike. The same characters the redirect refuses (app/core/chars.py).
 PRINTABLE = f"^[^{REFUSED_CLASS}]*$"
+
+# Ids and cursors are Postgres bigints: a larger number would not reach the query (asyncpg
+# refuses it, and the answer could not name the field). Every integer id or cursor the API
+# takes, in a path, a query or a body, is one of these two types, so validation refuses an
+# out-of-range one by name (tests/integration/test_api_inputs.py walks the OpenAPI schema).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_ID)]
+Cursor = Annotated[int, annotated_types.Ge(0), annotated_types.Le(MAX_ID)]
+
+STORABLE_YEARS = "must be between the years 1 and 9999 in UTC"
+
+
+def storable_instant(at: datetime) -> datetime:
+    """``at`` in UTC, the form every answer gives times in; a ``ValueError`` (a 422 naming
+    the field) when its UTC instant is past what Python and Postgres both store
+    (``9999-12-31T23:59:59-12:00`` is in the year 10000 in UTC)."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(STORABLE_YEARS) from None
+
+
+# Every instant the API takes: with a time zone (a naive time is refused, never guessed as
+# UTC), storable, and converted to UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(storable_instant)]
 
 FromDay = Annotated[
     date | None,
@@ -36,7 +63,7 @@ ToDay = Annotated[
 PERIOD_PATTERN = r"^\d{4}-\d{2}$"  # a calculation period or a month: YYYY-MM
 PeriodText = Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 PublisherId = Annotated[
-    int | None,
+    Id | None,
     Query(ge=1, description="Admin keys; a network's key: itself or one of its members"),
 ]
 LinkCode = Annotated[str | None, Query(pattern=CODE_PATTERN, description="Link code")]

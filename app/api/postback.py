@@ -14,7 +14,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.accounts.merchants import (
     MERCHANT_HEADER,
@@ -24,8 +24,9 @@ from app.accounts.merchants import (
     verify_any,
 )
 from app.api.deps import ResourcesDep
-from app.api.params import PRINTABLE
+from app.api.params import PRINTABLE, Instant
 from app.errors import Forbidden, InvalidInput, TooLarge, Unauthorized
+from app.links.model import echoed
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
 from app.orders.attribution import AttributionRules
 from app.orders.status import Attribution, OrderStatus
@@ -51,7 +52,7 @@ class PostbackIn(BaseModel):
         pattern=PRINTABLE,
         description="The click id the redirect sent the merchant.",
     )
-    order_time: AwareDatetime = Field(description="When the buyer paid for the order.")
+    order_time: Instant = Field(description="When the buyer paid for the order.")
     amount: Decimal = Field(
         ge=0,
         decimal_places=2,
@@ -66,7 +67,7 @@ class PostbackIn(BaseModel):
     )
     new_buyer: bool
     status: OrderStatus
-    status_time: AwareDatetime | None = Field(
+    status_time: Instant | None = Field(
         default=None,
         description="When the status took effect (for 'completed': the transaction time); "
         "default: when the postback is received.",
@@ -134,7 +135,8 @@ def _check_amount(sent: PostbackIn, largest: Decimal) -> None:
     partial refund (the amount left after it)."""
     if sent.amount > largest:
         raise InvalidInput(
-            f"{sent.amount} is more than the largest order amount accepted ({largest} US dollars)",
+            f"{echoed(sent.amount)} is more than the largest order amount accepted "
+            f"({largest} US dollars)",
             field="amount",
         )
     if sent.status is OrderStatus.partially_refunded and sent.amount <= 0:
@@ -171,7 +173,7 @@ async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
     async with resources.pool.acquire() as conn:
         found = await postback_secrets(conn, int(merchant))
         if found is None:
-            raise Unauthorized(f"unknown merchant {merchant} (X-Clicktrack-Merchant)")
+            raise Unauthorized(f"unknown merchant {echoed(merchant)} (X-Clicktrack-Merchant)")
         # A missing, stale or wrong signature raises SignatureError: 401. During a secret
         # rotation's overlap, the old secret is accepted too.
         verify_any(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import publishers
 from app.accounts.apikeys import Role, create_key, get_key
 from app.accounts.publishers import PublisherKind
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
+from app.api.params import Cursor, Id, Instant
 from app.api.scope import acting_for, network_of
 from app.audit.fields import API_KEY, PUBLISHER, snapshot
 from app.audit.log import record
@@ -19,12 +20,14 @@ from app.errors import NotFound
 
 router = APIRouter(tags=["publishers"])
 
+PublisherPath = Annotated[Id, Path(description="The publisher's id")]
+
 
 class PublisherIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     name: str = Field(min_length=1, max_length=200)
     kind: PublisherKind = PublisherKind.publisher
-    network_id: int | None = Field(default=None, ge=1)
+    network_id: Id | None = None
 
 
 class PublisherOut(BaseModel):
@@ -42,7 +45,7 @@ class PublisherPage(BaseModel):
 
 class ApiKeyIn(BaseModel):
     name: str = Field(default="", max_length=200)
-    expires_at: datetime | None = Field(default=None, description="From then on: 401")
+    expires_at: Instant | None = Field(default=None, description="From then on: 401")
 
 
 class ApiKeyOut(BaseModel):
@@ -87,7 +90,7 @@ async def create_publisher(
 async def list_publishers(
     principal: PrincipalDep,
     resources: ResourcesDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[Cursor, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PublisherPage:
     """An admin key: every publisher. A network's key: its members. Any other key: 403."""
@@ -104,7 +107,7 @@ async def list_publishers(
 
 @router.get("/publishers/{publisher_id}")
 async def get_publisher(
-    publisher_id: int, principal: PrincipalDep, resources: ResourcesDep
+    publisher_id: PublisherPath, principal: PrincipalDep, resources: ResourcesDep
 ) -> PublisherOut:
     """An admin key: any publisher. A network's key: itself and its members (any other id
     answers 404, like a missing one). Any other key: 403."""
@@ -120,7 +123,7 @@ async def get_publisher(
 
 @router.post("/publishers/{publisher_id}/api-keys", status_code=201)
 async def create_publisher_key(
-    publisher_id: int, body: ApiKeyIn, admin: AdminDep, resources: ResourcesDep
+    publisher_id: PublisherPath, body: ApiKeyIn, admin: AdminDep, resources: ResourcesDep
 ) -> ApiKeyOut:
     async with resources.pool.acquire() as conn, conn.transaction():
         if await publishers.get_publisher(conn, publisher_id) is None:
@@ -145,7 +148,7 @@ async def create_publisher_key(
         key=key,
         role=Role.publisher,
         publisher_id=publisher_id,
-        expires_at=body.expires_at,
+        expires_at=created.expires_at,  # as stored, in the form GET answers with
     )
 
 

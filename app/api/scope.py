@@ -5,7 +5,8 @@
 - A publisher key: its own publisher. When that publisher is a network (``kind='network'``),
   also its members (``network_id`` = the network's id), named with ``publisher_id``;
   ``allow_members=False`` keeps a call to the key's own publisher (withdrawals: money is
-  each publisher's own to request).
+  each publisher's own to request); a member named then answers 403 saying so, since the
+  network may see that member anyway.
 
 Anything else, a non-member or another network's member, answers exactly like a publisher or
 link that does not exist (404): a key learns nothing of accounts it cannot see.
@@ -19,14 +20,19 @@ from app.core.db import Conn
 from app.errors import Forbidden, InvalidInput, NotFound
 from app.links.model import Link
 
+MEMBERS_REQUEST_THEIR_OWN = (
+    "a network cannot request its members' withdrawals: each publisher requests its own"
+)
+
 
 async def acting_for(
     conn: Conn, principal: Principal, requested: int | None, *, allow_members: bool = True
 ) -> int:
     """The publisher id a call concerns: ``requested`` when the key may act for it, the
     key's own publisher when ``requested`` is None (a publisher key). Raises ``InvalidInput``
-    (field ``publisher_id``) for an admin key naming none, ``NotFound`` for a publisher the
-    key cannot act for or that does not exist."""
+    (field ``publisher_id``) for an admin key naming none, ``Forbidden`` for a network's
+    member with ``allow_members=False``, ``NotFound`` for a publisher the key cannot see or
+    that does not exist."""
     if principal.role is Role.admin:
         if requested is None:
             raise InvalidInput("required with an admin key", field="publisher_id")
@@ -37,8 +43,11 @@ async def acting_for(
     assert own is not None
     if requested is None or requested == own:
         return own
-    if allow_members and await is_member(conn, own, requested):
-        return requested
+    if await is_member(conn, own, requested):
+        if allow_members:
+            return requested
+        # The network sees this member (it is no secret): say the rule, not "does not exist".
+        raise Forbidden(MEMBERS_REQUEST_THEIR_OWN)
     raise NotFound(f"publisher {requested} does not exist")
 
 

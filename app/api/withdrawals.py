@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
-from app.api.params import PRINTABLE, PublisherId
+from app.api.params import PRINTABLE, Cursor, Id, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
 from app.audit.fields import WITHDRAWAL, snapshot
@@ -36,7 +36,7 @@ from app.traffic.days import zone_name
 
 router = APIRouter(tags=["withdrawals"])
 
-WithdrawalId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The withdrawal's id")]
+WithdrawalId = Annotated[Id, Path(description="The withdrawal's id")]
 Statuses = Annotated[
     list[WithdrawalStatus] | None,
     Query(alias="status", description="Repeat for several; default: every status"),
@@ -52,7 +52,7 @@ class WithdrawalIn(BaseModel):
         decimal_places=2,
         description="Default: everything withdrawable.",
     )
-    publisher_id: int | None = Field(default=None, ge=1, description="Admin keys only")
+    publisher_id: Id | None = Field(default=None, description="Admin keys only")
 
 
 class PayIn(BaseModel):
@@ -189,7 +189,7 @@ async def list_own_withdrawals(
     resources: ResourcesDep,
     publisher_id: PublisherId = None,
     status: Statuses = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[Cursor, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> WithdrawalPage:
     """The publisher's withdrawals, oldest first."""
@@ -206,8 +206,8 @@ async def list_all_withdrawals(
     _admin: AdminDep,
     resources: ResourcesDep,
     status: Statuses = None,
-    publisher_id: Annotated[int | None, Query(ge=1, description="Default: everyone")] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    publisher_id: Annotated[Id | None, Query(description="Default: everyone")] = None,
+    after: Annotated[Cursor, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> WithdrawalPage:
     """Every publisher's withdrawals, oldest first (admin). The operators' queue:

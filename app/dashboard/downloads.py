@@ -1,6 +1,7 @@
 """The dashboard's CSV downloads, for the signed-in publisher: the same exports as the API's
-(``app/reports/exports.py``), from the query's text; days are those of the period time zone.
-Bad input raises ``InvalidInput``."""
+(``app/reports/exports.py``), from the query's text, checked as the API checks it (the same
+days, months and groupings); days are those of the period time zone. Bad input raises
+``InvalidInput``."""
 
 from __future__ import annotations
 
@@ -39,11 +40,14 @@ def traffic_by(
     return exports.traffic_csv(resources.pool, query, bom=inputs.flag(bom, "bom"))
 
 
-async def income_by_period(owner: int, resources: Resources, bom: str | None) -> CsvExport:
-    """Income over the default periods (the last 12)."""
+async def income_by_period(
+    owner: int, resources: Resources, start: str | None, end: str | None, bom: str | None
+) -> CsvExport:
+    """Income over the calculation periods asked for (``YYYY-MM``, as the API's
+    ``/reports/income``); by default the last 12."""
     with_bom = inputs.flag(bom, "bom")
     tz, now = resources.settings.period_tz, datetime.now(UTC)
-    first, last = ranges.period_range(None, None, now, tz)
+    first, last = ranges.period_range(start or None, end or None, now, tz)
     async with resources.pool.acquire() as conn:
         found = await income.income_by_period(conn, owner, first, last, tz, now)
     return exports.income_csv(found, tz, bom=with_bom)

@@ -4,24 +4,59 @@ the API's JSON."""
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
 from pydantic import TypeAdapter, ValidationError
 
 from app.errors import InvalidInput
+from app.reports.ranges import DEFAULT_DAYS
+from app.traffic.counts import FIRST_DAY, LAST_DAY, MAX_DAYS
 
 _DAY = TypeAdapter(date)
 _FLAG = TypeAdapter(bool)
+_DAY_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_AMOUNT = Decimal("999999999999.99")  # the withdrawals' column: 14 digits, 2 decimals
 
 
-class ReversedRange(InvalidInput):
-    """A range whose first day comes after its last: the request is malformed (400), not a
-    value that breaks a rule, and it is said rather than silently turned round."""
+class BadQuery(InvalidInput):
+    """A bad value of a dashboard page's query parameter (a link, a bookmark, an address
+    typed by hand): the request is malformed, 400, said in words, never silently replaced."""
 
     status = 400
     kind = "bad_request"
+
+
+class ReversedRange(BadQuery):
+    """A range whose first day comes after its last: said rather than silently turned round."""
+
+
+@contextmanager
+def query_checked() -> Iterator[None]:
+    """Any ``InvalidInput`` raised while reading a page's query (here or by the reports'
+    own checks: a month, a grouping) raised again as ``BadQuery``: 400 with its words."""
+    try:
+        yield
+    except BadQuery:
+        raise
+    except InvalidInput as exc:
+        raise BadQuery(exc.message, field=exc.field) from exc
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 day``, ``2 days``: a count with its noun agreeing (``words``: an irregular plural)."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+ECHO = 64  # the most characters of a caller's own text a page repeats
+
+
+def clipped(text: str, most: int = ECHO) -> str:
+    """A caller's text as a page repeats it: at most ``most`` characters, then "…"."""
+    return text if len(text) <= most else text[:most] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _day_text(day: date) -> str:
@@ -29,13 +64,19 @@ def _day_text(day: date) -> str:
 
 
 def day(text: str | None, field: str) -> date | None:
-    """A day, ``YYYY-MM-DD``; None when left out."""
+    """A day, ``YYYY-MM-DD``, within the days a report may name; None when left out."""
     if text is None or text == "":  # an emptied date field of the range form: left out
         return None
+    bounds = f"days run from {FIRST_DAY} to {LAST_DAY}"
     try:
-        return _DAY.validate_python(text)
+        found = _DAY.validate_python(text)
     except ValidationError:
-        raise InvalidInput("expected a day as YYYY-MM-DD", field=field) from None
+        if _DAY_SHAPE.fullmatch(text) and text[:4] == "0000":  # year 0: no calendar has it
+            raise BadQuery(f"{text} is out of range: {bounds}", field=field) from None
+        raise BadQuery("expected a day as YYYY-MM-DD", field=field) from None
+    if not FIRST_DAY <= found <= LAST_DAY:
+        raise BadQuery(f"{found} is out of range: {bounds}", field=field)
+    return found
 
 
 def days(first: str | None, last: str | None, today: date) -> tuple[date | None, date | None]:
@@ -52,6 +93,25 @@ def days(first: str | None, last: str | None, today: date) -> tuple[date | None,
     return start, end
 
 
+def shown_days(first: str | None, last: str | None, today: date) -> tuple[date, date]:
+    """The days a page shows: ``from`` to ``to`` as asked (by default the last
+    ``DEFAULT_DAYS`` up to ``to``, itself by default today), at most ``MAX_DAYS``; a day out
+    of range, a reversed or a longer range raises ``BadQuery`` saying so."""
+    start, end = days(first, last, today)
+    end = end or today
+    start = start or max(FIRST_DAY, end - timedelta(days=DEFAULT_DAYS - 1))
+    if start > end:  # "to" before the default "from": only when "to" is the first day
+        start = end
+    count = (end - start).days + 1
+    if count > MAX_DAYS:
+        raise BadQuery(
+            f"{_day_text(start)} to {_day_text(end)} is {plural(count, 'day')}: a range is at "
+            f"most {plural(MAX_DAYS, 'day')} long, within {FIRST_DAY} to {LAST_DAY}",
+            field="from",
+        )
+    return start, end
+
+
 def flag(text: str | None, field: str) -> bool:
     """A yes/no (``true``, ``false``, ``1``, ``0``, ...); false when left out."""
     if text is None:
@@ -59,7 +119,7 @@ def flag(text: str | None, field: str) -> bool:
     try:
         return _FLAG.validate_python(text)
     except ValidationError:
-        raise InvalidInput("expected true or false", field=field) from None
+        raise BadQuery("expected true or false", field=field) from None
 
 
 def amount(text: str | None) -> Decimal | None:
@@ -72,9 +132,16 @@ def amount(text: str | None) -> Decimal | None:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise InvalidInput(
-            f"{text!r} is not an amount: write dollars and cents, such as 120.00", field="amount"
+            f"{clipped(text or '')!r} is not an amount: write dollars and cents, such as 120.00",
+            field="amount",
         ) from None
-    if not value.is_finite() or value <= 0 or value > MAX_AMOUNT:
+    if not value.is_finite():
+        raise InvalidInput("must be an amount in dollars and cents, such as 120.00", field="amount")
+    if value > MAX_AMOUNT:
+        raise InvalidInput(
+            f"is too large: a withdrawal is at most US${MAX_AMOUNT:,}", field="amount"
+        )
+    if value <= 0:
         raise InvalidInput("must be a positive amount, such as 120.00", field="amount")
     if value != value.quantize(Decimal("0.01")):
         raise InvalidInput("must be whole cents, at most two decimals", field="amount")

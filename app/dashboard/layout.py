@@ -4,13 +4,19 @@ when it has nothing to show. Every value from outside is escaped here or by the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
+from app.dashboard.inputs import ECHO, clipped
 from app.dashboard.sessions import PATH
 
 STYLESHEET = f"{PATH}/static/dashboard.css"
+ICON = f"{PATH}/static/favicon.svg"
+# A run of text longer than a page repeats (quoted and already cut: up to 3 more characters).
+_LONG_RUN = re.compile(rf"\S{{{ECHO + 4},}}")
+_CELL = re.compile(r"<td(?=[ >])")
 
 # The pages of the navigation: (key, path, label).
 NAV = (
@@ -39,6 +45,7 @@ def layout(title: str, body: str, scripts: Sequence[str] = ()) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="referrer" content="no-referrer"><title>{escape(title)}</title>'
+        f'<link rel="icon" href="{ICON}" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{STYLESHEET}">{tags}</head>'
         f"<body>{body}</body></html>"
     )
@@ -77,10 +84,16 @@ def page(
     )
 
 
+def bounded(text: str) -> str:
+    """Words to show, with each run of text longer than ``ECHO`` characters (a caller's own,
+    repeated) cut, then "…"."""
+    return _LONG_RUN.sub(lambda run: clipped(run.group()), text)
+
+
 def notice(text: str, *, error: bool = False, key: str = "notice") -> str:
     """The outcome of a form, in plain words: an alert for a refusal, a status otherwise."""
     role, kind = ("alert", "error") if error else ("status", "ok")
-    return f'<p class="notice {kind}" id="{attr(key)}" role="{role}">{escape(text)}</p>'
+    return f'<p class="notice {kind}" id="{attr(key)}" role="{role}">{escape(bounded(text))}</p>'
 
 
 def empty(text: str, key: str) -> str:
@@ -88,16 +101,25 @@ def empty(text: str, key: str) -> str:
     return f'<p class="empty" id="{attr(key)}-empty">{escape(text)}</p>'
 
 
+def labelled(row: str, head: Sequence[str]) -> str:
+    """A ready ``<tr>`` with each ``<td>`` labelled by its column (``data-label``): on a
+    narrow screen each row is a card of labelled cells (``dashboard.css``)."""
+    labels = iter(head)
+    return _CELL.sub(lambda _: f'<td data-label="{attr(next(labels, ""))}"', row)
+
+
 def table(key: str, head: Sequence[str], rows: Sequence[str], nothing: str) -> str:
     """A table in its own horizontally scrollable box (a phone scrolls the table, never the
-    page), or ``nothing`` in words when there are no rows. ``rows`` are ready ``<tr>``s."""
+    page; under 600 px its rows stack as cards), or ``nothing`` in words when there are no
+    rows. ``rows`` are ready ``<tr>``s, one ``<td>`` per column of ``head``."""
     if not rows:
         return empty(nothing, key)
     cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join(labelled(row, head) for row in rows)
     return (
         f'<div class="table-scroll" tabindex="0" role="region" aria-label="{attr(key)}">'
-        f'<table id="{attr(key)}"><thead><tr>{cells}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<table class="stackable" id="{attr(key)}"><thead><tr>{cells}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 
@@ -119,10 +141,11 @@ def login_page(token: str, error: str | None = None) -> str:
 
 
 def error_page(message: str) -> str:
-    """A request the dashboard cannot answer, said in plain words."""
+    """A request the dashboard cannot answer, said in plain words; a run of text longer than
+    ``ECHO`` characters (a caller's own, repeated) is cut, then "…"."""
     return layout(
         "Not possible · clicktrack",
         '<main class="problem"><h1>clicktrack</h1>'
-        f'<p class="error" role="alert">{escape(message)}</p>'
+        f'<p class="error" role="alert">{escape(bounded(message))}</p>'
         f'<p><a href="{PATH}">Back to the dashboard</a></p></main>',
     )

@@ -14,8 +14,9 @@ from typing import Any
 
 from app.audit.log import api_actor, record
 from app.core.resources import Resources
+from app.dashboard.inputs import BadQuery, clipped
 from app.dashboard.sessions import DashboardSession
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.links import builder, mirror
 from app.links import store as link_store
 from app.links.model import Link, LinkStatus, validate_destination
@@ -49,11 +50,16 @@ ACTIONS = {
 }
 
 
+# The outcomes a change's redirect names (``?done=``), beside the status actions.
+DONE = ("destination", "unchanged", *ACTIONS)
+
+
 @dataclass(frozen=True)
 class LinkPage:
     links: list[Link]
     show: Show
     next_after: int | None  # the cursor of the next page; None on the last
+    status: LinkStatus | None = None  # only the links of this status (as the API's ?status=)
 
 
 def short_url(link: Link, resources: Resources) -> str:
@@ -64,25 +70,48 @@ def show_of(text: str | None) -> Show:
     try:
         return Show(text or Show.current)
     except ValueError:
-        raise InvalidInput("expected current, archived or all", field="show") from None
+        raise BadQuery("expected current, archived or all", field="show") from None
+
+
+def status_of(text: str | None) -> LinkStatus | None:
+    """The ``status`` a list is narrowed to (as the API's ``GET /links?status=``)."""
+    if not text:
+        return None
+    try:
+        return LinkStatus(text)
+    except ValueError:
+        raise BadQuery("expected active, disabled or archived", field="status") from None
+
+
+def done_of(text: str | None) -> str | None:
+    """The outcome a page's ``done`` names (set by the dashboard's own redirect)."""
+    if text is None:
+        return None
+    if text not in DONE:
+        raise BadQuery(f"expected one of {', '.join(DONE)}", field="done")
+    return text
 
 
 def cursor_of(text: str | None) -> int:
     if not text:
         return 0
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise InvalidInput("expected the number of the last link shown", field="after")
+        raise BadQuery("expected the number of the last link shown", field="after")
     return int(text)
 
 
-async def list_page(resources: Resources, owner: int, show: Show, after: int) -> LinkPage:
-    """A page of the publisher's links, oldest first, after the cursor."""
-    where = link_store.LinkFilter(statuses=_STATUSES[show])
+async def list_page(
+    resources: Resources, owner: int, show: Show, after: int, status: LinkStatus | None = None
+) -> LinkPage:
+    """A page of the publisher's links, oldest first, after the cursor; ``status``: only
+    the links of that status (whatever ``show`` says)."""
+    statuses = _STATUSES[show] if status is None else (status,)
+    where = link_store.LinkFilter(statuses=statuses)
     async with resources.pool.acquire() as conn:
         found = await link_store.list_links(
             conn, [owner], after=after, limit=PAGE_SIZE, where=where
         )
-    return LinkPage(found, show, found[-1].id if len(found) == PAGE_SIZE else None)
+    return LinkPage(found, show, found[-1].id if len(found) == PAGE_SIZE else None, status)
 
 
 async def active_links(resources: Resources, owner: int) -> list[Link]:
@@ -95,7 +124,7 @@ async def active_links(resources: Resources, owner: int) -> list[Link]:
 
 def _owned(link: Link | None, owner: int, code: str) -> Link:
     if link is None or link.publisher_id != owner:
-        raise NotFound(f"you have no link with the code {code!r}")
+        raise NotFound(f"you have no link with the code {clipped(code)!r}")
     return link
 
 

@@ -10,6 +10,7 @@ from datetime import tzinfo
 from html import escape
 from urllib.parse import quote, urlencode
 
+from app.dashboard.inputs import plural
 from app.dashboard.layout import attr, notice, page, table
 from app.dashboard.link_actions import LinkPage, Show
 from app.dashboard.sessions import PATH
@@ -88,6 +89,7 @@ def _tabs(show: Show) -> str:
 
 def list_page(found: LinkPage, frame: Frame, outcome: str = "") -> str:
     back = f"{PATH}/links?show={found.show}"
+    only = "" if found.status is None else f"&amp;status={found.status}"
     rows = [_row(link, frame, back) for link in found.links]
     nothing = {
         Show.current: "No links yet: create one with the API (POST /api/v1/links).",
@@ -97,10 +99,12 @@ def list_page(found: LinkPage, frame: Frame, outcome: str = "") -> str:
     more = ""
     if found.next_after is not None:
         more = (
-            f'<p><a id="next-page" href="{PATH}/links?show={found.show}&amp;after='
-            f'{found.next_after}">Next {len(found.links)} links</a></p>'
+            f'<p><a id="next-page" href="{PATH}/links?show={found.show}{only}&amp;after='
+            f'{found.next_after}">Next {plural(len(found.links), "link")}</a></p>'
         )
-    head = ("Code", "Short URL", "Destination", "Status", f"Created ({frame.zone})", "")
+    if found.status is not None:  # narrowed as the API's ?status= narrows
+        more = f'<p class="hint" id="only">Only {STATUS_TEXT[found.status]} links.</p>{more}'
+    head = ("Code", "Short URL", "Destination", "Status", f"Created ({frame.zone})", "Actions")
     return page(
         "Links",
         frame.publisher_name,

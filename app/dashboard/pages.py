@@ -13,6 +13,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from app.dashboard import charts, labels
+from app.dashboard.inputs import plural
 from app.dashboard.layout import attr, empty, money, page, table
 from app.dashboard.sessions import PATH
 from app.reports.balance import BalanceStatus
@@ -118,7 +119,8 @@ def _cards(view: DashboardView) -> str:
         _card(
             "Conversion rate",
             rate_text(o.conversion_rate),
-            f"{o.orders.completed:,} completed (within 60 days) of {o.orders.orders:,} orders",
+            f"{o.orders.completed:,} completed (within 60 days) of "
+            f"{plural(o.orders.orders, 'order')}",
             "conversion",
         ),
         _card("Total amount", money(o.orders.amount), f"sales of {span}", "amount"),
@@ -230,7 +232,7 @@ def _income_table(periods: Sequence[PeriodIncome]) -> str:
         "income",
         (*head, "Net income", "Estimated commission"),
         rows,
-        f"No income yet in the last {len(periods)} calculation periods (10th to 9th).",
+        f"No income yet in the last {plural(len(periods), 'calculation period')} (10th to 9th).",
     )
 
 
@@ -256,7 +258,8 @@ def dashboard_page(view: DashboardView) -> str:
         f'<label>To <input type="date" name="to" value="{view.last}"></label>'
         '<button type="submit">Show</button>'
         f'<span id="time-zone" data-time-zone="{attr(view.time_zone)}">'
-        f"Days and times are in {escape(view.time_zone)}. {len(view.days)} days.</span></form>"
+        f"Days and times are in {escape(view.time_zone)}. "
+        f"{plural(len(view.days), 'day')}.</span></form>"
     )
     return page(
         "Overview",

@@ -3,8 +3,9 @@ download the CSVs. Pages are rendered on the server (``pages.py``) from what ``v
 reads; the session is in ``sessions.py``, its HTTP side in ``web.py``; the downloads are the
 reports' own CSV exports (``downloads.py``), for the signed-in publisher. The withdrawals'
 and the links' pages have their own routers (``routes_withdrawals.py``, ``routes_links.py``),
-included at the end. Bad input answers an HTML page with the API's status (a reversed range:
-400), never the API's JSON."""
+included at the end. A bad query value (a day, a month, a range too long or reversed, a
+grouping, a flag) answers a 400 HTML page saying why, never the API's JSON, never a silent
+substitute; an unknown query parameter is ignored (pages are linked to by browsers)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ from app.dashboard.sessions import (
     same_token,
 )
 from app.dashboard.view import dashboard_view
-from app.errors import InvalidInput, NotFound
-from app.reports import ranges
+from app.errors import NotFound
 from app.traffic.days import day_of
 
 router = APIRouter(prefix=PATH, include_in_schema=False, route_class=web.PageRoute)
@@ -113,17 +113,17 @@ async def dashboard(
     if session is None:
         return web.to_login()
     today = day_of(now, resources.settings.period_tz)
-    try:
-        asked = inputs.days(first, last, today)
-    except InvalidInput as exc:
-        return web.problem(exc)
-    shown = ranges.shown_day_range(*asked, today)
+    shown = inputs.shown_days(first, last, today)
     view = await dashboard_view(session, resources, *shown, now)
     return web.html(pages.dashboard_page(view))
 
 
 # The files of static/ a page may load, with their media types; nothing else is served.
-STATIC = {"dashboard.css": "text/css; charset=utf-8", "copy.js": "text/javascript; charset=utf-8"}
+STATIC = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "copy.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 @functools.cache
@@ -156,10 +156,8 @@ async def export_orders(
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    try:
+    with inputs.query_checked():
         export = downloads.orders(session.publisher_id, resources, first, last, bom)
-    except InvalidInput as exc:
-        return web.problem(exc)
     return web.download(export)
 
 
@@ -175,24 +173,24 @@ async def export_traffic(
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    try:
+    with inputs.query_checked():
         export = downloads.traffic_by(session.publisher_id, resources, first, last, group_by, bom)
-    except InvalidInput as exc:
-        return web.problem(exc)
     return web.download(export)
 
 
 @router.get("/export/income.csv")
 async def export_income(
-    request: Request, resources: ResourcesDep, bom: FlagText = None
+    request: Request,
+    resources: ResourcesDep,
+    first: FromText = None,
+    last: ToText = None,
+    bom: FlagText = None,
 ) -> Response:
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    try:
-        export = await downloads.income_by_period(session.publisher_id, resources, bom)
-    except InvalidInput as exc:
-        return web.problem(exc)
+    with inputs.query_checked():
+        export = await downloads.income_by_period(session.publisher_id, resources, first, last, bom)
     return web.download(export)
 
 
@@ -200,3 +198,10 @@ async def export_income(
 
 router.include_router(routes_withdrawals.router)
 router.include_router(routes_links.router)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST"])
+async def no_such_page(rest: str) -> Response:
+    """Any other address under the dashboard (or a method its page does not take): a 404
+    page in words, not the API's JSON. Declared last: every page above matches first."""
+    raise NotFound("there is no such dashboard page")

@@ -2,7 +2,8 @@
 POST that changes a link (destination, disable, archive, restore; CSRF-checked). A change
 redirects to the page it came from with its outcome, so a reload does not repeat it; a bad
 destination answers the link's page with 422 and the reason, another publisher's or an
-unknown code a 404 page."""
+unknown code a 404 page; a bad query value (``show``, ``status``, ``after``, ``done``, a
+tracking string) a 400 page saying why."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.api.deps import ResourcesDep
 from app.core.resources import Resources
 from app.dashboard import link_actions, web
 from app.dashboard.build_page import Asked, builder_page
+from app.dashboard.inputs import BadQuery
 from app.dashboard.link_actions import ACTIONS
 from app.dashboard.links_page import Frame, link_page, list_page
 from app.dashboard.sessions import PATH, DashboardSession
@@ -57,17 +59,16 @@ async def links(
     show: Text = None,
     after: Text = None,
     done: Text = None,
+    status: Text = None,
 ) -> Response:
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    try:
-        which, cursor = link_actions.show_of(show), link_actions.cursor_of(after)
-    except InvalidInput as exc:
-        return web.problem(exc)
-    found = await link_actions.list_page(resources, session.publisher_id, which, cursor)
+    which, cursor = link_actions.show_of(show), link_actions.cursor_of(after)
+    only, outcome = link_actions.status_of(status), link_actions.done_of(done)
+    found = await link_actions.list_page(resources, session.publisher_id, which, cursor, only)
     frame = await _frame(resources, session)
-    return web.html(list_page(found, frame, _done_text(done, "")))
+    return web.html(list_page(found, frame, _done_text(outcome, "")))
 
 
 @router.get("/links/build")
@@ -88,15 +89,13 @@ async def build(
     asked = Asked(code or "", {"af": af, "cn": cn, "cv": cv, "dp": dp})
     if not code:  # the empty form
         return web.html(builder_page(choices, frame, asked))
+    link = await link_actions.find(resources, session.publisher_id, code)
     try:
-        link = await link_actions.find(resources, session.publisher_id, code)
         built = link_actions.build(link, resources, asked.values)
-    except NotFound as exc:
-        return web.problem(exc)
-    except InvalidInput as exc:
+    except InvalidInput as exc:  # a value of the query the redirect would drop: 400
         said = f"No link was made: {exc.describe()}."
         page = builder_page(choices, frame, asked, problem=(exc.field, said))
-        return web.html(page, exc.status)
+        return web.html(page, BadQuery.status)
     return web.html(builder_page(choices, frame, asked, built))
 
 
@@ -107,12 +106,10 @@ async def one_link(
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    try:
-        link = await link_actions.find(resources, session.publisher_id, code)
-    except NotFound as exc:
-        return web.problem(exc)
+    outcome = link_actions.done_of(done)
+    link = await link_actions.find(resources, session.publisher_id, code)
     frame = await _frame(resources, session)
-    return web.html(link_page(link, frame, _done_text(done, link.destination)))
+    return web.html(link_page(link, frame, _done_text(outcome, link.destination)))
 
 
 def _asked_change(form: dict[str, str]) -> tuple[str, LinkStatus | None, str | None]:

@@ -29,7 +29,7 @@ async def withdrawals_form(
     if session is None:
         return web.to_login()
     if requested is not None and not (requested.isascii() and requested.isdigit()):
-        return web.problem(InvalidInput("expected a withdrawal's number", field="requested"))
+        raise inputs.BadQuery("expected a withdrawal's number", field="requested")
     view = await withdraw.withdrawals_view(resources, session, now)
     made = [w for w in view.withdrawals if str(w.id) == requested]
     outcome = requested_text(made[0], view) if made else ""

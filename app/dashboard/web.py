@@ -1,8 +1,9 @@
 """The dashboard's HTTP plumbing: its pages' headers, the signed-in session of a request,
 cookies, forms, downloads, and the HTML page an error answers with.
 
-Its routes are ``PageRoute``s: Postgres out of reach (``app.core.db.unreachable``) answers
-an HTML 503 page with ``Retry-After``, not the API's JSON; the routes do not catch it."""
+Its routes are ``PageRoute``s: any ``ClickTrackError`` a route lets through (from any layer)
+answers the HTML error page with its status, and Postgres out of reach
+(``app.core.db.unreachable``) an HTML 503 page with ``Retry-After``: never the API's JSON."""
 
 from __future__ import annotations
 
@@ -45,7 +46,10 @@ def html(body: str, status: int = 200) -> HTMLResponse:
 
 
 def problem(error: ClickTrackError) -> HTMLResponse:
-    """An error as a page, with the status the API would answer."""
+    """An error as a page, with its status (the API's, or 400 for a page's bad query); an
+    internal error (500) is not described: its words are not for a visitor."""
+    if error.status >= 500 and error.status != 503:
+        return html(layout.error_page("Something went wrong: please try again later."), 500)
     return html(layout.error_page(error.describe()), error.status)
 
 
@@ -75,8 +79,9 @@ def unavailable() -> HTMLResponse:
 
 
 class PageRoute(APIRoute):
-    """A dashboard route: when Postgres is out of reach, the HTML 503 page. A download that
-    fails after its first bytes were sent cannot change its status: its connection drops."""
+    """A dashboard route: a ``ClickTrackError`` it raises, the HTML error page
+    (``problem``); when Postgres is out of reach, the HTML 503 page. A download that fails
+    after its first bytes were sent cannot change its status: its connection drops."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         answer = super().get_route_handler()
@@ -84,6 +89,9 @@ class PageRoute(APIRoute):
         async def answer_or_unavailable(request: Request) -> Response:
             try:
                 return await answer(request)
+            except ClickTrackError as exc:
+                log.info("dashboard refused", extra={"error": exc.kind, "path": request.url.path})
+                return problem(exc)
             except Exception as exc:
                 if not unreachable(exc):
                     raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from app.dashboard.inputs import plural
 from app.dashboard.layout import attr, money, notice, page, table
 from app.dashboard.sessions import PATH
 from app.dashboard.withdraw import WithdrawalsView
@@ -71,7 +72,8 @@ def _form(view: WithdrawalsView) -> str:
         f'maxlength="20" placeholder="{b.withdrawable}">'
         '<button type="submit">Request a withdrawal</button></form>'
         f'<p class="hint">The fee of {money(b.fee)} comes out of the amount; the rest is '
-        f"paid about {view.calendar.payment_days} days after the request. A withdrawal needs "
+        f"paid about {plural(view.calendar.payment_days, 'day')} after the request. "
+        "A withdrawal needs "
         f"more than {money(b.minimum_balance)} withdrawable. Money booked this calendar month "
         "becomes withdrawable on the 1st of the next.</p></section>"
     )

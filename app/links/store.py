@@ -10,7 +10,15 @@ from datetime import datetime
 import asyncpg
 
 from app.core.db import Conn
-from app.links.model import CodeTaken, Link, LinkError, LinkStatus, is_valid_code, random_code
+from app.links.model import (
+    CodeTaken,
+    Link,
+    LinkError,
+    LinkStatus,
+    echoed,
+    is_valid_code,
+    random_code,
+)
 
 _COLUMNS = "id, code, publisher_id, destination, status, expires_at, created_at, updated_at"
 
@@ -51,7 +59,7 @@ async def create_link(
         if row is not None:
             return _from_row(row)
         if code is not None:
-            raise CodeTaken(f"code {code!r} is already taken")
+            raise CodeTaken(f"code {echoed(code)!r} is already taken")
     raise LinkError("could not draw a free random code; try again")
 
 

@@ -35,17 +35,6 @@ def bounded_day_range(first: date | None, last: date | None, today: date) -> tup
     return first, last
 
 
-def shown_day_range(first: date | None, last: date | None, today: date) -> tuple[date, date]:
-    """The days the dashboard shows: never an error. By default the last ``DEFAULT_DAYS``;
-    a reversed range is turned round, a long one cut to its last ``counts.MAX_DAYS`` days,
-    and both ends kept within the days a report may name."""
-    last = min(max(last or today, counts.FIRST_DAY), counts.LAST_DAY)
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
-    first, last = min(first, last), max(first, last)
-    first = max(first, last - timedelta(days=counts.MAX_DAYS - 1), counts.FIRST_DAY)
-    return first, last
-
-
 def period_range(
     first: str | None, last: str | None, now: datetime, tz: tzinfo
 ) -> tuple[Period, Period]:

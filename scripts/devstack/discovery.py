@@ -12,6 +12,7 @@ from typing import Self
 from devstack.base import (
     DATA_ROOT,
     DATABASE_URL_ENV,
+    DEFAULT_DATABASE,
     LOCAL_SERVICES_ENV,
     MAINTENANCE_DATABASE,
     POSTGRES_DEFAULT_URL,
@@ -117,9 +118,18 @@ class DevStack:
             redis_service = self._start("redis", REDIS_LOCAL_PORT, start_redis)
         if postgres_service is None:
             postgres_service = self._start("postgres", POSTGRES_LOCAL_PORT, start_postgres)
-        for service in (redis_service, postgres_service):
-            log(f"{service.kind + ':':<10}{redact(service.url)}  ({service.origin})")
+        log(f"{'redis:':<10}{redact(redis_service.url)}  ({redis_service.origin})")
+        used = self.database_url(postgres_service)  # the app's database, not the maintenance one
+        log(f"{'postgres:':<10}{redact(used)}  ({postgres_service.origin})")
         return redis_service, postgres_service
+
+    def database_name(self) -> str:
+        """The app's database: the one the configured URL names, else ``DEFAULT_DATABASE``."""
+        return database_name(self.config.get(DATABASE_URL_ENV, "")) or DEFAULT_DATABASE
+
+    def database_url(self, postgres: Service) -> str:
+        """The URL the app uses on the found Postgres (``app_database_url``)."""
+        return app_database_url(postgres, self.database_name())
 
     def _start(self, kind: str, port: int, start: Callable[[Path, int], ServerHandle]) -> Service:
         data_dir = self.data_root / ("redis" if kind == "redis" else "pg")

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from devstack import servicesenv
 from devstack.base import (
     DATABASE_URL_ENV,
-    DEFAULT_DATABASE,
     PROJECT_ROOT,
     PYTHON,
     REDIS_URL_ENV,
@@ -15,21 +14,20 @@ from devstack.base import (
     log,
     read_config,
 )
-from devstack.discovery import DevStack, Service, app_database_url
-from devstack.net import database_name, port_open
+from devstack.discovery import DevStack, Service
+from devstack.net import port_open
 from devstack.probes import ensure_database
 from devstack.steps import child_env, run_step, supervise
 
 
 def app_urls(stack: DevStack, redis_service: Service, postgres_service: Service) -> dict[str, str]:
     """The app's URLs of the found servers (its database created if missing)."""
-    configured = stack.config.get(DATABASE_URL_ENV, "")
-    name = database_name(configured) or DEFAULT_DATABASE
+    name = stack.database_name()
     if ensure_database(postgres_service.url, name):
         log(f"created database {name}")
     return {
         REDIS_URL_ENV: redis_service.url,
-        DATABASE_URL_ENV: app_database_url(postgres_service, name),
+        DATABASE_URL_ENV: stack.database_url(postgres_service),
     }
 
 

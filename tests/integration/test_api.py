@@ -76,13 +76,19 @@ async def test_publisher_and_link_lifecycle(
     assert disabled.json()["status"] == "disabled"
     assert disabled.json()["expires_at"] is None
 
-    expired = await app_client.patch(
+    past = await app_client.patch(
         "/api/v1/links/abcD12345",
         json={"expires_at": "2020-01-01T00:00:00Z"},
         headers=bearer(publisher_key),
     )
-    assert expired.json()["expires_at"].startswith("2020-01-01T00:00:00")
-    assert expired.json()["status"] == "disabled"  # untouched when not sent
+    assert past.status_code == 422 and "must be in the future" in past.json()["message"]
+    expiring = await app_client.patch(
+        "/api/v1/links/abcD12345",
+        json={"expires_at": "2090-01-01T00:00:00Z"},
+        headers=bearer(publisher_key),
+    )
+    assert expiring.json()["expires_at"].startswith("2090-01-01T00:00:00")
+    assert expiring.json()["status"] == "disabled"  # untouched when not sent
 
     cleared = await app_client.patch(
         "/api/v1/links/abcD12345",

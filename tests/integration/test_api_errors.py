@@ -257,3 +257,31 @@ async def test_an_order_id_two_merchants_share(
         f"2 orders of different merchants have the order id {ref!r}; "
         f"ask for one by its id: {first}, {second}"
     )
+
+
+async def test_pydantic_bounds_read_in_words(
+    app_client: httpx.AsyncClient, admin_key: str, publisher_key: str
+) -> None:
+    """pydantic's own English ("Input should be less than or equal to 3600", "String should
+    have at least 1 character") never reaches a caller: the rule in words, the field named."""
+    keys = (await app_client.get("/api/v1/api-keys", headers=bearer(publisher_key))).json()
+    too_long = await app_client.post(
+        f"/api/v1/api-keys/{keys['items'][0]['id']}/rotate",
+        json={"overlap_seconds": 3601},
+        headers=bearer(publisher_key),
+    )
+    assert refused(too_long)["message"] == "body.overlap_seconds: must be at most 3600"
+    empty_host = await app_client.post(
+        "/api/v1/merchants", json={"name": "Shop", "hosts": [""]}, headers=bearer(admin_key)
+    )
+    assert refused(empty_host)["message"] == "body.hosts.0: must not be empty"
+    no_limit = await app_client.get(
+        "/api/v1/links", params={"limit": "many"}, headers=bearer(publisher_key)
+    )
+    assert refused(no_limit)["message"] == "query.limit: must be a whole number"
+    bad_status = await app_client.get(
+        "/api/v1/links", params={"status": "gone"}, headers=bearer(publisher_key)
+    )
+    assert refused(bad_status)["message"] == (
+        "query.status: must be one of 'active', 'disabled' or 'archived'"
+    )

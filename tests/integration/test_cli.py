@@ -56,7 +56,7 @@ async def test_create_admin_publisher_and_key(database_url: str, pool: Pool) -> 
         (["close-period", "2016-09", "--publisher-id", "999999999"], "does not exist"),
         (["create-api-key", "abc"], "not a whole number"),
         (["create-api-key", "0"], "must be 1 or more"),
-        (["create-publisher", "   "], "1 to 200"),
+        (["create-publisher", "   "], "must not be blank"),
         (["create-publisher", "X", "--network-id", "999999999"], "does not exist"),
         (["create-publisher", "X", "--kind", "shop"], "invalid choice"),
         (["no-such-command"], "invalid choice"),

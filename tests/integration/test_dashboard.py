@@ -20,6 +20,7 @@ from app.dashboard import labels
 from app.dashboard.sessions import COOKIE, LOGIN_CSRF_COOKIE
 from app.links import builder
 from app.links import store as link_store
+from app.links.model import LinkStatus
 from app.main import create_app
 from app.money.periods import Month, Period
 from app.settings import Settings
@@ -203,13 +204,20 @@ REVERSED = (
 )
 
 
+OUT_OF_RANGE = "from: 9999-12-31 is out of range: days run from 1970-01-01 to 2999-12-31"
+TOO_LONG = (
+    "from: 1 January 2025 to 1 December 2026 is 700 days: a range is at most 366 days long, "
+    "within 1970-01-01 to 2999-12-31"
+)
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "message"),
     [
         (
             "/dashboard/export/traffic.csv",
             {"group_by": "<b>week</b>"},
-            422,
+            400,
             "group_by: &#x27;&lt;b&gt;week",
         ),
         (
@@ -224,13 +232,32 @@ REVERSED = (
         (
             "/dashboard/export/traffic.csv",
             {"group_by": "dp", "from": "2026-01-01", "to": "2026-03-01"},
-            422,
+            400,
             "from: the range covers 60 days; at most 31",
         ),
-        ("/dashboard/export/orders.csv", {"from": "garbage"}, 422, "from: expected a day"),
-        ("/dashboard/export/income.csv", {"bom": "maybe"}, 422, "bom: expected true or false"),
-        ("/dashboard", {"to": "2026-02-30"}, 422, "to: expected a day"),
-        ("/dashboard/withdrawals", {"requested": "1;2"}, 422, "requested: expected a withdrawal"),
+        ("/dashboard/export/orders.csv", {"from": "garbage"}, 400, "from: expected a day"),
+        ("/dashboard/export/income.csv", {"bom": "maybe"}, 400, "bom: expected true or false"),
+        ("/dashboard", {"to": "2026-02-30"}, 400, "to: expected a day"),
+        ("/dashboard/withdrawals", {"requested": "1;2"}, 400, "requested: expected a withdrawal"),
+        # A day out of range, on every page and download: the bounds, never a moved window.
+        ("/dashboard", {"from": "9999-12-31", "to": "9999-12-31"}, 400, OUT_OF_RANGE),
+        ("/dashboard", {"from": "3000-01-01"}, 400, "from: 3000-01-01 is out of range"),
+        ("/dashboard", {"from": "0000-01-01"}, 400, "from: 0000-01-01 is out of range"),
+        ("/dashboard", {"from": "1900-01-01", "to": "2026-12-01"}, 400, "from: 1900-01-01 is"),
+        ("/dashboard", {"from": "2026-01-01", "to": "9999-12-31"}, 400, "to: 9999-12-31 is out"),
+        ("/dashboard/export/orders.csv", {"from": "0000-01-01"}, 400, "from: 0000-01-01 is out"),
+        ("/dashboard/export/traffic.csv", {"to": "9999-12-31"}, 400, "to: 9999-12-31 is out"),
+        # A range longer than a report covers: said, with the longest allowed and the bounds.
+        ("/dashboard", {"from": "2025-01-01", "to": "2026-12-01"}, 400, TOO_LONG),
+        # The income download reads its months as the API's /reports/income does.
+        ("/dashboard/export/income.csv", {"from": "2026-13"}, 400, "no such month: 2026-13"),
+        ("/dashboard/export/income.csv", {"to": "0000-01"}, 400, "expected a year from 1970"),
+        ("/dashboard/export/income.csv", {"from": "2026"}, 400, "expected YYYY-MM"),
+        # Known query parameters of the Links pages.
+        ("/dashboard/links", {"status": "bogus"}, 400, "status: expected active, disabled or"),
+        ("/dashboard/links", {"show": "bogus"}, 400, "show: expected current, archived or all"),
+        ("/dashboard/links", {"done": "bogus"}, 400, "done: expected one of destination"),
+        ("/dashboard/links/build", {"code": "Nope1", "af": "x" * 129}, 404, "no link with"),
     ],
 )
 async def test_bad_input_answers_an_html_page_not_the_apis_json(
@@ -382,8 +409,8 @@ async def test_labels_tell_calendar_months_from_calculation_periods(
         )
         row = section(page, r'<tr data-period="2019-03">.*?</tr>')
         assert (
-            '<td><span class="kind">Calculation period </span>10 Mar \u2013 9 Apr 2019</td>'
-            "<td>closed</td>" in row
+            '<td data-label="Calculation period (10th to 9th)"><span class="kind">Calculation '
+            'period </span>10 Mar \u2013 9 Apr 2019</td><td data-label="State">closed</td>' in row
         )
         assert "<th>Calculation period (10th to 9th)</th>" in page.text
         assert "Income by calculation period (10th to 9th), the last 12</a>" in page.text
@@ -531,8 +558,8 @@ async def test_links_are_listed_changed_archived_and_restored(
     token = await session_token(app_client)
     row = await link_row(app_client, "DashA1")
     assert row is not None and 'data-status="active"' in row
-    assert f"<td>{settings.public_base_url}/e/DashA1</td>" in row
-    assert '<td class="wrap">https://shop.example.com/dasha1</td>' in row
+    assert f'<td data-label="Short URL">{settings.public_base_url}/e/DashA1</td>' in row
+    assert '<td data-label="Destination" class="wrap">https://shop.example.com/dasha1</td>' in row
     assert await link_row(app_client, "OtherC3") is None
 
     path = "/dashboard/links/DashA1"
@@ -593,7 +620,7 @@ async def test_links_are_listed_changed_archived_and_restored(
     async with pool.acquire() as conn:
         untouched = await link_store.get_link(conn, "OtherC3")
     assert untouched is not None and untouched.status == "active"
-    assert (await app_client.get("/dashboard/links", params={"show": "x"})).status_code == 422
+    assert (await app_client.get("/dashboard/links", params={"show": "x"})).status_code == 400
 
 
 async def test_the_builder_gives_the_tracking_url_and_its_qr_code(
@@ -633,7 +660,7 @@ async def test_the_builder_gives_the_tracking_url_and_its_qr_code(
     bad = await app_client.get(
         "/dashboard/links/build", params={"code": "BuildA1", "af": "ok", "dp": "a\u200bb"}
     )
-    assert bad.status_code == 422 and "No link was made: dp:" in bad.text
+    assert bad.status_code == 400 and "No link was made: dp:" in bad.text
     assert re.search(r'<input id="dp"[^>]*aria-invalid="true"', bad.text) is not None
     assert 'id="tracking-url"' not in bad.text
 
@@ -683,3 +710,119 @@ async def test_odd_input_answers_a_page_never_a_500(
             assert answer.headers["location"].startswith("/dashboard/"), (path, form)
         else:
             assert answer.headers["content-type"].startswith("text/html"), (path, form)
+
+
+async def test_an_error_from_any_layer_answers_the_html_page(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``ClickTrackError`` raised below a dashboard route (here the reports' own range
+    check) answers the dashboard's HTML page with its status, never the API's JSON."""
+    from app.dashboard import routes
+    from app.traffic.counts import RangeError
+
+    async def refuse(*_: object) -> None:
+        raise RangeError("days run from 1970-01-01 to 2999-12-31", field="from")
+
+    monkeypatch.setattr(routes, "dashboard_view", refuse)
+    await sign_in(app_client, publisher[1])
+    answer = await app_client.get("/dashboard")
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "from: days run from 1970-01-01 to 2999-12-31" in answer.text
+
+
+async def test_echoed_text_is_bounded(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str], pool: Pool
+) -> None:
+    """A caller's own text is repeated up to 64 characters, then "…", on every page."""
+    await new_links(pool, publisher[0], "EchoA1")
+    await sign_in(app_client, publisher[1])
+    for path, params in (
+        ("/dashboard/links/build", {"code": "x" * 5000}),
+        ("/dashboard/links/" + "x" * 5000, {}),
+    ):
+        answer = await app_client.get(path, params=params)
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+        assert f"you have no link with the code &#x27;{'x' * 64}\u2026" in answer.text
+        assert "x" * 65 not in answer.text
+    token = await session_token(app_client)
+    typed = "https://evil.example.org/" + "y" * 3000
+    answer = await app_client.post(
+        "/dashboard/links/EchoA1",
+        data={"csrf": token, "action": "destination", "destination": typed},
+    )
+    assert answer.status_code == 422
+    notice = re.search(r'<p class="notice error"[^>]*>(.*?)</p>', answer.text, re.S)
+    assert notice is not None
+    assert "y" * 65 not in notice.group(1), notice.group(1)[:300]
+
+
+async def test_a_withdrawal_too_large_says_so_with_the_bound(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str]
+) -> None:
+    await sign_in(app_client, publisher[1])
+    token = await session_token(app_client)
+    for amount in ("99999999999999999999999", "1e999999", "1,000,000,000,000"):
+        answer = await app_client.post(
+            "/dashboard/withdrawals", data={"csrf": token, "amount": amount}
+        )
+        assert answer.status_code == 422
+        assert "amount: is too large: a withdrawal is at most US$999,999,999,999.99" in answer.text
+    answer = await app_client.post("/dashboard/withdrawals", data={"csrf": token, "amount": "-5"})
+    assert answer.status_code == 422 and "amount: must be a positive amount" in answer.text
+
+
+async def test_counts_agree_with_their_nouns_and_long_ranges_are_refused(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str]
+) -> None:
+    """One day is "1 day."; the longest range (366 days) is shown as asked, a day longer
+    refused, never cut to another window."""
+    await sign_in(app_client, publisher[1])
+    one = await app_client.get("/dashboard", params={"from": "2026-01-01", "to": "2026-01-01"})
+    assert one.status_code == 200 and "1 day.</span>" in one.text and "1 days" not in one.text
+    longest = await app_client.get("/dashboard", params={"from": "2025-01-01", "to": "2026-01-01"})
+    assert longest.status_code == 200 and "366 days.</span>" in longest.text
+    assert 'name="from" value="2025-01-01"' in longest.text
+    longer = await app_client.get("/dashboard", params={"from": "2024-12-31", "to": "2026-01-01"})
+    assert longer.status_code == 400 and "is 367 days: a range is at most 366 days" in longer.text
+
+
+async def test_the_links_list_narrows_by_status_as_the_api_does(
+    app_client: httpx.AsyncClient, publisher: tuple[int, str], pool: Pool
+) -> None:
+    await new_links(pool, publisher[0], "StatA1", "StatB2")
+    async with pool.acquire() as conn:
+        found = await link_store.get_link(conn, "StatB2")
+        assert found is not None
+        await link_store.update_link(conn, found.id, status=LinkStatus.disabled)
+    await sign_in(app_client, publisher[1])
+    page = await app_client.get("/dashboard/links", params={"status": "disabled"})
+    assert page.status_code == 200
+    assert 'data-code="StatB2"' in page.text and 'data-code="StatA1"' not in page.text
+    assert 'id="only">Only disabled (404) links.' in page.text
+    every = await app_client.get("/dashboard/links", params={"utm_source": "mail"})
+    assert every.status_code == 200  # an unknown parameter is ignored
+    assert 'data-code="StatA1"' in every.text and 'data-code="StatB2"' in every.text
+    # Each cell is labelled by its column: on a phone each row is a card of labelled cells.
+    assert '<td data-label="Actions" class="actions">' in every.text
+
+
+async def test_the_pages_have_an_icon(app_client: httpx.AsyncClient) -> None:
+    login = await app_client.get("/dashboard/login")
+    assert '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">' in (
+        login.text
+    )
+    icon = await app_client.get("/dashboard/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg") and "<script" not in icon.text
+
+
+async def test_an_unknown_dashboard_address_answers_a_page(app_client: httpx.AsyncClient) -> None:
+    for method, path in (
+        ("GET", "/dashboard/nope/" + "z" * 300),
+        ("POST", "/dashboard/export/orders.csv"),  # a download that takes no POST
+    ):
+        answer = await app_client.request(method, path)
+        assert answer.status_code == 404, (method, path)
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "there is no such dashboard page" in answer.text

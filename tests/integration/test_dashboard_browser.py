@@ -375,6 +375,14 @@ async def test_the_dashboard_in_chromium(site: Site, tmp_path: Path) -> None:
 
             await page.goto(f"{site.base_url}/dashboard/links")
             assert await page.locator("#links tbody tr").count() == len(site.codes)
+            # A wide screen keeps the table: each column's cells under its heading.
+            columns = await page.eval_on_selector(
+                "#links",
+                "t => [getComputedStyle(t).display, [...t.querySelectorAll('th')].map(e =>"
+                " Math.round(e.getBoundingClientRect().left)), [...t.querySelectorAll("
+                "'tbody tr:first-child td')].map(e => Math.round(e.getBoundingClientRect().left))]",
+            )
+            assert columns[0] == "table" and columns[1] == columns[2], columns
             await page.screenshot(path=str(ARTIFACTS / "links-desktop.png"), full_page=True)
 
             await page.click("text=Sign out")
@@ -420,6 +428,19 @@ async def fits_the_phone(page: Any, what: str) -> None:
         assert svg_right <= figure_right + 0.5 and svg_right <= PHONE_WIDTH, what
 
 
+async def in_view(page: Any, selector: str, count: int | None) -> None:
+    """Every element of ``selector`` (``count`` of them, when given) is visible and within
+    the phone's width, without scrolling sideways."""
+    boxes = await page.eval_on_selector_all(
+        selector,
+        "els => els.map(e => { const r = e.getBoundingClientRect();"
+        " return [r.left, r.right, r.width]; })",
+    )
+    assert boxes and (count is None or len(boxes) == count), (selector, boxes)
+    for left, right, width in boxes:
+        assert width > 0 and left >= 0 and right <= PHONE_WIDTH, (selector, left, right)
+
+
 async def test_the_dashboard_on_a_phone(site: Site) -> None:
     from playwright.async_api import async_playwright
 
@@ -436,7 +457,11 @@ async def test_the_dashboard_on_a_phone(site: Site) -> None:
                 ["clipboard-read", "clipboard-write"], origin=site.base_url
             )
             page = await context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             await page.goto(f"{site.base_url}/dashboard/login")
+            await page.wait_for_load_state("networkidle")
+            assert errors == [], errors  # the icon too is found (static/favicon.svg)
             await fits_the_phone(page, "sign-in")
             await page.fill("#api_key", site.key)
             await page.click("button[type=submit]")
@@ -445,6 +470,7 @@ async def test_the_dashboard_on_a_phone(site: Site) -> None:
             await fits_the_phone(page, "overview")
             assert await page.locator("#top-ids").is_visible()
             assert await page.locator("#income").is_visible()
+            await in_view(page, "#income td, #top-ids td", None)
             assert await page.locator("#clicks-chart svg").is_visible()
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
@@ -460,9 +486,17 @@ async def test_the_dashboard_on_a_phone(site: Site) -> None:
             await fits_the_phone(page, "links")
             for code in site.codes:
                 assert await page.locator(f"tr[data-code='{code}']").count() == 1
-            assert await page.eval_on_selector(
+            # Each row a card: destination, status and every action in view, no swiping.
+            assert not await page.eval_on_selector(
                 ".table-scroll:has(#links)", "e => e.scrollWidth > e.clientWidth"
             )
+            await in_view(page, "#links td.wrap", len(site.codes))
+            await in_view(page, "#links td.actions .button, #links td.actions button", None)
+            labels = await page.eval_on_selector_all(
+                "#links tr:first-child td",
+                "els => els.map(e => getComputedStyle(e, '::before').content)",
+            )
+            assert labels[:3] == ['"Code"', '"Short URL"', '"Destination"'], labels
             await page.screenshot(path=str(ARTIFACTS / "links-phone.png"), full_page=True)
 
             # The builder: the tracking URL in a text field, the copy button, the QR code.

@@ -220,7 +220,19 @@ async def test_a_network_cannot_withdraw_for_a_member(
         json={"publisher_id": world.member},
         headers=bearer(world.network_key),
     )
-    assert_not_found(refused)
+    # the network sees its member: the answer says the rule, not "does not exist"
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["message"] == (
+        "a network cannot request its members' withdrawals: each publisher requests its own"
+    )
+    # a publisher outside the network still answers like one that does not exist
+    assert_not_found(
+        await app_client.post(
+            "/api/v1/money/withdrawals",
+            json={"publisher_id": world.loner},
+            headers=bearer(world.network_key),
+        )
+    )
     # its own request is judged on its own balance (refused here: nothing to withdraw), not
     # on the scope
     own = await app_client.post(
@@ -254,3 +266,83 @@ async def test_a_network_reads_a_member_order_by_either_id(
             assert_not_found(
                 await app_client.get(f"/api/v1/orders/{ident}", headers=bearer(outsider))
             )
+
+
+async def test_a_network_cannot_be_a_member(
+    app_client: httpx.AsyncClient, admin_key: str, world: World
+) -> None:
+    refused = await app_client.post(
+        "/api/v1/publishers",
+        json={"name": "x", "kind": "network", "network_id": world.network},
+        headers=bearer(admin_key),
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["message"] == (
+        "network_id: a network cannot be a member of another network: leave network_id out, "
+        "or create a publisher"
+    )
+
+
+async def test_a_member_names_a_network_not_a_plain_publisher(
+    app_client: httpx.AsyncClient, admin_key: str, world: World
+) -> None:
+    refused = await app_client.post(
+        "/api/v1/publishers",
+        json={"name": "x", "network_id": world.loner},
+        headers=bearer(admin_key),
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["message"] == (
+        f"network_id: publisher {world.loner} is not a network: a member's network_id names "
+        "a publisher of kind network"
+    )
+    missing = await app_client.post(
+        "/api/v1/publishers",
+        json={"name": "x", "network_id": 2**63 - 1},
+        headers=bearer(admin_key),
+    )
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["message"] == f"network_id: network {2**63 - 1} does not exist"
+
+
+async def test_a_network_reads_its_members_audit_entries(
+    app_client: httpx.AsyncClient, world: World
+) -> None:
+    # one link each: the network's own and its member's, each an audit entry of its owner
+    assert (await create(app_client, world.network_key)).status_code == 201
+    assert (await create(app_client, world.member_key)).status_code == 201
+    assert (await create(app_client, world.loner_key)).status_code == 201
+
+    def owners(response: httpx.Response) -> set[int]:
+        assert response.status_code == 200, response.text
+        return {item["publisher_id"] for item in response.json()["items"]}
+
+    audit = "/api/v1/audit"
+    key = bearer(world.network_key)
+    one = await app_client.get(audit, params={"publisher_id": world.member}, headers=key)
+    assert owners(one) == {world.member}
+    every = await app_client.get(audit, headers=key)
+    assert owners(every) == {world.network, world.member, world.second_member}
+    # the newest first, across the publishers merged
+    ids = [item["id"] for item in every.json()["items"]]
+    assert ids == sorted(ids, reverse=True)
+    # paged by one: the same entries, in the same order
+    seen: list[int] = []
+    cursor: int | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 1}
+        if cursor is not None:
+            params["before_id"] = cursor
+        page = (await app_client.get(audit, params=params, headers=key)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_before_id"]
+        if cursor is None:
+            break
+    assert seen == ids
+    assert_not_found(await app_client.get(audit, params={"publisher_id": world.loner}, headers=key))
+    assert_not_found(
+        await app_client.get(audit, params={"publisher_id": world.other_member}, headers=key)
+    )
+    # a member's key still reads only its own
+    mine = await app_client.get(audit, headers=bearer(world.member_key))
+    assert owners(mine) == {world.member}

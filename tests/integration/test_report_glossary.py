@@ -382,7 +382,7 @@ async def test_the_dashboard_states_the_zone_and_counts_by_its_days(world: World
     assert "25.00 %" in page
     top = re.search(r'<tr data-af="glossary">(.*?)</tr>', page)
     assert top is not None
-    assert re.findall(r"<td>([^<]*)</td>", top.group(1)) == [
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", top.group(1)) == [
         "glossary", "11", "10", "10", "4", "2", "20.00 %",
     ]  # fmt: skip
     download = await world.client.get(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from devstack import __main__ as cli
-from devstack import base, browser, net, servicesenv
+from devstack import base, browser, discovery, net, run, servicesenv
 from dotenv import dotenv_values
 
 from app.settings import SERVICES_ENV, Settings
@@ -156,3 +156,50 @@ def test_the_readme_says_make_test_installs_chromium() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "400 MB" in readme
     assert browser.SKIP_INSTALL_ENV in readme
+
+
+@pytest.mark.parametrize(
+    ("configured", "answers", "printed"),
+    [
+        (  # the configured server answers: its URL, as configured
+            "postgresql://postgres@127.0.0.1:5432/fresh18",
+            {"postgresql://postgres@127.0.0.1:5432/postgres"},
+            "postgres: postgresql://postgres@127.0.0.1:5432/fresh18  (configured)",
+        ),
+        (  # it does not: the default server, with the configured database name
+            "postgresql://postgres@127.0.0.1:1/fresh18",
+            {"postgresql://postgres@127.0.0.1:5432/postgres"},
+            "postgres: postgresql://postgres@127.0.0.1:5432/fresh18  (found on the default port)",
+        ),
+        (  # none configured: the default server, the default database
+            None,
+            {"postgresql://postgres@127.0.0.1:5432/postgres"},
+            "postgres: postgresql://postgres@127.0.0.1:5432/clicktrack  (found on the default "
+            "port)",
+        ),
+    ],
+)
+def test_the_postgres_url_printed_is_the_one_the_app_uses(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    configured: str | None,
+    answers: set[str],
+    printed: str,
+) -> None:
+    """`make run` prints the database the app runs on, not the maintenance database that
+    discovery probes the server with."""
+
+    def postgres_problem(url: str) -> str | None:
+        return None if url in answers else "connection refused"
+
+    monkeypatch.setattr(discovery, "postgres_problem", postgres_problem)
+    monkeypatch.setattr(discovery, "redis_problem", lambda url: None)
+    monkeypatch.setattr(run, "ensure_database", lambda url, name: False)
+    config = {} if configured is None else {base.DATABASE_URL_ENV: configured}
+    stack = discovery.DevStack(config, force_local=False)
+    redis_service, postgres_service = stack.up()
+    err = capsys.readouterr().err
+    assert f"devstack: {printed}\n" in err
+    used = run.app_urls(stack, redis_service, postgres_service)[base.DATABASE_URL_ENV]
+    assert used == printed.split()[1]
+    assert postgres_service.url.endswith("/postgres")  # still probed (and set up) there
