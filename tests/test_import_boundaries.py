@@ -43,6 +43,8 @@ FORBIDDEN = {
     "app.api": ("app.flusher",),
     "app.dashboard": ("app.flusher",),
     "app.traffic": ("app.flusher",),
+    # Pure resolvers the flusher (and later the redirect's rules) call: no process's package.
+    "app.dimensions": ("app.api", "app.edge", "app.flusher", "app.dashboard", "app.main"),
 }
 
 
@@ -255,6 +257,7 @@ ALLOWED = {
     "app.accounts": {"app.core"},
     "app.audit": {"app.core"},
     "app.traffic": {"app.core"},
+    "app.dimensions": {"app.core"},
     "app.edge": {"app.core", "app.clicks", "app.links"},
     "app.flusher": {"app.core", "app.clicks", "app.traffic"},
     "app.orders": {"app.core", "app.clicks"},
