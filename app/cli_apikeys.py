@@ -23,6 +23,7 @@ from app.accounts import apikeys
 from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, Role
 from app.audit.fields import API_KEY, snapshot
 from app.audit.log import cli_actor, record
+from app.core.years import YEARS_WORDS
 from app.errors import NotFound
 from app.money.periods import FIRST_YEAR, LAST_YEAR, Period, PeriodError
 from app.settings import Settings
@@ -91,7 +92,7 @@ def iso_instant(text: str) -> datetime:
     except OverflowError:  # past 9999-12-31 or before 0001-01-01 once in UTC
         utc = None
     if utc is None or not FIRST_YEAR <= utc.year <= LAST_YEAR:
-        raise argparse.ArgumentTypeError(f"must be a time in the years {YEARS} (UTC): {text!r}")
+        raise argparse.ArgumentTypeError(f"{YEARS_WORDS}: {text!r}")
     return utc
 
 

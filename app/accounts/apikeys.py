@@ -18,14 +18,17 @@ from enum import StrEnum
 import asyncpg
 
 from app.core.db import Conn
+from app.core.years import LAST_YEAR, YEARS_WORDS, in_years
 from app.errors import Conflict, InvalidInput
 
 KEY_PREFIX = "ctk_"
 SHOWN_PREFIX = len(KEY_PREFIX) + 6
 LAST_USED_EVERY_S = 60
 MAX_OVERLAP_S = 3600
-# Expiries end before this: every caller's times are in years Postgres and Python both store.
-EXPIRY_LIMIT = datetime(3000, 1, 1, tzinfo=UTC)
+# A key's name (a label): the one bound for the API, the CLI and the store.
+MAX_KEY_NAME = 200
+# Expiries end before this: every stored time is in the years 1970 to 2999 (app.core.years).
+EXPIRY_LIMIT = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC)
 
 
 class Role(StrEnum):
@@ -84,13 +87,6 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _before_limit(at: datetime) -> bool:
-    try:
-        return at.astimezone(UTC) < EXPIRY_LIMIT
-    except OverflowError:  # past 9999-12-31 once in UTC
-        return False
-
-
 async def create_key(
     conn: Conn,
     role: Role,
@@ -99,9 +95,12 @@ async def create_key(
     expires_at: datetime | None = None,
 ) -> tuple[int, str]:
     """Store a new key; return its id and the key itself (shown once, never stored). An
-    expiry not in the future, or not before ``EXPIRY_LIMIT``, raises ``ApiKeyError``."""
-    if expires_at is not None and not _before_limit(expires_at):
-        raise ApiKeyError(f"must be before {EXPIRY_LIMIT:%Y-%m-%dT%H:%M:%SZ}", field="expires_at")
+    expiry not in the future, or outside the years of ``app.core.years``, raises
+    ``ApiKeyError``."""
+    if len(name) > MAX_KEY_NAME:
+        raise ApiKeyError(f"must be at most {MAX_KEY_NAME} characters", field="name")
+    if expires_at is not None and not in_years(expires_at):
+        raise ApiKeyError(YEARS_WORDS, field="expires_at")
     key = new_key()
     key_id: int = await conn.fetchval(
         """INSERT INTO api_keys (key_hash, key_prefix, role, publisher_id, name, expires_at)

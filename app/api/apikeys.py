@@ -11,17 +11,18 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app.accounts import apikeys
 from app.accounts.apikeys import MAX_OVERLAP_S, ApiKey, KeyStatus, Principal, Role
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep, actor_of
 from app.api.params import Cursor, Id, Instant
 from app.audit.fields import API_KEY, snapshot
 from app.audit.log import record
 from app.errors import NotFound
 
-router = APIRouter(tags=["api keys"])
+router = APIRouter(route_class=JsonRoute, tags=["api keys"])
 
 KeyId = Annotated[Id, Path(description="The key's id")]
 
@@ -47,7 +48,7 @@ class ApiKeyPage(BaseModel):
 
 class RotateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overlap_seconds: int = Field(
+    overlap_seconds: StrictInt = Field(
         default=0,
         ge=0,
         le=MAX_OVERLAP_S,

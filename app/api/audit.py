@@ -18,13 +18,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from app.accounts.apikeys import Role
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import Id, Instant
 from app.api.scope import publishers_seen
 from app.audit.log import AuditEntry, list_entries
 from app.errors import InvalidInput
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(route_class=JsonRoute, tags=["audit"])
 
 MAX_LIMIT = 500
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]

@@ -31,12 +31,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import queries
+from app.api import bodies, queries
 from app.api.params import GROUP_BY_PATTERN, MAX_ID, PERIOD_PATTERN, PRINTABLE
 from app.core.db import RETRY_AFTER_S, unreachable
+from app.core.problems import in_words
 from app.errors import ClickTrackError
 from app.links.model import CODE_PATTERN
-from app.money.plan import CATEGORY_PATTERN, PLAN_NAME_PATTERN
+from app.money.plan import PATTERN_WORDS as PLAN_PATTERN_WORDS
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,9 @@ log = logging.getLogger(__name__)
 def error_response(
     status: int, kind: str, message: str, details: list[Any] | None = None
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": kind, "message": message}
-    if details:
-        body["details"] = details
+    # "details": always a list, one entry per field at fault (empty when the error is not
+    # about one field).
+    body: dict[str, Any] = {"error": kind, "message": message, "details": details or []}
     return JSONResponse(body, status_code=status, headers=status_headers(status))
 
 
@@ -63,7 +64,8 @@ async def _clicktrack_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClickTrackError)
     if exc.status >= 500:
         log.warning("request failed", extra={"error": exc.kind, "detail": exc.describe()})
-    return error_response(exc.status, exc.kind, exc.describe())
+    details = [{"field": exc.field, "problem": exc.message}] if exc.field else []
+    return error_response(exc.status, exc.kind, exc.describe(), details)
 
 
 # Every ``pattern=`` of the API's parameters and bodies, in words: a caller never reads a
@@ -72,101 +74,16 @@ PATTERN_WORDS = {
     PRINTABLE: "must not contain control or invisible characters",
     CODE_PATTERN: "must be 1 to 32 letters or digits",
     PERIOD_PATTERN: "must be a month as YYYY-MM",
-    CATEGORY_PATTERN: "must be lowercase slugs (letters, digits, single hyphens) with '/' "
-    "between levels, like computer-office/tablets",
-    PLAN_NAME_PATTERN: "must not contain control characters",
+    **PLAN_PATTERN_WORDS,
     GROUP_BY_PATTERN: "must be dimensions among day, link, af, cn, cv, dp, separated by commas",
 }
 SEND_AN_OBJECT = "send a JSON object with Content-Type: application/json"
 
 
-def _number(value: object) -> str:
-    """A bound as a person writes it: 3600, 0.5, 9223372036854775807 (never 9.2e+18)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def _bound(kind: str, ctx: Mapping[str, Any]) -> str:
-    """A number's bound in words; an id or cursor's says what the bound is."""
+def _bound(kind: str, ctx: Mapping[str, Any]) -> str | None:
+    """An id or cursor's bound says what the bound is; None for any other."""
     if kind == "less_than_equal" and ctx.get("le") == MAX_ID:
         return f"must be at most {MAX_ID} (ids and cursors are whole numbers up to that)"
-    words = {
-        "less_than_equal": ("le", "at most"),
-        "greater_than_equal": ("ge", "at least"),
-        "less_than": ("lt", "less than"),
-        "greater_than": ("gt", "more than"),
-    }
-    key, phrase = words[kind]
-    return f"must be {phrase} {_number(ctx.get(key))}"
-
-
-def _plural(count: object, one: str) -> str:
-    return f"{count} {one}" if count == 1 else f"{count} {one}s"
-
-
-def _choices(expected: object) -> str:
-    """pydantic's ``expected`` of an enum or a literal ("'a', 'b' or 'c'"), kept as it is:
-    the values a caller may send, already quoted."""
-    return str(expected)
-
-
-# pydantic's own error types, each in words (tests/unit/test_api_problems.py enumerates
-# them). The field is named by the caller of ``problem``: these read after "<field>: ".
-_SIMPLE_WORDS = {
-    "missing": "required",
-    "extra_forbidden": "unknown field",
-    "int_parsing": "must be a whole number",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number, without a fraction",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be text",
-    "string_unicode": "must be text",
-    "datetime_parsing": "must be a date and time like 2026-06-01T12:00:00Z",
-    "datetime_from_date_parsing": "must be a date and time like 2026-06-01T12:00:00Z",
-    "datetime_type": "must be a date and time like 2026-06-01T12:00:00Z",
-    "date_parsing": "must be a day as YYYY-MM-DD",
-    "date_from_datetime_parsing": "must be a day as YYYY-MM-DD",
-    "date_from_datetime_inexact": "must be a day as YYYY-MM-DD, without a time",
-    "date_type": "must be a day as YYYY-MM-DD",
-    "timezone_aware": "needs a time zone, like 2026-06-01T12:00:00Z or +02:00",
-    "decimal_parsing": "must be a decimal number like 12.50",
-    "decimal_type": "must be a decimal number like 12.50",
-    "uuid_parsing": "must be a UUID like 123e4567-e89b-12d3-a456-426614174000",
-    "uuid_type": "must be a UUID like 123e4567-e89b-12d3-a456-426614174000",
-    "dict_type": "must be a JSON object",
-    "model_type": "must be a JSON object",
-    "model_attributes_type": "must be a JSON object",
-    "list_type": "must be a list",
-    "url_parsing": "must be a URL",
-    "url_scheme": "must be an http or https URL",
-}
-
-
-def _size(kind: str, ctx: Mapping[str, Any]) -> str | None:
-    """A length, a choice or a decimal's digits in words; None for another kind."""
-    if kind == "string_too_short":
-        n = ctx.get("min_length")
-        return "must not be empty" if n == 1 else f"must be at least {_plural(n, 'character')}"
-    if kind == "string_too_long":
-        return f"must be at most {_plural(ctx.get('max_length'), 'character')}"
-    if kind == "too_short":
-        return f"must have at least {_plural(ctx.get('min_length'), 'item')}"
-    if kind == "too_long":
-        return f"must have at most {_plural(ctx.get('max_length'), 'item')}"
-    if kind in ("enum", "literal_error"):
-        return f"must be one of {_choices(ctx.get('expected'))}"
-    if kind == "decimal_max_digits":
-        return f"must have at most {_plural(ctx.get('max_digits'), 'digit')}"
-    if kind == "decimal_max_places":
-        places = ctx.get("decimal_places")
-        return f"must have at most {_plural(places, 'digit')} after the decimal point"
-    if kind == "decimal_whole_digits":
-        whole = ctx.get("whole_digits")
-        return f"must have at most {_plural(whole, 'digit')} before the decimal point"
     return None
 
 
@@ -181,18 +98,9 @@ def problem(err: Mapping[str, Any]) -> str:
         return SEND_AN_OBJECT
     if kind == "string_pattern_mismatch":
         return PATTERN_WORDS.get(str(ctx.get("pattern")), "has a character that is not allowed")
-    if kind in _SIMPLE_WORDS:
-        return _SIMPLE_WORDS[kind]
-    if kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
-        return _bound(kind, ctx)
-    if (sized := _size(kind, ctx)) is not None:
-        return sized
-    if kind == "value_error":
-        # A validator's own ValueError: its text is already written for a person.
-        return str(ctx.get("error", "invalid")) or "invalid"
-    if kind.startswith("decimal_"):
-        return "must be a decimal number like 12.50"
-    return str(err.get("msg", "invalid"))
+    if (bound := _bound(kind, ctx)) is not None:
+        return bound
+    return in_words(err)
 
 
 def _field(err: Mapping[str, Any]) -> str:
@@ -221,16 +129,7 @@ _UNPARSED_BODY = "There was an error parsing the body"
 def unparsed_body(cause: BaseException | None) -> str:
     """Why a body could not be read as JSON, in words (``cause``: what ``json.loads``
     raised)."""
-    if isinstance(cause, UnicodeDecodeError):
-        return (
-            f"the body is not valid JSON (not UTF-8 text: byte 0x{cause.object[cause.start]:02x} "
-            f"at byte {cause.start})"
-        )
-    if isinstance(cause, RecursionError):
-        return "the body is not valid JSON (nested too deep)"
-    if isinstance(cause, ValueError) and "digits" in str(cause):
-        return "the body is not valid JSON (a number is too long: at most 4300 digits)"
-    return "the body is not valid JSON"
+    return bodies.not_json(cause) if cause is not None else "the body is not valid JSON"
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

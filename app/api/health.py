@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
+from app.api.bodies import JsonRoute
 from app.api.deps import ResourcesDep
 from app.core.metrics import exposition, reader_allowed
 from app.core.resources import Resources
 from app.settings import Settings
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JsonRoute, tags=["health"])
 
 CHECK_TIMEOUT_S = 1.0
 # Below this much free disk the spool is not counted on to take clicks.

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal
+from app.api.bodies import JsonRoute
 from app.api.deps import NowDep, PrincipalDep, ResourcesDep, actor_of
-from app.api.params import PRINTABLE, Cursor, Id, Instant
+from app.api.params import PRINTABLE, BodyId, Cursor, Id, Instant
 from app.api.scope import acting_for, publishers_seen, visible_link
 from app.audit.log import record
 from app.core.hosts import normalise_host
@@ -30,7 +31,7 @@ from app.links import store as link_store
 from app.links.model import CODE_PATTERN, Link, LinkStatus, echoed
 from app.links.urls import MAX_DESTINATION_BYTES
 
-router = APIRouter(tags=["links"])
+router = APIRouter(route_class=JsonRoute, tags=["links"])
 
 # Characters of a ``q`` search: enough for any code (32) and a recognisable part of a URL,
 # short enough that a substring scan stays cheap.
@@ -49,7 +50,7 @@ class LinkIn(BaseModel):
     destination: str = Field(max_length=MAX_DESTINATION_BYTES)
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
     expires_at: Instant | None = None
-    publisher_id: Id | None = Field(default=None, description=PUBLISHER_ID_DOC)
+    publisher_id: BodyId | None = Field(default=None, description=PUBLISHER_ID_DOC)
 
 
 class LinkPatch(BaseModel):

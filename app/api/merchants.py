@@ -12,11 +12,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app.accounts import merchants
 from app.accounts.apikeys import Principal
 from app.accounts.merchants import MAX_HOSTS, MAX_SECRET_OVERLAP_S, Merchant
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, ResourcesDep, actor_of
 from app.api.params import Id
 from app.audit.fields import MERCHANT, snapshot
@@ -24,7 +25,7 @@ from app.audit.log import record
 from app.core.db import Conn
 from app.errors import NotFound
 
-router = APIRouter(tags=["merchants"])
+router = APIRouter(route_class=JsonRoute, tags=["merchants"])
 
 MerchantId = Annotated[Id, Path(description="The merchant's id")]
 HostPattern = Annotated[
@@ -51,7 +52,7 @@ class HostsIn(BaseModel):
 
 class RotateSecretIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overlap_seconds: int = Field(
+    overlap_seconds: StrictInt = Field(
         default=0,
         ge=0,
         le=MAX_SECRET_OVERLAP_S,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from app.accounts.publishers import get_publisher
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PERIOD_PATTERN, Cursor, Id, PeriodText, PublisherId
 from app.api.scope import acting_for
@@ -24,7 +25,7 @@ from app.money.periods import Month, Period
 from app.reports.balance import balance_status
 from app.traffic.days import zone_name
 
-router = APIRouter(tags=["money"])
+router = APIRouter(route_class=JsonRoute, tags=["money"])
 
 
 class WithdrawalRulesOut(BaseModel):

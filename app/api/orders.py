@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, Cursor, Id, Instant, TrackingText
 from app.api.scope import acting_for, may_see
@@ -26,7 +27,7 @@ from app.orders.status import Attribution, OrderStatus
 from app.orders.store import Order, OrderQuery
 from app.traffic.days import zone_name
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(route_class=JsonRoute, tags=["orders"])
 
 
 class OrderOut(BaseModel):

@@ -12,10 +12,12 @@ from typing import Annotated
 
 import annotated_types
 from fastapi import Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, StrictInt
 
 from app.core.chars import REFUSED_CLASS
+from app.core.years import YEARS_WORDS, in_years
 from app.links.model import CODE_PATTERN
+from app.money.periods import Period
 from app.reports.traffic import Filters
 from app.traffic.counts import Dimension
 
@@ -31,18 +33,19 @@ PRINTABLE = f"^[^{REFUSED_CLASS}]*$"
 MAX_ID = 2**63 - 1
 Id = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_ID)]
 Cursor = Annotated[int, annotated_types.Ge(0), annotated_types.Le(MAX_ID)]
+# An id in a JSON body: a JSON integer only (``true`` or ``"3"`` is refused, not read as 1 or 3).
+BodyId = Annotated[StrictInt, annotated_types.Ge(1), annotated_types.Le(MAX_ID)]
 
-STORABLE_YEARS = "must be between the years 1 and 9999 in UTC"
+STORABLE_YEARS = YEARS_WORDS
 
 
 def storable_instant(at: datetime) -> datetime:
     """``at`` in UTC, the form every answer gives times in; a ``ValueError`` (a 422 naming
-    the field) when its UTC instant is past what Python and Postgres both store
-    (``9999-12-31T23:59:59-12:00`` is in the year 10000 in UTC)."""
-    try:
-        return at.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(STORABLE_YEARS) from None
+    the field) when its UTC instant is outside the years every stored time falls in
+    (``app.core.years``: 1970 to 2999, as the CLI and the reports)."""
+    if not in_years(at):
+        raise ValueError(YEARS_WORDS)
+    return at.astimezone(UTC)
 
 
 # Every instant the API takes: with a time zone (a naive time is refused, never guessed as
@@ -100,8 +103,17 @@ class PeriodRange:
         first: Annotated[PeriodText, Query(alias="from")] = None,
         last: Annotated[PeriodText, Query(alias="to")] = None,
     ) -> None:
-        self.first = first
-        self.last = last
+        # Each end read here, so that a bad one is blamed on its own name (``from``, ``to``).
+        self.first = checked_period(first, "from")
+        self.last = checked_period(last, "to")
+
+
+def checked_period(text: str | None, field: str) -> str | None:
+    """``text`` as sent when it names a calculation period (``YYYY-MM``, a real month in
+    the years periods are kept for); else a ``PeriodError`` (422) naming ``field``."""
+    if text:
+        Period.parse(text, field=field)
+    return text
 
 
 class TrackingFilters:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.audit.log import record
 from app.errors import InvalidInput, NotFound
@@ -15,7 +16,7 @@ from app.money import plans_store
 from app.money.plan import Plan, plan_from_data
 from app.money.plans_store import PutOutcome
 
-router = APIRouter(tags=["plans"])
+router = APIRouter(route_class=JsonRoute, tags=["plans"])
 
 
 class PlanPutOut(BaseModel):

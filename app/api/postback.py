@@ -6,7 +6,6 @@ checked, and only then parsed: the signature covers the exact bytes sent.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +13,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from app.accounts.merchants import (
     MERCHANT_HEADER,
@@ -23,6 +22,7 @@ from app.accounts.merchants import (
     postback_secrets,
     verify_any,
 )
+from app.api import bodies
 from app.api.deps import ResourcesDep
 from app.api.params import PRINTABLE, Instant
 from app.errors import Forbidden, InvalidInput, TooLarge, Unauthorized
@@ -65,7 +65,7 @@ class PostbackIn(BaseModel):
         pattern=CATEGORY_PATTERN,
         description="Product category: lowercase slugs, '/' between levels.",
     )
-    new_buyer: bool
+    new_buyer: StrictBool
     status: OrderStatus
     status_time: Instant | None = Field(
         default=None,
@@ -94,20 +94,14 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _parse(body: bytes) -> PostbackIn:
-    """The body as FastAPI reads a body it validates: faults under ``body.<field>``, a JSON
-    syntax error at its character."""
+    """The body read as every API body is (``bodies.parse``: UTF-8, no key twice, a syntax
+    error at its character, nesting too deep said in words), then validated as FastAPI
+    validates a body: faults under ``body.<field>``."""
     try:
-        return PostbackIn.model_validate_json(body)
+        return PostbackIn.model_validate(bodies.parse(body))
     except ValidationError as exc:
         errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
-    if errors[0]["type"] == "json_invalid":
-        try:
-            json.loads(body)
-        except json.JSONDecodeError as bad:
-            errors = [{"type": "json_invalid", "loc": ("body", bad.pos), "ctx": {"error": bad.msg}}]
-        except ValueError:  # not UTF-8: keep the parser's own words
-            pass
-    raise RequestValidationError(errors)
+        raise RequestValidationError(errors) from None
 
 
 def _report(sent: PostbackIn, received_at: datetime, skew: timedelta) -> OrderReport:

@@ -9,16 +9,17 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import publishers
-from app.accounts.apikeys import Role, create_key, get_key
+from app.accounts.apikeys import MAX_KEY_NAME, Role, create_key, get_key
 from app.accounts.publishers import PublisherKind
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
-from app.api.params import Cursor, Id, Instant
+from app.api.params import BodyId, Cursor, Id, Instant
 from app.api.scope import acting_for, network_of
 from app.audit.fields import API_KEY, PUBLISHER, snapshot
 from app.audit.log import record
 from app.errors import NotFound
 
-router = APIRouter(tags=["publishers"])
+router = APIRouter(route_class=JsonRoute, tags=["publishers"])
 
 PublisherPath = Annotated[Id, Path(description="The publisher's id")]
 
@@ -27,7 +28,7 @@ class PublisherIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     name: str = Field(min_length=1, max_length=200)
     kind: PublisherKind = PublisherKind.publisher
-    network_id: Id | None = None
+    network_id: BodyId | None = None
 
 
 class PublisherOut(BaseModel):
@@ -44,7 +45,7 @@ class PublisherPage(BaseModel):
 
 
 class ApiKeyIn(BaseModel):
-    name: str = Field(default="", max_length=200)
+    name: str = Field(default="", max_length=MAX_KEY_NAME)
     expires_at: Instant | None = Field(default=None, description="From then on: 401")
 
 

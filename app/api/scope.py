@@ -48,7 +48,9 @@ async def acting_for(
             return requested
         # The network sees this member (it is no secret): say the rule, not "does not exist".
         raise Forbidden(MEMBERS_REQUEST_THEIR_OWN)
-    raise NotFound(f"publisher {requested} does not exist")
+    # The same words for a publisher that does not exist and one of another account: a key
+    # learns nothing of the ids it cannot see.
+    raise NotFound(f"publisher {requested} is not yours or your network's")
 
 
 async def publishers_seen(conn: Conn, principal: Principal, requested: int | None) -> list[int]:

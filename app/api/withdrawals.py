@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal
+from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, Cursor, Id, PublisherId
 from app.api.scope import acting_for
@@ -34,7 +35,7 @@ from app.money.withdrawal_rules import (
 from app.settings import Settings
 from app.traffic.days import zone_name
 
-router = APIRouter(tags=["withdrawals"])
+router = APIRouter(route_class=JsonRoute, tags=["withdrawals"])
 
 WithdrawalId = Annotated[Id, Path(description="The withdrawal's id")]
 Statuses = Annotated[

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from app.core.resources import Resources
 from app.dashboard import inputs
+from app.money.periods import Period
 from app.reports import exports, income, ranges, traffic
 from app.reports.exports import CsvExport
 from app.reports.orders import OrderExport
@@ -47,6 +48,9 @@ async def income_by_period(
     ``/reports/income``); by default the last 12."""
     with_bom = inputs.flag(bom, "bom")
     tz, now = resources.settings.period_tz, datetime.now(UTC)
+    for text, name in ((start, "from"), (end, "to")):  # each end blamed on its own name
+        if text:
+            Period.parse(text, field=name)
     first, last = ranges.period_range(start or None, end or None, now, tz)
     async with resources.pool.acquire() as conn:
         found = await income.income_by_period(conn, owner, first, last, tz, now)

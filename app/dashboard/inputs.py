@@ -122,21 +122,30 @@ def flag(text: str | None, field: str) -> bool:
         raise BadQuery("expected true or false", field=field) from None
 
 
+# An amount as a person writes it: ASCII digits, commas only in the usual grouping of
+# thousands (1,234.56), at most one decimal point (the number of decimals is checked after);
+# a minus is read, to be refused as not positive.
+_AMOUNT = re.compile(r"-?(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?", re.ASCII)
+NOT_AN_AMOUNT = (
+    "is not an amount: write dollars and cents with the digits 0-9, such as 1200.00 or "
+    "1,200.00 (commas only between groups of three digits)"
+)
+
+
 def amount(text: str | None) -> Decimal | None:
     """A withdrawal's amount in dollars and cents (``120``, ``120.5``, ``1,200.00``, with or
-    without ``US$``); None when left empty (everything withdrawable)."""
-    cleaned = (text or "").strip().removeprefix("US$").removeprefix("$").replace(",", "")
+    without ``US$``); None when left empty (everything withdrawable). Only ASCII digits, a
+    comma only between groups of three (``1,2,3`` is refused, not read as 123), no exponent,
+    at most two decimals."""
+    cleaned = (text or "").strip().removeprefix("US$").removeprefix("$")
     if not cleaned:
         return None
+    if not _AMOUNT.fullmatch(cleaned):
+        raise InvalidInput(f"{clipped(text or '')!r} {NOT_AN_AMOUNT}", field="amount")
     try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise InvalidInput(
-            f"{clipped(text or '')!r} is not an amount: write dollars and cents, such as 120.00",
-            field="amount",
-        ) from None
-    if not value.is_finite():
-        raise InvalidInput("must be an amount in dollars and cents, such as 120.00", field="amount")
+        value = Decimal(cleaned.replace(",", ""))
+    except InvalidOperation:  # cannot happen after the pattern; kept as a 4xx all the same
+        raise InvalidInput(f"{clipped(text or '')!r} {NOT_AN_AMOUNT}", field="amount") from None
     if value > MAX_AMOUNT:
         raise InvalidInput(
             f"is too large: a withdrawal is at most US${MAX_AMOUNT:,}", field="amount"

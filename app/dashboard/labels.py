@@ -34,7 +34,10 @@ def calculation_period(period: Period) -> str:
 
 def days(first: date, last: date) -> str:
     """``1 Nov - 30 Nov 2026`` (an en dash): a range of days, never mistaken for a month or
-    a period; the first year too when the years differ."""
+    a period; the first year too when the years differ; one day is shown once (``1 Dec
+    2026``)."""
+    if first == last:
+        return _day(last, year=True)
     return f"{_day(first, year=first.year != last.year)} {DASH} {_day(last, year=True)}"
 
 

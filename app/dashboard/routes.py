@@ -200,8 +200,28 @@ router.include_router(routes_withdrawals.router)
 router.include_router(routes_links.router)
 
 
-@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST"])
-async def no_such_page(rest: str) -> Response:
-    """Any other address under the dashboard (or a method its page does not take): a 404
-    page in words, not the API's JSON. Declared last: every page above matches first."""
+# Every method a browser or a script may send: a page that does not take one answers the
+# dashboard's own 405 page (``web.wrong_method``), never the API's JSON.
+_EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.api_route("", methods=[m for m in _EVERY_METHOD if m != "GET"])
+async def dashboard_wrong_method(request: Request) -> Response:
+    """``/dashboard`` itself takes only GET."""
+    return web.wrong_method(request, ["GET"])
+
+
+@router.api_route("/{rest:path}", methods=_EVERY_METHOD)
+async def no_such_page(request: Request, rest: str) -> Response:
+    """Any other address under the dashboard: a 404 page in words, not the API's JSON; a page
+    asked with a method it does not take, a 405 page with ``Allow``. Declared last: every
+    page above matches first."""
+    pages = [("", route) for route in router.routes] + [
+        (PATH, route)
+        for included in (routes_withdrawals.router, routes_links.router)
+        for route in included.routes
+    ]
+    allowed = web.methods_taken(request.url.path, pages, no_such_page)
+    if allowed:
+        return web.wrong_method(request, allowed)
     raise NotFound("there is no such dashboard page")

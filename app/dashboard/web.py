@@ -8,17 +8,19 @@ answers the HTML error page with its status, and Postgres out of reach
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app.core.db import RETRY_AFTER_S, unreachable
 from app.core.resources import Resources
 from app.dashboard import layout
+from app.dashboard.inputs import BadQuery
 from app.dashboard.sessions import COOKIE, PATH, DashboardSession, Sessions, same_token
 from app.errors import ClickTrackError
 from app.reports.exports import MEDIA_TYPE, CsvExport
@@ -78,6 +80,16 @@ def unavailable() -> HTMLResponse:
     return page
 
 
+def _refuse_repeats(request: Request, known: set[str]) -> None:
+    """A ``BadQuery`` (400) for the first of ``known`` given more than once."""
+    seen: set[str] = set()
+    for name, _value in request.query_params.multi_items():
+        if name in known:
+            if name in seen:
+                raise BadQuery(f"{name!r} given twice: give it once")
+            seen.add(name)
+
+
 class PageRoute(APIRoute):
     """A dashboard route: a ``ClickTrackError`` it raises, the HTML error page
     (``problem``); when Postgres is out of reach, the HTML 503 page. A download that fails
@@ -85,9 +97,13 @@ class PageRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         answer = super().get_route_handler()
+        # The page's own query parameters: one given twice is refused (400), never taken as
+        # its last value; any other parameter is ignored (a browser or a link may add it).
+        known = {param.alias for param in self.dependant.query_params}
 
         async def answer_or_unavailable(request: Request) -> Response:
             try:
+                _refuse_repeats(request, known)
                 return await answer(request)
             except ClickTrackError as exc:
                 log.info("dashboard refused", extra={"error": exc.kind, "path": request.url.path})
@@ -101,6 +117,37 @@ class PageRoute(APIRoute):
                 return unavailable()
 
         return answer_or_unavailable
+
+
+def methods_taken(path: str, pages: Iterable[tuple[str, BaseRoute]], fallback: object) -> list[str]:
+    """The methods the dashboard's ``pages`` (each with the prefix it is included under)
+    take at ``path`` (none: no such page); ``fallback``, the catch-all's endpoint, left
+    out."""
+    taken: set[str] = set()
+    for prefix, route in pages:
+        if not isinstance(route, APIRoute) or route.endpoint is fallback:
+            continue
+        if path.startswith(prefix) and route.path_regex.match(path.removeprefix(prefix)):
+            taken |= route.methods or set()
+    return sorted(taken)
+
+
+def wrong_method(request: Request, allowed: list[str]) -> HTMLResponse:
+    """A dashboard address asked with a method it does not take: the 405 page, with
+    ``Allow``. Signing out is a button (a form sent with POST), never a link to follow."""
+    if request.url.path == f"{PATH}/logout":
+        message = (
+            "To sign out, use the Sign out button at the top of any dashboard page: "
+            "this address only takes that button's form."
+        )
+    else:
+        message = (
+            f"This dashboard address does not take {request.method} requests; "
+            f"it takes {', '.join(allowed)}."
+        )
+    page = html(layout.error_page(message), 405)
+    page.headers["Allow"] = ", ".join(allowed)
+    return page
 
 
 def download(export: CsvExport) -> StreamingResponse:

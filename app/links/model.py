@@ -18,6 +18,7 @@ from unicodedata import category
 import idna
 
 from app.core.hosts import host_allowed as host_allowed
+from app.core.years import YEARS_WORDS, in_years
 from app.errors import Conflict, InvalidInput
 from app.links.urls import normalise_destination
 
@@ -82,6 +83,8 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
     import may record a link that has already expired."""
     if expires_at is not None and expires_at <= now:
         raise LinkError(EXPIRY_IN_THE_PAST, field="expires_at")
+    if expires_at is not None and not in_years(expires_at):
+        raise LinkError(YEARS_WORDS, field="expires_at")
 
 
 def is_valid_code(code: str) -> bool:
@@ -123,10 +126,11 @@ def validate_destination(url: str, allowed_hosts: tuple[str, ...]) -> str:
     try:
         destination = normalise_destination(url)
     except ValueError as exc:
-        raise LinkError(str(exc), field="destination") from None
+        # The field is named once, by the prefix ``destination: `` the answer puts first.
+        raise LinkError(str(exc).removeprefix("destination "), field="destination") from None
     if not host_allowed(destination.host, allowed_hosts):
         shown = repr(echoed(destination.host))
         if "xn--" in destination.host:  # say which host the publisher wrote, too
             shown += f" ({echoed(idna.decode(destination.host))})"
-        raise LinkError(f"destination host {shown} is not allowed", field="destination")
+        raise LinkError(f"host {shown} is not allowed", field="destination")
     return destination.url

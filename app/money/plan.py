@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.core.problems import in_words
 from app.errors import InvalidInput
 from app.money.periods import START_DAY
 
@@ -159,7 +160,7 @@ class Plan(BaseModel):
     def _program_floor(cls, rate: Decimal) -> Decimal:
         if rate < PROGRAM_MINIMUM_RATE:
             raise ValueError(
-                f"minimum_rate {rate} is below the program's minimum of {PROGRAM_MINIMUM_RATE} %"
+                f"{rate} is below the program's minimum of {PROGRAM_MINIMUM_RATE} %"
                 " (the program offers a minimum 8% commission)"
             )
         return rate
@@ -329,14 +330,30 @@ def _ladder_key(rows: Iterable[LadderRow]) -> set[tuple[Decimal, str, Decimal, D
     return {(r.min_sales, r.category, r.standard, r.new_buyer) for r in rows}
 
 
+# The plan's ``pattern=``s in words (the API's PATTERN_WORDS include these).
+PATTERN_WORDS = {
+    CATEGORY_PATTERN: "must be lowercase slugs (letters, digits, single hyphens) with '/' "
+    "between levels, like computer-office/tablets",
+    PLAN_NAME_PATTERN: "must not contain control characters",
+}
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    """One validation error of a plan, in the API's words (``app.core.problems``)."""
+    if err.get("type") == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern"))
+        return PATTERN_WORDS.get(pattern, "has a character that is not allowed")
+    return in_words(err)
+
+
 def plan_from_data(data: Mapping[str, Any]) -> Plan:
-    """Validate a plan; the ladder (Table 4) is always filled in, derived."""
+    """Validate a plan; the ladder (Table 4) is always filled in, derived. A fault raises
+    ``PlanError`` in the API's words, each as ``<field>: <problem>``."""
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: "
-            + err["msg"].removeprefix("Value error, ")
+            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {_problem(err)}"
             for err in exc.errors()
         )
         raise PlanError(problems) from None

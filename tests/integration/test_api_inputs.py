@@ -16,7 +16,7 @@ PAST_A_BIGINT = "9223372036854775808"
 HUGE = "99999999999999999999"
 ID_RANGE = "must be at most 9223372036854775807 (ids and cursors are whole numbers up to that)"
 YEAR_10000 = "9999-12-31T23:59:59-12:00"  # the year 10000 in UTC
-STORABLE = "must be between the years 1 and 9999 in UTC"
+STORABLE = "must be in the years 1970 to 2999 (UTC)"
 NEEDS_A_ZONE = "needs a time zone, like 2026-06-01T12:00:00Z or +02:00"
 
 

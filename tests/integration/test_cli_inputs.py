@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -185,7 +186,7 @@ async def test_an_expiry_past_what_postgres_stores_is_refused(
     keys = await pool.fetchval("SELECT count(*) FROM api_keys")
     result = run_cli(database_url, "create-admin-key", "--expires-at", "9999-12-31T23:59:59-12:00")
     assert result.returncode == 2
-    assert "must be a time in the years 1970 to 2999 (UTC)" in result.stderr
+    assert "must be in the years 1970 to 2999 (UTC)" in result.stderr
     assert "Traceback" not in result.stderr
     assert await pool.fetchval("SELECT count(*) FROM api_keys") == keys
     last = run_cli(database_url, "create-admin-key", "--expires-at", "2999-12-31T23:59:59Z")
@@ -310,6 +311,8 @@ async def test_keys_refuse_an_expiry_past_the_limit_whoever_asks(pool: Pool) -> 
     latest = datetime.max.replace(tzinfo=timezone(timedelta(hours=-12)))
     async with pool.acquire() as conn:
         for at in (latest, EXPIRY_LIMIT):
-            with pytest.raises(ApiKeyError, match="must be before 3000-01-01T00:00:00Z"):
+            with pytest.raises(
+                ApiKeyError, match=re.escape("must be in the years 1970 to 2999 (UTC)")
+            ):
                 await create_key(conn, Role.admin, None, "late", at)
         assert await conn.fetchval("SELECT count(*) FROM api_keys WHERE name = 'late'") == 0

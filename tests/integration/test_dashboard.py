@@ -762,12 +762,16 @@ async def test_a_withdrawal_too_large_says_so_with_the_bound(
 ) -> None:
     await sign_in(app_client, publisher[1])
     token = await session_token(app_client)
-    for amount in ("99999999999999999999999", "1e999999", "1,000,000,000,000"):
+    for amount in ("99999999999999999999999", "1,000,000,000,000"):
         answer = await app_client.post(
             "/dashboard/withdrawals", data={"csrf": token, "amount": amount}
         )
         assert answer.status_code == 422
         assert "amount: is too large: a withdrawal is at most US$999,999,999,999.99" in answer.text
+    answer = await app_client.post(
+        "/dashboard/withdrawals", data={"csrf": token, "amount": "1e999999"}
+    )
+    assert answer.status_code == 422 and "is not an amount" in answer.text  # no exponents
     answer = await app_client.post("/dashboard/withdrawals", data={"csrf": token, "amount": "-5"})
     assert answer.status_code == 422 and "amount: must be a positive amount" in answer.text
 
@@ -818,11 +822,12 @@ async def test_the_pages_have_an_icon(app_client: httpx.AsyncClient) -> None:
 
 
 async def test_an_unknown_dashboard_address_answers_a_page(app_client: httpx.AsyncClient) -> None:
-    for method, path in (
-        ("GET", "/dashboard/nope/" + "z" * 300),
-        ("POST", "/dashboard/export/orders.csv"),  # a download that takes no POST
-    ):
-        answer = await app_client.request(method, path)
-        assert answer.status_code == 404, (method, path)
-        assert answer.headers["content-type"].startswith("text/html")
-        assert "there is no such dashboard page" in answer.text
+    answer = await app_client.get("/dashboard/nope/" + "z" * 300)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "there is no such dashboard page" in answer.text
+    # a download that takes no POST: the page says so, with Allow
+    answer = await app_client.post("/dashboard/export/orders.csv")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "does not take POST requests" in answer.text

@@ -62,6 +62,13 @@ async def test_amounts_above_the_maximum_are_refused(
             "error": "invalid",
             "message": "amount: 999999999999.99 is more than the largest order amount accepted "
             "(1000000.00 US dollars)",
+            "details": [
+                {
+                    "field": "amount",
+                    "problem": "999999999999.99 is more than the largest order amount accepted "
+                    "(1000000.00 US dollars)",
+                }
+            ],
         }
     for many_digits in ("1000000000000000.00", "1e30", "123456789012345678901234567890"):
         refused = await account.post(order, "completed", placed, many_digits)

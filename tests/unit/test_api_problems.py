@@ -3,12 +3,15 @@ pydantic's errors read as a person would say them."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
+from pydantic_core import core_schema
 
 from app.api.errors import PATTERN_WORDS, SEND_AN_OBJECT, problem, unparsed_body
 from app.api.params import MAX_ID
+from app.core.problems import FALLBACK
 from app.links.model import echoed
 from app.main import create_app
 from app.settings import Settings
@@ -214,3 +217,75 @@ def test_echoed_text_is_bounded() -> None:
     assert echoed("abc") == "abc"
     assert echoed("x" * 64) == "x" * 64
     assert echoed("x" * 65) == "x" * 64 + "…"
+
+
+# The error types of pydantic_core none of our input models can raise: no model of ours is
+# frozen, takes bytes, callables, fractions, complex numbers, function arguments, dataclasses,
+# deques or counters, nor reads attributes of Python objects.
+CANNOT_RAISE = {
+    "no_such_attribute",
+    "needs_python_object",
+    "recursion_depth_exceeded",
+    "frozen_field",
+    "frozen_instance",
+    "get_attribute_error",
+    "dataclass_exact_type",
+    "named_tuple_type",
+    "default_factory_not_called",
+    "frozen_dict_type",
+    "ordered_dict_type",
+    "counter_type",
+    "deque_type",
+    "iteration_error",
+    "bytes_type",
+    "bytes_too_short",
+    "bytes_too_long",
+    "bytes_invalid_encoding",
+    "missing_sentinel_error",
+    "ellipsis_error",
+    "is_instance_of",
+    "is_subclass_of",
+    "callable_type",
+    "arguments_type",
+    "missing_argument",
+    "unexpected_keyword_argument",
+    "missing_keyword_only_argument",
+    "unexpected_positional_argument",
+    "missing_positional_only_argument",
+    "multiple_argument_values",
+    "fraction_type",
+    "fraction_parsing",
+    "complex_type",
+    "complex_str_parsing",
+}
+_SAMPLE_CTX = {
+    "le": 5,
+    "ge": 1,
+    "lt": 5,
+    "gt": 1,
+    "min_length": 2,
+    "max_length": 3,
+    "expected": "'a' or 'b'",
+    "max_digits": 16,
+    "decimal_places": 2,
+    "whole_digits": 14,
+    "pattern": "^x$",
+    "error": "a validator's own words",
+}
+
+
+def error_types() -> list[str]:
+    return list(typing.get_args(core_schema.ErrorType))
+
+
+def test_the_allow_list_names_real_error_types() -> None:
+    assert set(error_types()) >= CANNOT_RAISE
+
+
+@pytest.mark.parametrize("kind", sorted(set(error_types()) - CANNOT_RAISE))
+def test_every_error_type_our_models_can_raise_has_our_words(kind: str) -> None:
+    err = {"type": kind, "loc": ("body", "x"), "ctx": _SAMPLE_CTX, "msg": "Input should be X"}
+    words = problem(err)
+    assert words != FALLBACK and words.strip(), kind
+    for english in ("Input should", "Field required", "Value error", "Tuple should"):
+        assert english not in words

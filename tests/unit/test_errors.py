@@ -107,7 +107,7 @@ def test_destination_errors_name_the_field() -> None:
     with pytest.raises(LinkError) as caught:
         validate_destination("https://evil.test/", ("example.com",))
     assert caught.value.field == "destination"
-    assert caught.value.describe() == "destination: destination host 'evil.test' is not allowed"
+    assert caught.value.describe() == "destination: host 'evil.test' is not allowed"
 
 
 @pytest.mark.parametrize(

@@ -87,9 +87,9 @@ TOP_ROW = {"min_sales": "0", "category": "*", "standard": "8", "new_buyer": "14"
         (lambda d: d["incentive_tiers"][2].update(bonus="0.5"), "smaller bonus"),
         (lambda d: d["incentive_tiers"][2].update(min_sales="50000"), "ascending"),
         (lambda d: d["standard_rates"].update(Toys="9"), "not a category"),
-        (lambda d: d["standard_rates"].update(toys="9.12345"), "decimal places"),
+        (lambda d: d["standard_rates"].update(toys="9.12345"), "digits after the decimal point"),
         (lambda d: d["new_buyer_rates"].update(toys="99"), "more than 100"),
-        (lambda d: d.update(surprise=1), "Extra inputs"),
+        (lambda d: d.update(surprise=1), "surprise: unknown field"),
         # A new buyer's rate (Table 3) below the standard rate (Table 1) that applies.
         (lambda d: d["new_buyer_rates"].update({"*": "7.99"}), "below the minimum rate 8"),
         (

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, PeriodRange, PublisherChoice
 from app.api.reports import IncomeOut, PeriodIncomeOut
@@ -17,7 +18,7 @@ from app.api.scope import acting_for
 from app.reports import exports, income, ranges
 from app.traffic.days import zone_name
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", route_class=JsonRoute, tags=["reports"])
 
 
 async def _income(

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, OrderFilters, PublisherChoice
 from app.api.reports.download import csv_response
@@ -16,7 +17,7 @@ from app.reports import exports, ranges
 from app.reports.orders import DateBasis, OrderExport, ShownStatus
 from app.traffic.days import today
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", route_class=JsonRoute, tags=["reports"])
 
 
 class OrderSelection:

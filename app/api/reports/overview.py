@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import DayRange, PublisherChoice
 from app.api.scope import acting_for
@@ -16,7 +17,7 @@ from app.api.zones import TimeZoneName
 from app.reports import overview, ranges
 from app.traffic.days import today, zone_name
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", route_class=JsonRoute, tags=["reports"])
 
 
 class OverviewOut(BaseModel):

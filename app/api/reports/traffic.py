@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, PublisherChoice, TrackingFilters, TrafficGrouping
 from app.api.reports.download import csv_response
@@ -21,7 +22,7 @@ from app.reports import exports, ranges, traffic
 from app.traffic.counts import Dimension, TrafficQuery, TrafficRow
 from app.traffic.days import today, zone_name
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", route_class=JsonRoute, tags=["reports"])
 
 
 class RowLimit:
