@@ -26,6 +26,7 @@ from app.cli_apikeys import ApiKeyCommands, positive_id, whole_number
 from app.cli_apikeys import day as day_type
 from app.cli_apikeys import period as period_type
 from app.cli_audit import AuditCommands
+from app.cli_dimensions import DimensionCommands
 from app.cli_merchants import MerchantCommands
 from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="from_day", type=day_type, default=None, help="YYYY-MM-DD")
     backfill.add_argument("--to", dest="to_day", type=day_type, default=None, help="YYYY-MM-DD")
     backfill.set_defaults(run=cmd_backfill_rollups)
+    DimensionCommands(_connect).register(sub)
 
     _add_redrive(sub)
     WithdrawalCommands(_connect).register(sub, positive_id)

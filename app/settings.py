@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.errors import ClickTrackError
@@ -101,6 +108,19 @@ class Settings(BaseSettings):
     ip_hash_secret: SecretStr | None = None
     click_retention_days: int = Field(default=0, ge=0)
     forwarded_allow_ips: str | None = None
+
+    # Traffic dimensions (issue 19), resolved by the flusher. ``dimensions`` off stores none
+    # (the columns stay NULL): to measure their cost, or to shed it in an emergency.
+    dimensions: bool = True
+    # An operator's MaxMind-format database (country, ASN), read before the embedded
+    # registry data; checked when the flusher starts (web pods need not mount it). Read
+    # from CLICKTRACK_GEO_DATABASE, the name the docs give; the field name works in code.
+    geo_database_path: Path | None = Field(
+        default=None, validation_alias=AliasChoices("CLICKTRACK_GEO_DATABASE", "geo_database_path")
+    )
+    # The country header a trusted CDN or ingress sets (``CF-IPCountry``). Not read yet: the
+    # click record does not carry it (docs/operations.md, "Traffic dimensions").
+    country_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
 
     # Orders and money.
     period_timezone: str = "UTC"

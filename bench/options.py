@@ -41,6 +41,8 @@ class Options:
     retries: int
     keep: bool
     fail_on_target: bool
+    # The flusher's CLICKTRACK_DIMENSIONS: off measures the drain without them (issue 19).
+    dimensions: bool = True
 
     @classmethod
     def parse(cls, argv: Sequence[str] | None) -> Options:
@@ -74,6 +76,12 @@ class Options:
         add("--retries", type=int, help="re-runs of a run disturbed midway (2; --force: 0)")
         add("--keep", action="store_true", help="keep the Redis and Postgres data")
         add("--fail-on-target", action="store_true", help="exit 1 if a target is missed")
+        add(
+            "--dimensions",
+            choices=["on", "off"],
+            default="on",
+            help="the flusher's traffic dimensions (CLICKTRACK_DIMENSIONS; off: to compare)",
+        )
         ns = parser.parse_args(argv)
         phases = tuple(p.strip() for p in ns.phases.split(",") if p.strip())
         unknown = set(phases) - set(PHASES)
@@ -106,4 +114,5 @@ class Options:
             retries=ns.retries if ns.retries is not None else (0 if ns.force else 2),
             keep=ns.keep,
             fail_on_target=ns.fail_on_target,
+            dimensions=ns.dimensions == "on",
         )

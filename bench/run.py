@@ -125,9 +125,9 @@ class Bench(Harness):
         self.stop_servers([server.key for server in servers])
 
     def start_flusher(self) -> Process:
-        return Process(
-            "flusher", ["-m", "app.flusher"], self.app_env("flusher", None), self.workdir
-        )
+        dimensions = "on" if self.options.dimensions else "off"
+        env = self.app_env("flusher", None, CLICKTRACK_DIMENSIONS=dimensions)
+        return Process("flusher", ["-m", "app.flusher"], env, self.workdir)
 
     def phase_drain(self) -> None:
         n = self.options.drain_clicks

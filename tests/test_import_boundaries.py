@@ -258,8 +258,8 @@ ALLOWED = {
     "app.audit": {"app.core"},
     "app.traffic": {"app.core"},
     "app.dimensions": {"app.core"},
-    "app.edge": {"app.core", "app.clicks", "app.links"},
-    "app.flusher": {"app.core", "app.clicks", "app.traffic"},
+    "app.edge": {"app.core", "app.clicks", "app.links", "app.dimensions"},
+    "app.flusher": {"app.core", "app.clicks", "app.traffic", "app.dimensions"},
     "app.orders": {"app.core", "app.clicks"},
     "app.money": {"app.core", "app.orders"},
     "app.reports": {"app.core", "app.traffic", "app.orders", "app.money", "app.accounts"},
@@ -304,6 +304,7 @@ def test_packages_import_only_what_the_code_map_allows() -> None:
         "app.cli_apikeys",
         "app.cli_accounts",
         "app.cli_audit",
+        "app.cli_dimensions",
     }
     assert set(graph) - set(ALLOWED) <= {*entry_points, *free}
 

@@ -4,7 +4,7 @@ One stream entry per click, one field ``c`` holding a JSON object: the envelope,
 ``mv``, and the click's fields (``_FIELDS``: short key -> ``Click`` attribute).
 
 Versions. ``v`` is the record's MAJOR version (an int, 1 and up; today ``MAJOR`` = 1) and
-``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 1, which ``encode``
+``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 2, which ``encode``
 writes). The envelope never changes: every record of every version is a JSON object with an
 int ``v``. Rules:
 
@@ -31,6 +31,11 @@ Minors of major 1:
   client address (``app/edge/privacy.py``), whatever ``ip`` keeps of it. Optional: absent in
   1.0 records (the rule then judges ``ip``), null for a click without a client address.
   Never stored in Postgres.
+- 1.2: ``cc`` (``Click.country``), the client's country (ISO 3166-1 alpha-2) as the redirect
+  resolved it from the full address, written only when ``CLICKTRACK_IP_MODE`` truncates or
+  hashes the stored ``ip`` (the flusher could not resolve it from what is left; in full mode
+  the flusher resolves it from ``ip``). Optional: absent in 1.0 and 1.1 records, null when
+  not resolved there; an older flusher ignores it (the click is stored without a country).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from app.errors import ClickTrackError
 
 STREAM_FIELD = b"c"
 MAJOR = 1
-MINOR = 1
+MINOR = 2
 MAX_USER_AGENT = 512
 MAX_REFERER = 1024
 MAX_ACCEPT_LANGUAGE = 128
@@ -99,6 +104,9 @@ class Click:
     # Minor 1: the per-IP duplicate rule's key (keyed hash of the full address, 32 hex
     # characters); None in older records. Judged in Redis, never stored in Postgres.
     ip_key: str | None = None
+    # Minor 2: the country the redirect resolved from the full address (truncate and hash
+    # modes only); None in older records and in full mode.
+    country: str | None = None
 
 
 _FIELDS = {
@@ -120,6 +128,7 @@ _FIELDS = {
     "m": "method",
     "f": "flags",
     "ipk": "ip_key",
+    "cc": "country",
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "click_id": (str,),
@@ -160,6 +169,7 @@ def encode(click: Click) -> bytes:
             "m": click.method,
             "f": click.flags,
             "ipk": click.ip_key,
+            "cc": click.country,
         }
     )
 
@@ -177,7 +187,7 @@ def _read_v1(body: dict[str, Any]) -> Click:
         get("id"), get("t"), get("l"), get("code"), get("p"),
         get("af"), get("cn"), get("cv"), get("dp"),
         get("s"), get("sn"), get("ip"), get("ua"), get("ref"), get("lang"),
-        get("m"), get("f"), get("ipk"),
+        get("m"), get("f"), get("ipk"), get("cc"),
     )  # fmt: skip
     # Checked in one expression (this runs for every stored click); `type(x) is int` also
     # keeps true/false out of the numbers. The loop below only names the culprit.
@@ -200,6 +210,7 @@ def _read_v1(body: dict[str, Any]) -> Click:
         and (click.referer is None or type(click.referer) is str)
         and (click.accept_language is None or type(click.accept_language) is str)
         and (click.ip_key is None or type(click.ip_key) is str)
+        and (click.country is None or type(click.country) is str)
     ):
         for short, name in _FIELDS.items():
             value = body.get(short)

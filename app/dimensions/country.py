@@ -102,6 +102,13 @@ def embedded_country(address: Address) -> str | None:
     return country_code(iptocc.country_code(str(address)))
 
 
+def registry_country(address: str) -> str | None:
+    """``embedded_country`` of an address already in canonical text (the redirect's
+    ``normalise_address``), without parsing it again: the redirect's hot path calls this in
+    the privacy modes. A non-global address has no registry country, so none is needed."""
+    return country_code(iptocc.country_code(address))
+
+
 class MmdbDatabase:
     """An operator's MaxMind-format database file, opened (memory-mapped) once."""
 

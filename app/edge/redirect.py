@@ -177,6 +177,7 @@ class Redirect:
             method=method,
             flags=flags & self.enabled_flags,
             ip_key=self.mask_ip.window_key(address) if address else None,
+            country=self.mask_ip.country(address) if address else None,
         )
         return click, signed_session
 

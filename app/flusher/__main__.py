@@ -22,6 +22,7 @@ from app.core.db import create_pool
 from app.core.logs import setup_logging
 from app.core.redis import create_redis
 from app.flusher import liveness
+from app.flusher.dimensions import resolver_for
 from app.flusher.loop import WRITERS, Flusher, default_consumer_name, log
 from app.settings import ConfigError, Settings, load_settings
 
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         settings = load_settings()
+        # Built now, shared by every loop later: an unusable CLICKTRACK_GEO_DATABASE is a bad
+        # configuration (exit code and message as such), not a crash in a loop.
+        resolver_for(settings)
     except ConfigError as exc:
         log.error("invalid_configuration", extra={"error": str(exc)})
         return EXIT_BAD_CONFIG

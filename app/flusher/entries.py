@@ -28,6 +28,8 @@ from app.clicks.record import (
 )
 from app.clicks.stream import DeadLetter, Entry, Parked
 from app.core.metrics import CLICK_FLAGS
+from app.dimensions.resolve import Resolver
+from app.flusher.dimensions import of_click
 from app.flusher.sink import Row, to_row
 
 
@@ -57,13 +59,18 @@ def sort_entries(entries: Iterable[Entry], readers: Mapping[int, Reader] = READE
     return result
 
 
-def to_rows(clicks: Iterable[tuple[bytes, bytes, Click]], dead: list[DeadLetter]) -> list[Row]:
-    """Rows of the clicks Postgres will take; the others join the dead letters, with the
-    payload as it came (a newer minor's fields included)."""
+def to_rows(
+    clicks: Iterable[tuple[bytes, bytes, Click]],
+    dead: list[DeadLetter],
+    resolver: Resolver | None = None,
+) -> list[Row]:
+    """Rows of the clicks Postgres will take, with their dimensions when a ``resolver`` is
+    given; the others join the dead letters, with the payload as it came (a newer minor's
+    fields included)."""
     rows: list[Row] = []
     for entry_id, payload, click in clicks:
         try:
-            rows.append(to_row(click))
+            rows.append(to_row(click, of_click(resolver, click)))
         except EventError as exc:
             dead.append(DeadLetter(entry_id, str(exc), payload))
     return rows

@@ -50,6 +50,8 @@ from app.core.metrics import (
     STREAM_LENGTH,
     STREAM_PENDING,
 )
+from app.dimensions.resolve import Resolver
+from app.flusher.dimensions import resolver_for
 from app.flusher.entries import count_flags, sort_entries, to_rows
 from app.flusher.quality import ClickClassifier
 from app.flusher.sink import ClickSink, PartitionError, Row, row_day
@@ -119,9 +121,15 @@ class Flusher:
         backoff_s: tuple[float, float] = (0.1, 5.0),
         writers: int = WRITERS,
         readers: Mapping[int, Reader] = READERS,
+        resolver: Resolver | None = None,
     ) -> None:
-        """``readers``: the record majors this flusher reads (others are parked)."""
+        """``readers``: the record majors this flusher reads (others are parked).
+        ``resolver``: resolves the traffic dimensions; by default the process's one
+        (``resolver_for``: None when ``CLICKTRACK_DIMENSIONS`` is off), built here so that
+        an unusable ``CLICKTRACK_GEO_DATABASE`` stops the flusher at startup."""
         self.settings = settings
+        # First: an unusable geo database is refused before anything else is set up.
+        self._resolver = resolver if resolver is not None else resolver_for(settings)
         self.keys = RedisKeys(settings.key_prefix, shard)
         self.consumer = consumer or settings.consumer_name or default_consumer_name()
         self.stats = Stats()
@@ -244,7 +252,8 @@ class Flusher:
         found = sort_entries(entries, self._readers)
         clicks = [click for _, _, click in found.clicks]
         await self._classifier.classify(clicks)
-        return Batch(entries, clicks, to_rows(found.clicks, found.dead), found.dead, found.parked)
+        rows = to_rows(found.clicks, found.dead, self._resolver)
+        return Batch(entries, clicks, rows, found.dead, found.parked)
 
     async def _read_entries(self) -> list[Entry]:
         count = self.settings.flush_batch_size

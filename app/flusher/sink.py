@@ -4,7 +4,8 @@ A batch is copied into a per-connection temporary staging table, then inserted i
 ``clicks`` with ``ON CONFLICT DO NOTHING``, in one transaction: a replayed or re-claimed click
 never makes a second row, and a batch is either wholly committed or not at all. The same
 statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``),
-by their days in the period time zone.
+by their days in the period time zone. Each row carries the click's traffic dimensions
+(``app/flusher/dimensions.py``) in the same COPY.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from asyncpg.pgproto.pgproto import UUID  # uuid.UUID's subclass, parsed in C: 1
 from app.clicks.record import Click, EventError
 from app.core.db import Pool
 from app.errors import ClickTrackError
+from app.flusher.dimensions import DIMENSION_COLUMNS, NO_VALUES, Values
 from app.traffic import rollups
 
 COLUMNS = (
@@ -38,6 +40,7 @@ COLUMNS = (
     "accept_language",
     "method",
     "flags",
+    *DIMENSION_COLUMNS,
 )
 Row = tuple[object, ...]
 
@@ -60,8 +63,9 @@ _INSERT = (
 _INSERT_AND_COUNT = rollups.counting(f"{_INSERT} RETURNING {rollups.SOURCE_COLUMNS}")
 
 
-def to_row(click: Click) -> Row:
-    """The click as a ``clicks`` row; raises ``EventError`` for what Postgres would refuse
+def to_row(click: Click, dimensions: Values = NO_VALUES) -> Row:
+    """The click as a ``clicks`` row, with its ``dimensions`` (``DIMENSION_COLUMNS``'
+    values, resolved: no NUL, bounded lengths); raises ``EventError`` for what Postgres would refuse
     (so that one bad click goes to the dead letters instead of failing its whole batch)."""
     try:
         click_id = UUID(click.click_id)
@@ -101,6 +105,7 @@ def to_row(click: Click) -> Row:
         click.accept_language,
         click.method,
         click.flags,
+        *dimensions,
     )
 
 

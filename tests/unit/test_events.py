@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import types
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -45,6 +49,7 @@ clicks = st.builds(
     method=st.sampled_from(["GET", "HEAD"]) | st.text(max_size=8),
     flags=st.integers(min_value=0, max_value=int(max(Flag)) * 2 - 1),
     ip_key=st.none() | st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+    country=st.none() | st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | INT64 | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -73,6 +78,7 @@ SAMPLE = Click(
     method="GET",
     flags=Flag.prefetch | Flag.head,
     ip_key="0f" * 16,
+    country="NL",
 )
 
 
@@ -185,13 +191,12 @@ def test_a_record_without_minor_is_minor_0() -> None:
 
 
 def test_minor_1_adds_the_ip_key_and_nothing_else() -> None:
-    """The release of minor 1 writes ``"mv": 1`` and ``ipk``; a minor 0 record (no ``mv``,
+    """The release of minor 1 wrote ``"mv": 1`` and ``ipk``; a minor 0 record (no ``mv``,
     no ``ipk``: an older web release, a spool or a parked entry replayed late) still reads,
     its key None, every other field as written."""
-    assert MINOR == 1
     body = body_of(SAMPLE)
-    assert (body["mv"], body["ipk"]) == (1, SAMPLE.ip_key)
-    assert set(body) == set(body_of(MINOR_0_SAMPLE)) == {"v", "mv", *MINOR_0_KEYS, "ipk"}
+    assert body["ipk"] == SAMPLE.ip_key
+    assert set(body) == set(body_of(MINOR_0_SAMPLE)) == {"v", "mv", *MINOR_0_KEYS, "ipk", "cc"}
     minor_0 = {key: body[key] for key in ("v", *MINOR_0_KEYS)}
     assert decode(orjson.dumps(minor_0)) == MINOR_0_SAMPLE
     assert decode(orjson.dumps(minor_0 | {"mv": 0})) == MINOR_0_SAMPLE
@@ -201,7 +206,50 @@ MINOR_0_KEYS = (
     "id", "t", "l", "code", "p", "af", "cn", "cv", "dp", "s", "sn", "ip", "ua", "ref", "lang",
     "m", "f",
 )  # fmt: skip
-MINOR_0_SAMPLE = replace(SAMPLE, ip_key=None)
+MINOR_0_SAMPLE = replace(SAMPLE, ip_key=None, country=None)
+
+
+def test_minor_2_adds_the_country_and_nothing_else() -> None:
+    """The release of minor 2 writes ``"mv": 2`` and ``cc`` (the country the redirect
+    resolved in truncate and hash modes); a minor 1 record (an older web release, a spool or
+    a parked entry replayed late) still reads, its country None."""
+    assert MINOR == 2
+    body = body_of(SAMPLE)
+    assert (body["mv"], body["cc"]) == (2, "NL")
+    assert set(body) == {"v", "mv", *MINOR_0_KEYS, "ipk", "cc"}
+    minor_1 = {key: value for key, value in body.items() if key != "cc"} | {"mv": 1}
+    assert decode(orjson.dumps(minor_1)) == replace(SAMPLE, country=None)
+
+
+# The record module of the last release that wrote minor 1 (before issue 19's step 2), as
+# committed: the reader an older flusher runs.
+MINOR_1_RELEASE = "066ea68"
+
+
+def test_a_flusher_of_minor_1_reads_a_minor_2_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other direction, with the older reader's own code (read from git history): it
+    reads a minor 2 record as the click without its country."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{MINOR_1_RELEASE}:app/clicks/record.py"],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history here (an image or an archive of the tree)")
+    older = types.ModuleType("record_minor_1")
+    monkeypatch.setitem(sys.modules, older.__name__, older)  # dataclasses look it up
+    exec(compile(source, "record_minor_1.py", "exec"), older.__dict__)
+    assert older.MINOR == 1
+    read = older.decode(encode(SAMPLE))
+    assert {**vars_of(read), "country": None} == vars_of(replace(SAMPLE, country=None))
+
+
+def vars_of(click: object) -> dict[str, Any]:
+    """A click's fields by name, whichever module's ``Click`` it is."""
+    return {name: getattr(click, name) for name in click.__slots__}  # type: ignore[attr-defined]
 
 
 KNOWN_KEYS = {"v", "mv", *body_of(SAMPLE)}
@@ -225,7 +273,7 @@ def test_any_other_major_is_parked(click: Click, major: int, extra: dict[str, An
 
 
 OPTIONAL = {"af": "af", "cn": "cn", "cv": "cv", "dp": "dp", "ip": "ip", "ua": "user_agent"}
-OPTIONAL |= {"ref": "referer", "lang": "accept_language", "ipk": "ip_key"}
+OPTIONAL |= {"ref": "referer", "lang": "accept_language", "ipk": "ip_key", "cc": "country"}
 
 
 @pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v", "mv"} - set(OPTIONAL)))
