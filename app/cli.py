@@ -33,6 +33,7 @@ from app.clicks import stream
 from app.core.db import create_pool, unreachable
 from app.core.keys import RedisKeys
 from app.core.migrate import migrate
+from app.core.problems import plural
 from app.core.redis import create_redis
 from app.errors import ClickTrackError
 from app.links.recheck import recheck_destinations
@@ -178,11 +179,13 @@ async def cmd_check_links(settings: Settings, args: argparse.Namespace) -> None:
     for code, stored, why in found.refused:
         print(f"{code}: {stored!r} refused: {why}")
     print(
-        f"{found.checked} links checked: {len(found.normalised)} not in normal form, "
+        f"{plural(found.checked, 'link')} checked: {len(found.normalised)} not in normal form, "
         f"{len(found.refused)} refused"
     )
     if found.refused:
-        raise CliError(f"{len(found.refused)} links cannot be sent as stored: edit or disable them")
+        raise CliError(
+            f"{plural(len(found.refused), 'link')} cannot be sent as stored: edit or disable them"
+        )
 
 
 async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> None:
@@ -197,10 +200,12 @@ async def cmd_backfill_rollups(settings: Settings, args: argparse.Namespace) -> 
         for day in days:
             counted = await rollups.backfill_day(conn, day, settings.period_tz)
             total += counted
-            print(f"{day}: {counted} clicks")
+            print(f"{day}: {plural(counted, 'click')}")
     finally:
         await conn.close()
-    print(f"rebuilt the traffic rollups of {len(days)} days from {total} clicks")
+    print(
+        f"rebuilt the traffic rollups of {plural(len(days), 'day')} from {plural(total, 'click')}"
+    )
 
 
 REDRIVE_BATCH = 200  # entries per atomic move
@@ -211,7 +216,7 @@ async def cmd_redrive(settings: Settings, args: argparse.Namespace) -> None:
     each; ``--limit`` bounds the entries moved, over all shards."""
     if args.shard is not None and args.shard >= settings.stream_shards:
         raise CliError(
-            f"--shard {args.shard}: there are {settings.stream_shards} stream shards "
+            f"--shard {args.shard}: the stream has {plural(settings.stream_shards, 'shard')} "
             f"(CLICKTRACK_STREAM_SHARDS), numbered from 0"
         )
     shards = range(settings.stream_shards) if args.shard is None else [args.shard]

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 
 from app.cli_apikeys import day
+from app.core.problems import plural
 from app.dimensions.resolve import Resolver
 from app.errors import ClickTrackError
 from app.flusher.dimensions import DIMENSION_COLUMNS, NO_VALUES, shared_resolver, values
@@ -140,14 +141,14 @@ class DimensionCommands:
             while current <= last:
                 filled = await fill_day(conn, resolver, current, args.batch)
                 if filled.read:
-                    print(f"{current}: {filled.updated} of {filled.read} clicks filled")
+                    print(f"{current}: {filled.updated} of {plural(filled.read, 'click')} filled")
                 total.read += filled.read
                 total.updated += filled.updated
                 current += timedelta(days=1)
         finally:
             await conn.close()
         print(
-            f"filled the dimensions of {total.updated} clicks; "
+            f"filled the dimensions of {plural(total.updated, 'click')}; "
             f"{total.read - total.updated} had nothing to tell"
         )
 

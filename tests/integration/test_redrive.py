@@ -170,7 +170,7 @@ async def test_limit_shard_and_entries_without_payload(
 @pytest.mark.parametrize(
     ("args", "env", "status", "message"),
     [
-        (["--shard", "1"], {}, 1, "error: --shard 1: there are 1 stream shards"),
+        (["--shard", "1"], {}, 1, "error: --shard 1: the stream has 1 shard ("),
         (["--shard", "-1"], {}, 2, "must be 0 or more"),
         (["--limit", "0"], {}, 2, "must be 1 or more"),
         (["--from", "limbo"], {}, 2, "invalid choice: 'limbo'"),
