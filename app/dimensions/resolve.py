@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 from app.dimensions.agent import UNKNOWN_AGENT, Agent, DeviceType, parse_agent
@@ -25,6 +26,7 @@ from app.dimensions.country import (
     country_from_header,
     embedded_country,
     global_address,
+    registry_country,
 )
 from app.dimensions.language import first_language
 from app.dimensions.referrer import referrer_host
@@ -38,6 +40,9 @@ AGENT_CACHE_SIZE = 20_000
 ADDRESS_CACHE_SIZE = 50_000
 REFERER_CACHE_SIZE = 10_000
 LANGUAGE_CACHE_SIZE = 2_000
+# Forms of a global address the registry data cannot read as given: brackets, spaces around
+# it, an IPv4-mapped IPv6 address (addresses stored before the redirect normalised them).
+_MAY_NEED_PARSING = re.compile(r"^\s|\s$|\[|ffff:", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,7 @@ class Resolver:
         Accept-Language and the trusted country header's value (each ``None`` when absent).
         Never raises on any text."""
         agent = self._agent(ua) if ua else UNKNOWN_AGENT
-        place = self._place(ip) if ip else NOWHERE
+        place = self._where(ip) if ip else NOWHERE
         trusted = country_from_header(country_header) if self.country_header else None
         return Dimensions(
             country=trusted or place.country,
@@ -123,6 +128,17 @@ class Resolver:
             referrer_host=self._referrer(referer) if referer else None,
             language=self._language(accept_language) if accept_language else None,
         )
+
+    def _where(self, ip: str) -> Place:
+        """Where ``ip`` is. Without an operator's database, the registry data is asked with
+        the text as stored (``iptocc`` answers ``None`` for private, reserved and malformed
+        text, never raises, in well under a microsecond: cheaper than a cache), and only a
+        bracketed or IPv4-mapped form it cannot read is parsed (``_locate``, cached)."""
+        if self.database is None:
+            country = registry_country(ip)
+            if country is not None or not _MAY_NEED_PARSING.search(ip):
+                return Place(country=country) if country is not None else NOWHERE
+        return self._place(ip)
 
     def _locate(self, ip: str) -> Place:
         """The operator's database first (more precise, and the only one with an ASN), then

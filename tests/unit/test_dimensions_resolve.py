@@ -3,13 +3,19 @@ country in order, caches per distinct value."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from app.dimensions.country import GeoDatabaseError
+from app.dimensions.country import (
+    GeoDatabaseError,
+    embedded_country,
+    global_address,
+    registry_country,
+)
 from app.dimensions.resolve import Dimensions, Resolver
 from tests.unit.test_dimensions_country import write_mmdb
 
@@ -92,8 +98,32 @@ def test_each_job_is_cached_per_distinct_value() -> None:
     caches = resolver._agent, resolver._place, resolver._referrer, resolver._language
     # lru_cache's wrapper: (hits, misses, maxsize, currsize)
     stats = [cache.cache_info() for cache in caches]
-    assert [(s.hits, s.misses) for s in stats] == [(3, 1), (2, 2), (2, 2), (3, 1)]
+    # Addresses skip the cache without an operator's database: the registry lookup is cheaper.
+    assert [(s.hits, s.misses) for s in stats] == [(3, 1), (0, 0), (2, 2), (3, 1)]
     assert all(s.maxsize for s in stats)  # bounded
+    # Only a form the registry data cannot read as given is parsed, and cached.
+    for _ in range(2):
+        assert resolver.resolve(None, "::ffff:8.8.8.8", None, None).country == "US"
+    assert (resolver._place.cache_info().hits, resolver._place.cache_info().misses) == (1, 1)
+
+
+@given(st.ip_addresses())
+def test_the_registry_shortcut_agrees_with_parsing(address: IPv4Address | IPv6Address) -> None:
+    """Without a database, an address is looked up as given; the answer is the one parsing
+    it first gives, for every address and the forms older rows may hold."""
+    resolver = Resolver()
+    parsed = global_address(str(address))
+    # Special-purpose blocks a registry did delegate (AS112's 2001:4:112::/48, which Python
+    # calls not global) keep the registry's country on the shortcut: real, routed addresses.
+    assume(parsed is not None or registry_country(str(address)) is None)
+    expected = None if parsed is None else embedded_country(parsed)
+    forms = [str(address), f" {address} "]
+    if isinstance(address, IPv6Address):
+        forms.append(f"[{address}]")
+    else:
+        forms.append(f"::ffff:{address}")
+    for form in forms:
+        assert resolver.resolve(None, form, None, None).country == expected, form
 
 
 @given(
