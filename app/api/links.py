@@ -13,10 +13,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.accounts.apikeys import Principal
 from app.api.bodies import JsonRoute
 from app.api.deps import NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, BodyId, Cursor, Id, Instant
@@ -292,31 +291,28 @@ QrSize = Annotated[
 ]
 
 
-async def _tracking_url(
+async def link_tracking_url(
     code: str,
-    principal: Principal,
-    resources: Resources,
-    values: dict[str, str | None],
-) -> str:
-    """The tracking URL of a link the key may see (``NotFound`` otherwise); ``InvalidInput``
-    for a tracking string the redirect would drop."""
-    async with resources.pool.acquire() as conn:
-        link = await visible_link(conn, principal, await link_store.get_link(conn, code))
-    return builder.tracking_url(_short_url(link, resources), **values)
-
-
-@router.get("/links/{code}/tracking-url")
-async def get_tracking_url(
-    code: str,
-    request: Request,
     principal: PrincipalDep,
     resources: ResourcesDep,
     af: TrackingValue = None,
     cn: TrackingValue = None,
     cv: TrackingValue = None,
     dp: TrackingValue = None,
-) -> TrackingUrlOut:
-    url = await _tracking_url(code, principal, resources, {"af": af, "cn": cn, "cv": cv, "dp": dp})
+) -> str:
+    """The tracking URL of a link the key may see (``NotFound`` otherwise), from the query's
+    tracking strings; ``InvalidInput`` for one the redirect would drop. The dependency of the
+    tracking-URL and both QR routes."""
+    async with resources.pool.acquire() as conn:
+        link = await visible_link(conn, principal, await link_store.get_link(conn, code))
+    return builder.tracking_url(_short_url(link, resources), af=af, cn=cn, cv=cv, dp=dp)
+
+
+TrackingUrl = Annotated[str, Depends(link_tracking_url)]
+
+
+@router.get("/links/{code}/tracking-url")
+async def get_tracking_url(code: str, request: Request, url: TrackingUrl) -> TrackingUrlOut:
     # The QR routes take the same tracking strings: the query of the URL just built (already
     # checked and encoded), so the QR shows exactly this URL.
     query = urlsplit(url).query
@@ -333,17 +329,7 @@ async def get_tracking_url(
     response_class=Response,
     responses={200: {"content": {"image/svg+xml": {}}, "description": "An SVG document"}},
 )
-async def get_link_qr_svg(
-    code: str,
-    principal: PrincipalDep,
-    resources: ResourcesDep,
-    af: TrackingValue = None,
-    cn: TrackingValue = None,
-    cv: TrackingValue = None,
-    dp: TrackingValue = None,
-    size: QrSize = builder.DEFAULT_QR_SCALE,
-) -> Response:
-    url = await _tracking_url(code, principal, resources, {"af": af, "cn": cn, "cv": cv, "dp": dp})
+async def get_link_qr_svg(url: TrackingUrl, size: QrSize = builder.DEFAULT_QR_SCALE) -> Response:
     return Response(builder.qr_svg(url, scale=size), media_type="image/svg+xml")
 
 
@@ -352,15 +338,5 @@ async def get_link_qr_svg(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "A PNG image"}},
 )
-async def get_link_qr_png(
-    code: str,
-    principal: PrincipalDep,
-    resources: ResourcesDep,
-    af: TrackingValue = None,
-    cn: TrackingValue = None,
-    cv: TrackingValue = None,
-    dp: TrackingValue = None,
-    size: QrSize = builder.DEFAULT_QR_SCALE,
-) -> Response:
-    url = await _tracking_url(code, principal, resources, {"af": af, "cn": cn, "cv": cv, "dp": dp})
+async def get_link_qr_png(url: TrackingUrl, size: QrSize = builder.DEFAULT_QR_SCALE) -> Response:
     return Response(builder.qr_png(url, scale=size), media_type="image/png")
