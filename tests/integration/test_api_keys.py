@@ -3,19 +3,16 @@ CLI; a revoked key is refused at once by another app instance sharing the stores
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from app.core.db import Pool
-from app.main import create_app
 from app.settings import Settings
-from tests.integration.test_api import assert_error, bearer, new_publisher
+from tests.integration.test_api import assert_error, new_publisher
 from tests.integration.test_cli import run_cli
+from tests.support.accounts import app_on, bearer
 
 KEYS = "/api/v1/api-keys"
 
@@ -35,18 +32,6 @@ async def works(client: httpx.AsyncClient, key: str) -> bool:
     response = await client.get("/api/v1/me", headers=bearer(key))
     assert response.status_code in (200, 401), response.text
     return response.status_code == 200
-
-
-@asynccontextmanager
-async def instance(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as client,
-    ):
-        yield client
 
 
 async def test_list_shows_prefix_owner_and_times_never_the_secret(
@@ -177,7 +162,7 @@ async def test_revoke(app_client: httpx.AsyncClient, admin_key: str) -> None:
 async def test_revocation_reaches_another_instance_at_once(
     settings: Settings, admin_key: str
 ) -> None:
-    async with instance(settings) as first, instance(settings) as second:
+    async with app_on(settings) as first, app_on(settings) as second:
         publisher_id = await new_publisher(first, admin_key)
         key = await new_key(first, admin_key, publisher_id)
         assert await works(second, key["key"])
