@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pydantic import TypeAdapter, ValidationError
 
 from app.errors import InvalidInput
+from app.links.model import echoed
 from app.reports.ranges import DEFAULT_DAYS
 from app.traffic.counts import FIRST_DAY, LAST_DAY, MAX_DAYS
 
@@ -49,14 +50,6 @@ def query_checked() -> Iterator[None]:
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 day``, ``2 days``: a count with its noun agreeing (``words``: an irregular plural)."""
     return f"{count:,} {word if count == 1 else words or word + 's'}"
-
-
-ECHO = 64  # the most characters of a caller's own text a page repeats
-
-
-def clipped(text: str, most: int = ECHO) -> str:
-    """A caller's text as a page repeats it: at most ``most`` characters, then "…"."""
-    return text if len(text) <= most else text[:most] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _day_text(day: date) -> str:
@@ -141,11 +134,11 @@ def amount(text: str | None) -> Decimal | None:
     if not cleaned:
         return None
     if not _AMOUNT.fullmatch(cleaned):
-        raise InvalidInput(f"{clipped(text or '')!r} {NOT_AN_AMOUNT}", field="amount")
+        raise InvalidInput(f"{echoed(text or '')!r} {NOT_AN_AMOUNT}", field="amount")
     try:
         value = Decimal(cleaned.replace(",", ""))
     except InvalidOperation:  # cannot happen after the pattern; kept as a 4xx all the same
-        raise InvalidInput(f"{clipped(text or '')!r} {NOT_AN_AMOUNT}", field="amount") from None
+        raise InvalidInput(f"{echoed(text or '')!r} {NOT_AN_AMOUNT}", field="amount") from None
     if value > MAX_AMOUNT:
         raise InvalidInput(
             f"is too large: a withdrawal is at most US${MAX_AMOUNT:,}", field="amount"

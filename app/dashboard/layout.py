@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
-from app.dashboard.inputs import ECHO, clipped
 from app.dashboard.sessions import PATH
+from app.links.model import ECHO_LIMIT, echoed
 
 STYLESHEET = f"{PATH}/static/dashboard.css"
 ICON = f"{PATH}/static/favicon.svg"
 # A run of text longer than a page repeats (quoted and already cut: up to 3 more characters).
-_LONG_RUN = re.compile(rf"\S{{{ECHO + 4},}}")
+_LONG_RUN = re.compile(rf"\S{{{ECHO_LIMIT + 4},}}")
 _CELL = re.compile(r"<td(?=[ >])")
 
 # The pages of the navigation: (key, path, label).
@@ -85,9 +85,9 @@ def page(
 
 
 def bounded(text: str) -> str:
-    """Words to show, with each run of text longer than ``ECHO`` characters (a caller's own,
+    """Words to show, with each run of text longer than ``ECHO_LIMIT`` characters (a caller's own,
     repeated) cut, then "…"."""
-    return _LONG_RUN.sub(lambda run: clipped(run.group()), text)
+    return _LONG_RUN.sub(lambda run: echoed(run.group()), text)
 
 
 def notice(text: str, *, error: bool = False, key: str = "notice") -> str:
@@ -142,7 +142,7 @@ def login_page(token: str, error: str | None = None) -> str:
 
 def error_page(message: str) -> str:
     """A request the dashboard cannot answer, said in plain words; a run of text longer than
-    ``ECHO`` characters (a caller's own, repeated) is cut, then "…"."""
+    ``ECHO_LIMIT`` characters (a caller's own, repeated) is cut, then "…"."""
     return layout(
         "Not possible · clicktrack",
         '<main class="problem"><h1>clicktrack</h1>'

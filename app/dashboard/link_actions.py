@@ -14,12 +14,12 @@ from typing import Any
 
 from app.audit.log import api_actor, record
 from app.core.resources import Resources
-from app.dashboard.inputs import BadQuery, clipped
+from app.dashboard.inputs import BadQuery
 from app.dashboard.sessions import DashboardSession
 from app.errors import NotFound
 from app.links import builder, mirror
 from app.links import store as link_store
-from app.links.model import Link, LinkStatus, validate_destination
+from app.links.model import Link, LinkStatus, echoed, validate_destination
 
 PAGE_SIZE = 50
 PICKER_SIZE = 500  # the builder's list of links to pick from
@@ -124,7 +124,7 @@ async def active_links(resources: Resources, owner: int) -> list[Link]:
 
 def _owned(link: Link | None, owner: int, code: str) -> Link:
     if link is None or link.publisher_id != owner:
-        raise NotFound(f"you have no link with the code {clipped(code)!r}")
+        raise NotFound(f"you have no link with the code {echoed(code)!r}")
     return link
 
 
