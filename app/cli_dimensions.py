@@ -14,6 +14,11 @@ and idempotent: only rows whose dimension columns are all NULL are read and upda
 run stopped anywhere is simply run again, and a second run changes nothing. A click from
 which nothing can be told (no user agent, no address, ...) stays "unknown" and is read
 again by every run; it is never written.
+
+Then the traffic rollups of the days it filled are recounted (``rollups.backfill_day``, as
+``backfill-rollups`` does, in the period time zone: a UTC day touches one or two of its
+days), so reports by country, device, ... show the filled values instead of "unknown"; their
+sums do not change.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import asyncpg
 
@@ -31,6 +36,8 @@ from app.dimensions.resolve import Resolver
 from app.errors import ClickTrackError
 from app.flusher.dimensions import DIMENSION_COLUMNS, NO_VALUES, shared_resolver, values
 from app.settings import Settings
+from app.traffic import rollups
+from app.traffic.days import day_of
 
 Connect = Callable[[Settings], Awaitable[asyncpg.Connection]]
 DEFAULT_BATCH = 5000
@@ -61,7 +68,8 @@ _HELP = (
     "fill the traffic dimensions (country, device, browser, OS, referrer host, "
     "language) of stored clicks that have none, from their user agent, address, "
     "referer and language; a truncated address gives its network's country, a hashed "
-    "one none. Resumable: run it again after a stop"
+    "one none; then recount the traffic rollups of the days filled. Resumable: run it "
+    "again after a stop"
 )
 _FIRST_DAY = "SELECT min(ts) FROM clicks"
 # Below every UUID: the first read of a day starts here.
@@ -118,13 +126,34 @@ async def fill_day(conn: asyncpg.Connection, resolver: Resolver, day: date, batc
             return filled
 
 
+def zone_days(utc_day: date, tz: tzinfo) -> list[date]:
+    """The days in ``tz`` that the UTC day ``utc_day`` overlaps (one or two)."""
+    low = datetime.combine(utc_day, time(), tzinfo=UTC)
+    first, last = day_of(low, tz), day_of(low + timedelta(days=1, microseconds=-1), tz)
+    return sorted({first, last})
+
+
+async def recount(conn: asyncpg.Connection, utc_days: list[date], tz: tzinfo) -> None:
+    """Rebuild the traffic rollups of the days in ``tz`` that the filled UTC days overlap."""
+    days = sorted({zoned for one in utc_days for zoned in zone_days(one, tz)})
+    total = 0
+    for one in days:
+        total += await rollups.backfill_day(conn, one, tz)
+    if days:
+        print(
+            f"recounted the traffic rollups of {plural(len(days), 'day')} "
+            f"({plural(total, 'click')})"
+        )
+
+
 @dataclass(frozen=True)
 class DimensionCommands:
     connect: Connect
 
     async def backfill(self, settings: Settings, args: argparse.Namespace) -> None:
         """Fill the days from ``--from`` (default: the oldest click's) to ``--to``
-        (default: today), UTC, printing each day that had clicks without dimensions."""
+        (default: today), UTC, printing each day that had clicks without dimensions; then
+        recount the rollups of the days filled."""
         first: date | None = args.from_day
         last: date = args.to_day or datetime.now(UTC).date()
         if first is not None and last < first:
@@ -133,6 +162,7 @@ class DimensionCommands:
         resolver = shared_resolver(settings.geo_database_path, settings.country_header)
         conn = await self.connect(settings)
         total = Filled()
+        filled_days: list[date] = []
         try:
             if first is None:
                 oldest: datetime | None = await conn.fetchval(_FIRST_DAY)
@@ -144,7 +174,10 @@ class DimensionCommands:
                     print(f"{current}: {filled.updated} of {plural(filled.read, 'click')} filled")
                 total.read += filled.read
                 total.updated += filled.updated
+                if filled.updated:
+                    filled_days.append(current)
                 current += timedelta(days=1)
+            await recount(conn, filled_days, settings.period_tz)
         finally:
             await conn.close()
         print(

@@ -86,6 +86,7 @@ def build_redirect(
         mask_ip=IpMasker(settings.ip_mode, secret.encode()),
         enabled_flags=enabled_flags(settings),
         shards=settings.stream_shards,
+        country_header=settings.country_header,
     )
 
 

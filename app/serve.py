@@ -7,10 +7,23 @@ import sys
 import tempfile
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from app.core.logs import setup_logging
 from app.core.metrics import serve_metrics
+from app.edge.proxy import behind_proxies
 from app.settings import ConfigError, load_settings
+
+
+def create_served_app() -> ASGIApp:
+    """The app as each uvicorn worker serves it: ``create_app``, behind the trusted proxies
+    of ``CLICKTRACK_FORWARDED_ALLOW_IPS`` (``app.edge.proxy``: the client address from
+    ``X-Forwarded-For``, and which requests came through a trusted proxy, so that its
+    country header may be believed)."""
+    from app.main import create_app  # in the worker, as uvicorn imported it before
+
+    settings = load_settings()
+    return behind_proxies(create_app(settings), settings.forwarded_allow_ips)
 
 
 def main() -> int:
@@ -28,7 +41,7 @@ def main() -> int:
         # The metrics on a port of their own (CLICKTRACK_METRICS_PORT), served by this process.
         serve_metrics(settings.metrics_port, settings.metrics_host)
     uvicorn.run(
-        "app.main:create_app",
+        "app.serve:create_served_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -37,10 +50,11 @@ def main() -> int:
         http="httptools",
         access_log=False,
         server_header=False,
-        # Behind a load balancer: take the client address from X-Forwarded-For, but only
-        # when the connection comes from one of these addresses.
-        proxy_headers=settings.forwarded_allow_ips is not None,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Behind a load balancer the app itself takes the client address from
+        # X-Forwarded-For, only when the connection comes from one of
+        # CLICKTRACK_FORWARDED_ALLOW_IPS (create_served_app): uvicorn's own handling would
+        # hide whether the peer was a trusted proxy.
+        proxy_headers=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )

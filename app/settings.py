@@ -118,8 +118,10 @@ class Settings(BaseSettings):
     geo_database_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("CLICKTRACK_GEO_DATABASE", "geo_database_path")
     )
-    # The country header a trusted CDN or ingress sets (``CF-IPCountry``). Not read yet: the
-    # click record does not carry it (docs/operations.md, "Traffic dimensions").
+    # The country header a trusted CDN or ingress sets (``CF-IPCountry``): the redirect
+    # believes it only from a direct peer in forwarded_allow_ips (app/edge/proxy.py), and
+    # its valid value is the click's country, for link rules and storage alike (record
+    # ``cc``; docs/operations.md, "Traffic dimensions"). The proxy must overwrite it.
     country_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
 
     # Orders and money.

@@ -149,6 +149,8 @@ class Harness:
         self.links: list[LinkRow] = []
         self.keys = RedisKeys(KEY_PREFIX)
         self.requests_file = workdir / "requests.txt"
+        # A measured configuration's own requests (by server key); others send requests_file.
+        self.requests_for: dict[str, Path] = {}
         self.meter = CpuMeter(self._our_pids)
         self.summary: dict[str, Any] = {}
         self.wrk = ""
@@ -284,7 +286,7 @@ class Harness:
     ) -> WrkResult:
         run = WrkRun(
             url=server.url,
-            requests_file=self.requests_file,
+            requests_file=self.requests_for.get(server.key, self.requests_file),
             connections=self.options.connections,
             duration_s=duration_s,
             cpus=self.options.wrk_cpu if pinned else None,

@@ -13,6 +13,8 @@ TARGET_X_FASTAPI = 3.0
 TARGET_X_ASGI = 0.45
 TARGET_P99_MS = 5.0
 TARGET_WORKERS_X = 1.7
+# Issue 19: links with three country and device rules against the same links without.
+TARGET_RULES_X = 0.9
 TARGET_DRAIN_PER_S = 50_000
 TARGET_LAG_P99_S = 1.0
 MIN_SHARE_OF_PEAK = 0.76  # the pacing aims at 0.80 and gets within a few percent
@@ -92,6 +94,22 @@ def workers_table(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def rules_lines(summary: Mapping[str, Any]) -> list[str]:
+    rules = summary.get("rules")
+    if not rules:
+        return []
+    lines = ["", "rules: the same server and requests, links without rules and with three"]
+    lines.append(f"{'':38}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cores':>7}")
+    for key in ("without", "with"):
+        row = rules[key]
+        lines.append(
+            f"{row['label']:38}{_num(row['rps']):>9}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['errors']:>8}{row['server_cores']:>7.2f}"
+        )
+    lines.append(f"  with / without: {rules['ratio']:.3f}x")
+    return lines
+
+
 def targets(summary: Mapping[str, Any]) -> list[tuple[str, bool]]:
     """(what, met) for each target that this run measured."""
     found: list[tuple[str, bool]] = []
@@ -114,6 +132,15 @@ def targets(summary: Mapping[str, Any]) -> list[tuple[str, bool]]:
         p99 = ours["p99_ms"]
         found.append((f"redirect p99 <= {TARGET_P99_MS:g} ms ({p99:.2f} ms)", p99 <= TARGET_P99_MS))
         found.append((f"redirect 0 errors ({ours['errors']})", ours["errors"] == 0))
+    rules = summary.get("rules")
+    if rules:
+        ratio = rules["ratio"]
+        found.append(
+            (
+                f"links with 3 rules >= {TARGET_RULES_X}x without ({ratio:.3f}x)",
+                ratio >= TARGET_RULES_X,
+            )
+        )
     durability = summary.get("durability")
     if durability:
         found.append((f"every 302 is in the stream ({durability['runs']} runs)", durability["ok"]))
@@ -175,6 +202,7 @@ def render(summary: Mapping[str, Any]) -> str:
         "",
         *redirect_table(summary),
     ]
+    lines += rules_lines(summary)
     workers = workers_table(summary)
     if workers:
         lines += ["", "workers: nothing pinned (two workers and wrk share the cores)", *workers]

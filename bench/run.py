@@ -9,11 +9,14 @@ In one run, on its own throwaway Redis and Postgres:
    redirect), each one process pinned to one core, measured by wrk pinned to the other core,
    in interleaved rounds; median of the rounds. After each clicktrack run the new stream
    entries are counted against the 302s wrk received.
-2. *workers*: clicktrack with one worker, two workers sharing a socket (uvicorn --workers 2)
+2. *rules*: the same clicktrack server, the same requests to the same links, without rules
+   and with three country and device rules each (``bench/services.py``'s ``BENCH_RULES``:
+   issue 19), in interleaved rounds; the ratio of the two.
+3. *workers*: clicktrack with one worker, two workers sharing a socket (uvicorn --workers 2)
    and two processes on SO_REUSEPORT sockets (``bench/reuseport.py``), nothing pinned.
-3. *drain*: N clicks pre-filled into the stream, drained by one ``python -m app.flusher``.
-4. *lag*: paced load at 80 % of the redirect's peak with a flusher running, nothing pinned.
-5. *soak* (``--soak`` only): the same for 10 minutes, sampling the worker's RSS.
+4. *drain*: N clicks pre-filled into the stream, drained by one ``python -m app.flusher``.
+5. *lag*: paced load at 80 % of the redirect's peak with a flusher running, nothing pinned.
+6. *soak* (``--soak`` only): the same for 10 minutes, sampling the worker's RSS.
 
 Every measured run is refused when other processes use the CPU (``bench/cpu.py``), unless
 ``--force``, which marks the report as disturbed. Prints one report and writes it as JSON to
@@ -43,7 +46,14 @@ from typing import Any
 from bench import PROJECT_ROOT, pipeline, report
 from bench.harness import Disturbed, Harness, Server, clicks_per_batch, median_row, say
 from bench.options import Options, parse_cpus
-from bench.services import STOPPING_ERRORS, Process, child_env, pin_tree
+from bench.services import (
+    RULES_CODE_PREFIX,
+    STOPPING_ERRORS,
+    Process,
+    child_env,
+    pin_tree,
+    seed_rule_links,
+)
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 EXIT_ERROR = 1
@@ -91,6 +101,42 @@ class Bench(Harness):
             env=lambda port: self.app_env("clicktrack", port),
             clicktrack=True,
         )
+
+    def phase_rules(self) -> None:
+        """The redirect of links with three country and device rules against the same links
+        without rules: one pinned clicktrack server, the same request mix (the codes of the
+        copies with rules instead), interleaved rounds. The requests come from 127.0.0.1, so
+        the country rule never matches: every desktop click evaluates all three rules."""
+        copied = asyncio.run(seed_rule_links(self.stores.database_url))
+        say(f"{copied:,} links copied with three country and device rules")
+        rules_file = self.workdir / "requests-rules.txt"
+        lines = self.requests_file.read_text().splitlines(keepends=True)
+        rules_file.write_text(
+            "".join(line.replace("\t/e/", f"\t/e/{RULES_CODE_PREFIX}", 1) for line in lines)
+        )
+        server = self.clicktrack_pinned()
+        plain = Server(
+            "rules_0",
+            "clicktrack, links without rules",
+            server.port,
+            server.processes,
+            clicktrack=True,
+        )
+        ruled = Server("rules_3", "clicktrack, links with 3 rules", server.port,
+                       server.processes, clicktrack=True)  # fmt: skip
+        self.requests_for[ruled.key] = rules_file
+        self.others_on_wrk_cpu(True)
+        found = self.rounds([plain, ruled], pinned=True)
+        self.others_on_wrk_cpu(False)
+        rows = {key: median_row(s.label, found[key]) for key, s in (("without", plain),
+                                                                   ("with", ruled))}  # fmt: skip
+        ratio = rows["with"]["rps"] / rows["without"]["rps"] if rows["without"]["rps"] else 0.0
+        self.summary["rules"] = {**rows, "ratio": ratio}
+        say(
+            f"rules: {rows['without']['rps']:,.0f} req/s without, {rows['with']['rps']:,.0f} "
+            f"with three rules: {ratio:.3f}x"
+        )
+        self.check_durability([*found[plain.key], *found[ruled.key]])
 
     def phase_workers(self) -> None:
         metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=self.workdir))
@@ -300,6 +346,7 @@ class Bench(Harness):
         self.set_up()
         phases = {
             "redirect": self.phase_redirect,
+            "rules": self.phase_rules,
             "workers": self.phase_workers,
             "drain": self.phase_drain,
             "lag": self.phase_lag,

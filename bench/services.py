@@ -8,6 +8,7 @@ shares them during the measurement. Every process started here is stopped here, 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -202,3 +203,31 @@ async def seed_links(database_url: str, count: int) -> list[LinkRow]:
     finally:
         await conn.close()
     return [LinkRow(row["id"], row["code"], publisher_id) for row in rows]
+
+
+# The rules of the benchmark's links with rules (phase "rules"): three country and device
+# rules, as a publisher would write them (issue 19).
+BENCH_RULES = [
+    {"when": "country", "in": ["DE", "AT", "CH"], "destination": "https://shop.example.com/dach"},
+    {"when": "device", "in": ["mobile"], "destination": "https://m.example.com/"},
+    {"when": "device", "in": ["tablet"], "destination": "https://shop.example.com/tablet"},
+]
+RULES_CODE_PREFIX = "r"
+
+
+async def seed_rule_links(database_url: str) -> int:
+    """A copy of every seeded link (``bench%``: same publisher and destination) under the
+    code ``r<code>``, with ``BENCH_RULES``; how many were written (none twice)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        status = await conn.execute(
+            """INSERT INTO links (code, publisher_id, destination, rules)
+               SELECT $1 || code, publisher_id, destination, $2::jsonb
+               FROM links WHERE code LIKE 'bench%'
+               ON CONFLICT (code) DO NOTHING""",
+            RULES_CODE_PREFIX,
+            json.dumps(BENCH_RULES),
+        )
+    finally:
+        await conn.close()
+    return int(status.rsplit(" ", 1)[-1])

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import bodies, queries
-from app.api.params import GROUP_BY_PATTERN, MAX_ID, PERIOD_PATTERN, PRINTABLE
+from app.api.params import GROUP_BY_PATTERN, GROUP_BY_WORDS, MAX_ID, PERIOD_PATTERN, PRINTABLE
 from app.core.db import RETRY_AFTER_S, unreachable
 from app.core.problems import in_words
 from app.errors import ClickTrackError
@@ -75,7 +75,7 @@ PATTERN_WORDS = {
     CODE_PATTERN: "must be 1 to 32 letters or digits",
     PERIOD_PATTERN: "must be a month as YYYY-MM",
     **PLAN_PATTERN_WORDS,
-    GROUP_BY_PATTERN: "must be dimensions among day, link, af, cn, cv, dp, separated by commas",
+    GROUP_BY_PATTERN: GROUP_BY_WORDS,
 }
 SEND_AN_OBJECT = "send a JSON object with Content-Type: application/json"
 

@@ -1,9 +1,10 @@
-"""Publisher routes: create, list (with filters), get and change links (destination, status
-and expiry; archive and restore), and a link's tracking URL with its QR code.
+"""Publisher routes: create, list (with filters), get and change links (destination, status,
+expiry and rules; archive and restore), and a link's tracking URL with its QR code.
 
 Who may touch which link is ``app.api.scope``'s: a publisher key its own links, a network's
 key its members' too, an admin key any. A bad destination or code raises ``LinkError`` (422),
-a custom code in use ``CodeTaken`` (409), a bad tracking string ``InvalidInput`` (422): they
+a custom code in use ``CodeTaken`` (409), a bad tracking string ``InvalidInput`` (422), a bad
+rule ``LinkError`` naming its place (``rules[2].in[0]``, 422): they
 reach the error handler (``app/api/errors.py``) as raised. Every change writes an audit entry
 (``link.create``, ``link.update``) in the transaction that makes it."""
 
@@ -26,6 +27,7 @@ from app.core.resources import Resources
 from app.errors import InvalidInput
 from app.links import builder, mirror
 from app.links import model as link_model
+from app.links import rules as link_rules
 from app.links import store as link_store
 from app.links.model import CODE_PATTERN, Link, LinkStatus, echoed
 from app.links.urls import MAX_DESTINATION_BYTES
@@ -37,6 +39,20 @@ router = APIRouter(route_class=JsonRoute, tags=["links"])
 MAX_QUERY_LENGTH = 100
 # A host name's longest form (RFC 1035: 253 characters written out).
 MAX_HOST_LENGTH = 253
+
+RULES_DOC = (
+    "In order, at most 10; the first that matches a click sends it to its destination "
+    "instead of the link's. Each: `when` (`country`, `device`, `os`, `language` or `param`), "
+    "`in` (at most 50 values: ISO country codes; desktop, mobile, tablet, bot, other; OS "
+    "families such as iOS, Android, Windows, Mac OS X, any case; language subtags such as "
+    "en; a query parameter's exact values), `destination` (checked as the link's), and for "
+    "`param` the parameter's `name`. "
+    'Example: `[{"when": "country", "in": ["DE", "AT"], '
+    '"destination": "https://shop.example.com/de"}]`.'
+)
+# The rules are read as any JSON and checked by app.links.rules alone, whose messages name
+# each rule's place (rules[2].in[0]) in words.
+RawRules = Any
 
 PUBLISHER_ID_DOC = (
     "Admin keys: the publisher (required). A network's key: itself or one of its members "
@@ -50,6 +66,7 @@ class LinkIn(BaseModel):
     code: str | None = Field(default=None, pattern=CODE_PATTERN)
     expires_at: Instant | None = None
     publisher_id: BodyId | None = Field(default=None, description=PUBLISHER_ID_DOC)
+    rules: RawRules = Field(default_factory=list, description=RULES_DOC)
 
 
 class LinkPatch(BaseModel):
@@ -67,6 +84,11 @@ class LinkPatch(BaseModel):
     expires_at: Instant | None = Field(
         default=None, description="When the link stops redirecting (410); null clears it."
     )
+    rules: RawRules = Field(
+        default=None,
+        description="Replaces the link's rules (`[]` removes them); the next click obeys "
+        "them. " + RULES_DOC,
+    )
 
 
 class LinkOut(BaseModel):
@@ -78,6 +100,7 @@ class LinkOut(BaseModel):
     publisher_id: int
     created_at: datetime
     updated_at: datetime
+    rules: list[dict[str, Any]] = Field(description="The link's rules, in order (see create).")
 
 
 class LinkPage(BaseModel):
@@ -105,12 +128,18 @@ def _out(link: Link, resources: Resources) -> LinkOut:
         publisher_id=link.publisher_id,
         created_at=link.created_at,
         updated_at=link.updated_at,
+        rules=link_rules.as_json(link.rules),
     )
 
 
 def _audited(link: Link) -> dict[str, Any]:
     """The fields of a link an audit entry keeps (what a change can change)."""
-    return {"destination": link.destination, "status": link.status, "expires_at": link.expires_at}
+    return {
+        "destination": link.destination,
+        "status": link.status,
+        "expires_at": link.expires_at,
+        "rules": link_rules.as_json(link.rules),
+    }
 
 
 @router.post("/links", status_code=201)
@@ -121,10 +150,11 @@ async def create_link(
     destination = link_model.validate_destination(
         body.destination, resources.settings.allowed_hosts
     )
+    rules = link_rules.validate_rules(body.rules, resources.settings.allowed_hosts)
     async with resources.pool.acquire() as conn, conn.transaction():
         owner = await acting_for(conn, principal, body.publisher_id)
         link = await link_store.create_link(
-            conn, owner, destination, code=body.code, expires_at=body.expires_at
+            conn, owner, destination, code=body.code, expires_at=body.expires_at, rules=rules
         )
         await record(
             conn,
@@ -237,17 +267,21 @@ async def update_link(
 ) -> LinkOut:
     sent = body.model_fields_set
     if not sent:
-        raise InvalidInput("nothing to change: send destination, status and/or expires_at")
+        raise InvalidInput("nothing to change: send destination, status, expires_at and/or rules")
     if "destination" in sent and body.destination is None:
         raise InvalidInput("cannot be null: a link always has a destination", field="destination")
     if "status" in sent and body.status is None:
         raise InvalidInput("cannot be null: send active, disabled or archived", field="status")
+    if "rules" in sent and body.rules is None:
+        raise InvalidInput("cannot be null: send [] to remove every rule", field="rules")
     destination = None
     if body.destination is not None:
         destination = link_model.validate_destination(
             body.destination, resources.settings.allowed_hosts
         )
     changes: dict[str, Any] = {"status": body.status, "destination": destination}
+    if body.rules is not None:
+        changes["rules"] = link_rules.validate_rules(body.rules, resources.settings.allowed_hosts)
     if "expires_at" in sent:
         link_model.check_expiry(body.expires_at, now)
         changes["expires_at"] = body.expires_at

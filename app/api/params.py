@@ -16,10 +16,11 @@ from pydantic import AfterValidator, AwareDatetime, StrictInt
 
 from app.core.chars import REFUSED_CLASS
 from app.core.years import YEARS_WORDS, in_years
+from app.errors import InvalidInput
 from app.links.model import CODE_PATTERN
 from app.money.periods import Period
 from app.reports.traffic import Filters
-from app.traffic.counts import Dimension
+from app.traffic.counts import DEVICES, TRAFFIC, UNKNOWN, VERSIONS, Dimension
 
 # Text sent for an id, a reason or a tracking string: Postgres text cannot hold NUL, no id has
 # a use for control characters, and invisible ones (bidi overrides, zero-width spaces...) only
@@ -76,14 +77,52 @@ TrackingId = Annotated[
 ]
 _DIMENSIONS = "|".join(d.value for d in Dimension)
 GROUP_BY_PATTERN = rf"^(({_DIMENSIONS})(,({_DIMENSIONS}))*)?$"
+GROUP_BY_WORDS = (
+    f"must be dimensions among {', '.join(d.value for d in Dimension)}, separated by commas"
+)
 GroupByText = Annotated[
     str,
     Query(
         pattern=GROUP_BY_PATTERN,
-        description="Comma-separated, in order: day, link, af, cn, cv, dp (dp: raw clicks, "
-        "at most 31 days); empty: totals only",
+        description="Comma-separated, in order: day, link, af, cn, cv, dp, country, device, "
+        "browser, os, referrer, language, browser_version, os_version (dp, a version, or two "
+        "of country to language: raw clicks, at most 31 days); empty: totals only",
     ),
 ]
+_UNKNOWN_WORDS = f"`{UNKNOWN}`: clicks without it"
+CountryText = Annotated[
+    str | None,
+    Query(description=f"ISO 3166-1 alpha-2 code (any case); {_UNKNOWN_WORDS}"),
+]
+DeviceText = Annotated[
+    str | None,
+    Query(description=f"One of {', '.join(DEVICES)}; {_UNKNOWN_WORDS}"),
+]
+BrowserText = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, pattern=PRINTABLE, description="Browser family, "
+          f"exact (`Chrome Mobile`); {_UNKNOWN_WORDS}"),
+]  # fmt: skip
+OsText = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, pattern=PRINTABLE, description="OS family, exact "
+          f"(`iOS`); {_UNKNOWN_WORDS}"),
+]  # fmt: skip
+ReferrerText = Annotated[
+    str | None,
+    Query(min_length=1, max_length=253, pattern=PRINTABLE, description="Referrer host (any "
+          f"case); {_UNKNOWN_WORDS}"),
+]  # fmt: skip
+VersionText = Annotated[
+    str | None,
+    Query(min_length=1, max_length=140, pattern=PRINTABLE, description="Family and major "
+          f"version, exact (`Chrome Mobile 131`, `iOS 18`; raw clicks); {_UNKNOWN_WORDS}"),
+]  # fmt: skip
+LanguageText = Annotated[
+    str | None,
+    Query(min_length=1, max_length=35, pattern=PRINTABLE, description="Primary language "
+          f"subtag (`pt`, any case); {_UNKNOWN_WORDS}"),
+]  # fmt: skip
 
 
 class DayRange:
@@ -150,6 +189,65 @@ class OrderFilters(TrackingFilters):
         dp: TrackingText = None,
     ) -> None:
         super().__init__(link, af, cn, cv, dp)
+
+
+def country_filter(text: str | None) -> str | None:
+    """``de`` as ``DE``, ``unknown`` as is; else an ``InvalidInput`` (422) in words."""
+    if text is None or text.lower() == UNKNOWN:
+        return None if text is None else UNKNOWN
+    if len(text) != 2 or not (text.isascii() and text.isalpha()):
+        raise InvalidInput(
+            f"must be a country's two-letter code, like DE, or {UNKNOWN}", field="country"
+        )
+    return text.upper()
+
+
+def device_filter(text: str | None) -> str | None:
+    """A device type in lower case, or ``unknown``; else an ``InvalidInput`` (422)."""
+    if text is None:
+        return None
+    if text.lower() not in (*DEVICES, UNKNOWN):
+        raise InvalidInput(f"must be one of {', '.join(DEVICES)} or {UNKNOWN}", field="device")
+    return text.lower()
+
+
+class TrafficFilters(TrackingFilters):
+    """The tracking filters, and exact values of the traffic dimensions: ``country``,
+    ``device``, ``browser``, ``os``, ``referrer``, ``language`` (``unknown``: clicks without
+    it), ``browser_version``, ``os_version`` (raw clicks). Country, device, referrer and
+    language are read in any case (stored: country upper case, the others lower case);
+    browser and OS families and versions are exact."""
+
+    def __init__(
+        self,
+        link: LinkCode = None,
+        af: TrackingText = None,
+        cn: TrackingText = None,
+        cv: TrackingText = None,
+        dp: TrackingText = None,
+        country: CountryText = None,
+        device: DeviceText = None,
+        browser: BrowserText = None,
+        os: OsText = None,
+        referrer: ReferrerText = None,
+        language: LanguageText = None,
+        browser_version: VersionText = None,
+        os_version: VersionText = None,
+    ) -> None:
+        super().__init__(link, af, cn, cv, dp)
+        self.country = country_filter(country)
+        self.device = device_filter(device)
+        self.browser = browser
+        self.os = os
+        self.referrer = referrer.lower() if referrer is not None else None
+        self.language = language.lower() if language is not None else None
+        self.browser_version = browser_version
+        self.os_version = os_version
+
+    @property
+    def filters(self) -> Filters:
+        traffic = {d.value: getattr(self, d.value) for d in (*TRAFFIC, *VERSIONS)}
+        return Filters(link=self.link, af=self.af, cn=self.cn, cv=self.cv, dp=self.dp, **traffic)
 
 
 class TrafficGrouping:

@@ -4,7 +4,7 @@ One stream entry per click, one field ``c`` holding a JSON object: the envelope,
 ``mv``, and the click's fields (``_FIELDS``: short key -> ``Click`` attribute).
 
 Versions. ``v`` is the record's MAJOR version (an int, 1 and up; today ``MAJOR`` = 1) and
-``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 2, which ``encode``
+``mv`` its MINOR (an int, 0 and up; absent means 0; today ``MINOR`` = 3, which ``encode``
 writes). The envelope never changes: every record of every version is a JSON object with an
 int ``v``. Rules:
 
@@ -36,6 +36,12 @@ Minors of major 1:
   hashes the stored ``ip`` (the flusher could not resolve it from what is left; in full mode
   the flusher resolves it from ``ip``). Optional: absent in 1.0 and 1.1 records, null when
   not resolved there; an older flusher ignores it (the click is stored without a country).
+- 1.3: ``r`` (``Click.rule``), which of the link's rules chose the click's destination
+  (issue 19), 1-based; null when none did (the link's own destination). Optional: absent in
+  older records (no rule: before rules existed); an older flusher ignores it (the click is
+  stored without its rule). Since 1.3 ``cc`` is also written in full mode when the redirect
+  knew the country: from the trusted proxy's country header, or resolved for a country rule
+  (its meaning is unchanged: the client's country as the redirect resolved it).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from app.errors import ClickTrackError
 
 STREAM_FIELD = b"c"
 MAJOR = 1
-MINOR = 2
+MINOR = 3
 MAX_USER_AGENT = 512
 MAX_REFERER = 1024
 MAX_ACCEPT_LANGUAGE = 128
@@ -104,9 +110,13 @@ class Click:
     # Minor 1: the per-IP duplicate rule's key (keyed hash of the full address, 32 hex
     # characters); None in older records. Judged in Redis, never stored in Postgres.
     ip_key: str | None = None
-    # Minor 2: the country the redirect resolved from the full address (truncate and hash
-    # modes only); None in older records and in full mode.
+    # Minor 2: the country the redirect resolved: from the full address in truncate and hash
+    # modes, since minor 3 also from the trusted country header or for a country rule; None
+    # in older records, and when the redirect did not resolve it (the flusher does).
     country: str | None = None
+    # Minor 3: the 1-based position of the link's rule that chose the destination; None
+    # when none did, and in older records.
+    rule: int | None = None
 
 
 _FIELDS = {
@@ -129,6 +139,7 @@ _FIELDS = {
     "f": "flags",
     "ipk": "ip_key",
     "cc": "country",
+    "r": "rule",
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "click_id": (str,),
@@ -140,6 +151,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "session_new": (bool,),
     "method": (str,),
     "flags": (int,),
+    "rule": (int, type(None)),
 }
 
 
@@ -170,6 +182,7 @@ def encode(click: Click) -> bytes:
             "f": click.flags,
             "ipk": click.ip_key,
             "cc": click.country,
+            "r": click.rule,
         }
     )
 
@@ -187,7 +200,7 @@ def _read_v1(body: dict[str, Any]) -> Click:
         get("id"), get("t"), get("l"), get("code"), get("p"),
         get("af"), get("cn"), get("cv"), get("dp"),
         get("s"), get("sn"), get("ip"), get("ua"), get("ref"), get("lang"),
-        get("m"), get("f"), get("ipk"), get("cc"),
+        get("m"), get("f"), get("ipk"), get("cc"), get("r"),
     )  # fmt: skip
     # Checked in one expression (this runs for every stored click); `type(x) is int` also
     # keeps true/false out of the numbers. The loop below only names the culprit.
@@ -211,6 +224,7 @@ def _read_v1(body: dict[str, Any]) -> Click:
         and (click.accept_language is None or type(click.accept_language) is str)
         and (click.ip_key is None or type(click.ip_key) is str)
         and (click.country is None or type(click.country) is str)
+        and (click.rule is None or type(click.rule) is int)
     ):
         for short, name in _FIELDS.items():
             value = body.get(short)

@@ -8,7 +8,7 @@ attributes (for tests and for anyone scraping the page).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -182,3 +182,50 @@ def ranking(title: str, items: Sequence[tuple[str, float]], key: str, fmt: Forma
             f"{escape(fmt(value))}</text></g>"
         )
     return _frame(title, body, [], height)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One horizontal bar: its label, its parts (one per series, drawn left to right), its
+    ``data-*`` attributes (name -> value) and its tooltip."""
+
+    label: str
+    parts: Sequence[float]
+    data: Mapping[str, object]
+    tip: str
+
+
+def hbars(title: str, bars: Sequence[Bar], series: Sequence[str], fmt: Format = whole) -> str:
+    """Horizontal stacked bars, one per ``Bar`` in the order given, each as long as the sum
+    of its parts (the longest fills the plot), its total written after it; a legend of the
+    ``series``' names. Each bar is a ``<g class="hbar">`` with ``data-label``, its ``data``
+    and a ``<title>``."""
+    row_h = 26
+    height = TOP + row_h * max(1, len(bars)) + 8
+    label_w = 190  # a label up to 24 characters at the phone's larger text size
+    plot_w = WIDTH - label_w - RIGHT - 80
+    peak = max((sum(b.parts) for b in bars), default=0) or 1
+    body = []
+    for n, bar in enumerate(bars):
+        y = TOP + row_h * n
+        shown = bar.label if len(bar.label) <= 24 else bar.label[:23] + "\N{HORIZONTAL ELLIPSIS}"
+        data = "".join(f' data-{name}="{_attr(value)}"' for name, value in bar.data.items())
+        parts = [
+            f'<g class="hbar" data-label="{_attr(bar.label)}"{data}>'
+            f"<title>{escape(bar.tip)}</title>"
+            f'<text class="axis" x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
+            f"{escape(shown)}</text>"
+        ]
+        x = float(label_w)
+        for k, value in enumerate(bar.parts):
+            if value > 0:
+                w = plot_w * value / peak
+                parts.append(
+                    f'<rect class="s{k}" x="{x:.1f}" y="{y + 4}" width="{max(w, 1):.1f}" '
+                    'height="16"/>'
+                )
+                x += w
+        parts.append(f'<text class="value" x="{x + 6:.1f}" y="{y + 16}">')
+        parts.append(f"{escape(fmt(sum(bar.parts)))}</text></g>")
+        body.append("".join(parts))
+    return _frame(title, body, [Series(name, name, []) for name in series], height + 8)

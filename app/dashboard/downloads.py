@@ -33,11 +33,12 @@ def traffic_by(
     last: str | None,
     group_by: str,
     bom: str | None,
+    filters: traffic.Filters = traffic.NO_FILTERS,
 ) -> CsvExport:
-    """The traffic report over the days asked for, grouped as asked."""
+    """The traffic report over the days asked for, grouped and filtered as asked."""
     tz = resources.settings.period_tz
     days = ranges.day_range(*inputs.days(first, last, today(tz)), today(tz))
-    query = traffic.traffic_query(owner, *days, tz, group_by)
+    query = traffic.traffic_query(owner, *days, tz, group_by, filters)
     return exports.traffic_csv(resources.pool, query, bom=inputs.flag(bom, "bom"))
 
 

@@ -21,6 +21,7 @@ _CELL = re.compile(r"<td(?=[ >])")
 # The pages of the navigation: (key, path, label).
 NAV = (
     ("overview", PATH, "Overview"),
+    ("traffic", f"{PATH}/traffic", "Traffic"),
     ("links", f"{PATH}/links", "Links"),
     ("withdrawals", f"{PATH}/withdrawals", "Withdrawals"),
 )

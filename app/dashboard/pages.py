@@ -19,7 +19,7 @@ from app.dashboard.sessions import PATH
 from app.reports.balance import BalanceStatus
 from app.reports.income import PeriodIncome
 from app.reports.overview import OrderCounts, Overview, conversion_rate
-from app.traffic.counts import TrafficRow
+from app.traffic.counts import TrafficRow, empty_row
 
 NO_CLICKS = "No clicks yet in this range."
 
@@ -170,7 +170,7 @@ def _day_charts(
 
 
 def _charts(view: DashboardView) -> str:
-    zero = TrafficRow(None, None, None, None, None, None, 0, 0, 0)
+    zero = empty_row()
     traffic = [view.traffic.get(d, zero) for d in view.days]
     nothing = OrderCounts(0, 0, Decimal(0))
     orders = [view.orders.get(d, nothing) for d in view.days]

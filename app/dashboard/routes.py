@@ -1,11 +1,12 @@
 """The publisher dashboard: sign in with an API key, see the overview, charts and tables,
 download the CSVs. Pages are rendered on the server (``pages.py``) from what ``view.py``
 reads; the session is in ``sessions.py``, its HTTP side in ``web.py``; the downloads are the
-reports' own CSV exports (``downloads.py``), for the signed-in publisher. The withdrawals'
-and the links' pages have their own routers (``routes_withdrawals.py``, ``routes_links.py``),
-included at the end. A bad query value (a day, a month, a range too long or reversed, a
-grouping, a flag) answers a 400 HTML page saying why, never the API's JSON, never a silent
-substitute; an unknown query parameter is ignored (pages are linked to by browsers)."""
+reports' own CSV exports (``downloads.py``), for the signed-in publisher. The withdrawals',
+the links' and the Traffic breakdown's pages have their own routers (``routes_withdrawals.py``,
+``routes_links.py``, ``routes_traffic.py``), included at the end. A bad query value (a day,
+a month, a range too long or reversed, a grouping, a flag, a filter) answers a 400 HTML
+page saying why, never the API's JSON, never a silent substitute; an unknown query parameter
+is ignored (pages are linked to by browsers)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from app.accounts.apikeys import Role, authenticate
 from app.api.deps import NowDep, ResourcesDep
 from app.core.resources import Resources
 from app.dashboard import (
+    breakdown,
     downloads,
     inputs,
     layout,
     pages,
     routes_links,
+    routes_traffic,
     routes_withdrawals,
     web,
 )
@@ -46,6 +49,7 @@ router = APIRouter(prefix=PATH, include_in_schema=False, route_class=web.PageRou
 FromText = Annotated[str | None, Query(alias="from")]
 ToText = Annotated[str | None, Query(alias="to")]
 FlagText = Annotated[str | None, Query()]
+Text = Annotated[str | None, Query()]
 
 
 # -- signing in and out ----------------------------------------------------------------------
@@ -169,12 +173,41 @@ async def export_traffic(
     last: ToText = None,
     group_by: str = "day",
     bom: FlagText = None,
+    link: Text = None,
+    af: Text = None,
+    cn: Text = None,
+    cv: Text = None,
+    dp: Text = None,
+    country: Text = None,
+    device: Text = None,
+    browser: Text = None,
+    os: Text = None,
+    referrer: Text = None,
+    language: Text = None,
 ) -> Response:
+    """The traffic report as CSV, grouped and filtered as the API's ``traffic.csv`` is (the
+    Traffic page's download); filters read as that page reads them."""
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
+    given = {
+        "link": link,
+        "af": af,
+        "cn": cn,
+        "cv": cv,
+        "dp": dp,
+        "country": country,
+        "device": device,
+        "browser": browser,
+        "os": os,
+        "referrer": referrer,
+        "language": language,
+    }
     with inputs.query_checked():
-        export = downloads.traffic_by(session.publisher_id, resources, first, last, group_by, bom)
+        filters = breakdown.asked(None, given).report_filters
+        export = downloads.traffic_by(
+            session.publisher_id, resources, first, last, group_by, bom, filters
+        )
     return web.download(export)
 
 
@@ -198,6 +231,7 @@ async def export_income(
 
 router.include_router(routes_withdrawals.router)
 router.include_router(routes_links.router)
+router.include_router(routes_traffic.router)
 
 
 # Every method a browser or a script may send: a page that does not take one answers the
@@ -218,7 +252,7 @@ async def no_such_page(request: Request, rest: str) -> Response:
     page above matches first."""
     pages = [("", route) for route in router.routes] + [
         (PATH, route)
-        for included in (routes_withdrawals.router, routes_links.router)
+        for included in (routes_withdrawals.router, routes_links.router, routes_traffic.router)
         for route in included.routes
     ]
     allowed = web.methods_taken(request.url.path, pages, no_such_page)

@@ -29,6 +29,7 @@ from app.core.aio import raise_if_cancelling
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_CACHE, BufferedCounter
+from app.edge.rules import EdgeRules
 from app.errors import Unavailable
 from app.links import mirror
 from app.links.mirror import EdgeLink
@@ -78,15 +79,21 @@ class LinkUnavailable(Unavailable):
 
 
 class RedirectTarget:
-    """A link prepared for the hot path: its Location is two strings around the click id."""
+    """A link prepared for the hot path: its Location is two strings around the click id;
+    ``rules`` its rules compiled (``app.edge.rules``), None when it has none."""
 
-    __slots__ = ("active", "expires_at", "link", "location_head", "location_tail")
+    __slots__ = ("active", "expires_at", "link", "location_head", "location_tail", "rules")
 
     def __init__(self, link: EdgeLink, click_id_param: str) -> None:
         self.link = link
         self.active = link.active
         self.expires_at = link.expires_at
         self.location_head, self.location_tail = _split_location(link.destination, click_id_param)
+        self.rules = (
+            EdgeRules(link.rules, partial(_split_location, param=click_id_param))
+            if link.rules
+            else None
+        )
 
     def location(self, click_id: str) -> str:
         return self.location_head + click_id + self.location_tail

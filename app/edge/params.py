@@ -81,3 +81,17 @@ def _decoded_pair(pair: bytes) -> tuple[bytes, bytes]:
     if name not in TRACKING_NAMES:
         name = _decode(name)
     return name, _decode(value) if name in TRACKING_NAMES else value
+
+
+def first_value(query_string: bytes, name: bytes) -> str | None:
+    """The first non-empty value of the query parameter ``name`` (UTF-8, compared with each
+    name as a server decodes it: ``utm%5Fsource`` is ``utm_source``), decoded and checked as
+    a tracking value is; None when the parameter is absent or only empty, or when its first
+    non-empty value would be dropped (a link's ``param`` rules, ``app/edge/rules.py``)."""
+    if not query_string:
+        return None
+    for pair in query_string.split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        if raw_value and _decode(raw_name) == name:
+            return _valid_text(_decode(raw_value))
+    return None

@@ -1,10 +1,11 @@
 """``GET|HEAD /e/{code}``: the hot path, a plain ASGI handler, readable top to bottom:
 
-resolve the link → parse tracking strings → session → quality flags → record the click
-durably (group commit) → 302.
+resolve the link → parse tracking strings → session → quality flags → the link's rules, if
+it has any (``app/edge/rules.py``: the first that matches chooses the destination) → record
+the click durably (group commit) → 302.
 
 It never redirects to a URL taken from the request: the Location is the link's stored
-destination plus the click id.
+destination (or its matching rule's) plus the click id.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from starlette.types import Receive, Scope, Send
 from app.clicks import record
 from app.clicks.record import Click, Flag
 from app.core.metrics import REDIRECT_SECONDS, BufferedHistogram
+from app.dimensions.country import country_from_header
 from app.edge.commit import ClickWriter, NotRecorded
-from app.edge.linkcache import MISS, LinkCache, LinkUnavailable
+from app.edge.linkcache import MISS, LinkCache, LinkUnavailable, RedirectTarget
 from app.edge.params import parse_tracking
 from app.edge.privacy import IpMasker, normalise_address
+from app.edge.proxy import TRUSTED_PEER
 from app.edge.quality import request_flags
+from app.edge.rules import EdgeRule, RuleFacts
 from app.edge.session import SessionCookie
-from app.links.mirror import EdgeLink
 from app.links.model import code_in_path
 
 PREFIX = "/e/"
@@ -60,7 +63,11 @@ class Redirect:
     """The ``GET|HEAD /e/{code}`` ASGI handler: 302 to the link's destination once the click
     is durable; 404/410 pages for unknown/expired links, 503 with ``Retry-After`` when the
     link cannot be resolved or the click recorded, 405 for other methods. ``shards``: the
-    number of click streams; a session's clicks always go to the same one."""
+    number of click streams; a session's clicks always go to the same one.
+    ``country_header``: the header a trusted proxy sets to the client's country
+    (``CLICKTRACK_COUNTRY_HEADER``), believed only from a request whose direct peer is a
+    trusted proxy (``app.edge.proxy.TRUSTED_PEER``); its valid value is the click's country,
+    for rules and record alike."""
 
     def __init__(
         self,
@@ -71,6 +78,7 @@ class Redirect:
         mask_ip: IpMasker,
         enabled_flags: Flag | int,
         shards: int = 1,
+        country_header: str | None = None,
     ) -> None:
         self.links = links
         self.writer = writer
@@ -79,6 +87,10 @@ class Redirect:
         self.enabled_flags = int(enabled_flags)
         # A session's clicks share a shard: one flusher sees them in order.
         self.shards = shards
+        self.rule_facts = RuleFacts()  # this worker's parsed user agents and languages
+        self._country_header = country_header.lower().encode() if country_header else None
+        header = frozenset((self._country_header,)) if self._country_header else frozenset()
+        self._interesting = _INTERESTING | header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -111,7 +123,7 @@ class Redirect:
             await _page(send, 410, _GONE, method)
             return _OBSERVE_GONE
 
-        click, signed_session = self._click(scope, method, target.link, now_us)
+        click, signed_session, where = self._click(scope, method, target, now_us)
         shard = zlib.crc32(click.session_id.encode()) % self.shards if self.shards > 1 else 0
         try:
             await self.writer.record(record.encode(click), shard)
@@ -124,7 +136,7 @@ class Redirect:
                 "type": "http.response.start",
                 "status": 302,
                 "headers": [
-                    (b"location", target.location(click.click_id).encode("ascii")),
+                    (b"location", where.location(click.click_id).encode("ascii")),
                     _NO_STORE,
                     (b"set-cookie", self.session.set_cookie_header(signed_session)),
                     _EMPTY_LENGTH,
@@ -134,11 +146,15 @@ class Redirect:
         await send(_EMPTY_BODY)
         return _OBSERVE_REDIRECT
 
-    def _click(self, scope: Scope, method: str, link: EdgeLink, now_us: int) -> tuple[Click, str]:
-        """The click this request makes, and the signed session id its cookie carries (the
-        request's own, or a new session's)."""
-        headers = _interesting_headers(scope["headers"])
-        tracking = parse_tracking(scope["query_string"])
+    def _click(
+        self, scope: Scope, method: str, target: RedirectTarget, now_us: int
+    ) -> tuple[Click, str, RedirectTarget | EdgeRule]:
+        """The click this request makes, the signed session id its cookie carries (the
+        request's own, or a new session's), and where it goes (the link, or its rule)."""
+        link = target.link
+        headers = _interesting_headers(scope["headers"], self._interesting)
+        query_string: bytes = scope["query_string"]
+        tracking = parse_tracking(query_string)
         signed_session = self.session.from_cookie_header(headers.get(b"cookie"))
         session_new = signed_session is None
         if signed_session is None:
@@ -158,6 +174,15 @@ class Redirect:
         client = scope.get("client")
         # Checked once; what is stored and what the per-IP rule judges both start from it.
         address = normalise_address(client[0]) if client else None
+        country = self.mask_ip.country(address) if address else None
+        if self._country_header is not None and scope.get(TRUSTED_PEER):
+            country = country_from_header(headers.get(self._country_header)) or country
+        where: RedirectTarget | EdgeRule = target
+        rule = None
+        if target.rules:  # a link without rules pays this test alone
+            where, rule, country = self.rule_facts.choose(
+                target.rules, target, country, address, headers, query_string
+            )
         click = Click(
             click_id=str(uuid_utils.uuid7()),
             ts_us=now_us,
@@ -177,9 +202,10 @@ class Redirect:
             method=method,
             flags=flags & self.enabled_flags,
             ip_key=self.mask_ip.window_key(address) if address else None,
-            country=self.mask_ip.country(address) if address else None,
+            country=country,
+            rule=rule,
         )
-        return click, signed_session
+        return click, signed_session, where
 
 
 _INTERESTING = frozenset(
@@ -196,12 +222,15 @@ _INTERESTING = frozenset(
 )
 
 
-def _interesting_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
-    """The request headers the redirect reads; the first of a repeated header wins, except
-    ``cookie`` whose repeats are joined as HTTP/2 splits them."""
+def _interesting_headers(
+    raw: list[tuple[bytes, bytes]], interesting: frozenset[bytes] = _INTERESTING
+) -> dict[bytes, str]:
+    """The request headers the redirect reads (``interesting``: lower-case names); the first
+    of a repeated header wins, except ``cookie`` whose repeats are joined as HTTP/2 splits
+    them."""
     found: dict[bytes, str] = {}
     for name, value in raw:
-        if name in _INTERESTING:
+        if name in interesting:
             text = value.decode("utf-8", "replace")
             if "\x00" in text:  # Postgres text cannot hold NUL
                 text = text.replace("\x00", "")

@@ -7,8 +7,9 @@ Each click costs four cache lookups (user agent, address, referer, language): th
 runs once per distinct value, across batches.
 
 The country: the one the redirect carried in the record (record minor 1.2, ``cc``: truncate
-and hash modes, resolved from the full address before it was cut) wins; otherwise the one of
-the stored ``ip`` (full mode, or a record of an older redirect). The ASN comes from the
+and hash modes, resolved from the full address before it was cut; since 1.3 also the trusted
+proxy's country header, or the country a link's country rule was judged by) wins; otherwise
+the one of the stored ``ip`` (full mode, or a record of an older redirect). The ASN comes from the
 stored ``ip`` alone: a truncated address gives its network's, a hashed one none.
 """
 

@@ -5,7 +5,8 @@ A batch is copied into a per-connection temporary staging table, then inserted i
 never makes a second row, and a batch is either wholly committed or not at all. The same
 statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``),
 by their days in the period time zone. Each row carries the click's traffic dimensions
-(``app/flusher/dimensions.py``) in the same COPY.
+(``app/flusher/dimensions.py``) in the same COPY, then the link's rule that chose its
+destination (``rule``, record minor 1.3).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ COLUMNS = (
     "method",
     "flags",
     *DIMENSION_COLUMNS,
+    "rule",  # record minor 1.3: the link's rule that chose the destination (1-based)
 )
 Row = tuple[object, ...]
 
@@ -48,6 +50,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _BIGINT = range(-(2**63), 2**63)
 _SMALLINT = range(-(2**15), 2**15)
+_RULE = range(1, 2**15)  # a 1-based position, stored as smallint
 _TEXT = (
     "code", "af", "cn", "cv", "dp", "session_id", "ip", "user_agent", "referer",
     "accept_language", "method",
@@ -78,6 +81,8 @@ def to_row(click: Click, dimensions: Values = NO_VALUES) -> Row:
     # anything but a plain int.
     if int(click.flags) not in _SMALLINT:
         raise EventError("flags out of range")
+    if click.rule is not None and click.rule not in _RULE:
+        raise EventError("rule out of range")
     # All text fields at once first (one string), each one only to name the culprit.
     if "\x00" in (
         f"{click.code}{click.af}{click.cn}{click.cv}{click.dp}{click.session_id}{click.ip}"
@@ -106,6 +111,7 @@ def to_row(click: Click, dimensions: Values = NO_VALUES) -> Row:
         click.method,
         click.flags,
         *dimensions,
+        click.rule,
     )
 
 

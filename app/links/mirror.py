@@ -19,6 +19,19 @@ one that does not decode, is not used: the reader goes to Postgres, leaves the r
 (a pod of another release may read it), counts it in ``clicktrack_link_mirror_unreadable`` and
 logs it at most once a minute. The unversioned record of earlier releases, ``[id,
 publisher_id, destination, active, expires_at]``, is still read.
+
+Minors of major 1:
+
+- 1.0: the five fields above.
+- 1.1: ``rules``, the link's rules in their JSON form (``app.links.rules.as_json``), written
+  only for a link that has rules: a link without any is written exactly as a 1.0 record.
+  A reader of 1.0 ignores the item (it sends every click to the link's destination: the
+  rules apply once every web pod reads 1.1); rules that do not decode make the record
+  unreadable, as any corrupt field does (a rule of a kind it does not know is kept, and
+  never matches: ``app.links.rules.from_stored``); a later minor appends after them, writing ``[]``
+  for a link without rules. The unversioned record has no room for them (its
+  readers unpack exactly five items): with ``legacy`` writes, rules reach the redirect only
+  through Postgres reads, until legacy writes stop and the record is rewritten.
 """
 
 from __future__ import annotations
@@ -38,15 +51,18 @@ from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_MIRROR_UNREADABLE
 from app.core.resp import PackedSender, Script
-from app.links.model import Link, LinkStatus
+from app.links.model import Link, LinkStatus, Rule
+from app.links.rules import as_json, from_stored
 
 log = logging.getLogger(__name__)
 
 # A Redis copy lives this long at most: it bounds staleness should a change notice be lost
 # while Redis was unreachable.
 MIRROR_TTL_S = 600
-# The record format this release writes; it reads any MINOR of the same MAJOR.
-MAJOR, MINOR = 1, 0
+# The record format this release writes; it reads any MINOR of the same MAJOR. A link
+# without rules is written as minor 0 (exactly as before rules existed).
+MAJOR, MINOR = 1, 1
+_VERSION_WITHOUT_RULES = [MAJOR, 0]
 # An unreadable record is counted every time, logged at most this often (s) per reason: a
 # rolling upgrade can make thousands of them.
 UNREADABLE_LOG_EVERY_S = 60.0
@@ -64,6 +80,7 @@ class EdgeLink:
     active: bool  # False: disabled (404); archived is active and expired at 0.0 (410)
     expires_at: float | None  # epoch seconds
     updated_us: int = 0  # the link's updated_at, µs since the epoch; 0: unknown (old record)
+    rules: tuple[Rule, ...] = ()  # in order, the first that matches wins (app.links.rules)
 
 
 def encode(link: EdgeLink, *, legacy: bool = False) -> bytes:
@@ -72,7 +89,9 @@ def encode(link: EdgeLink, *, legacy: bool = False) -> bytes:
     fields = [link.id, link.publisher_id, link.destination, link.active, link.expires_at]
     if legacy:
         return orjson.dumps(fields)
-    return orjson.dumps([[MAJOR, MINOR], link.updated_us, *fields])
+    if not link.rules:
+        return orjson.dumps([_VERSION_WITHOUT_RULES, link.updated_us, *fields])
+    return orjson.dumps([[MAJOR, MINOR], link.updated_us, *fields, as_json(link.rules)])
 
 
 def decode(code: str, raw: bytes | str) -> EdgeLink | None:
@@ -99,15 +118,19 @@ def _parse(code: str, raw: bytes | str) -> EdgeLink | str:
     elif isinstance(version, list) and len(version) >= 2 and all(map(_is_int, version[:2])):
         if version[0] != MAJOR:
             return "major"
-        link = _link(code, record[2:], record[1]) if len(record) > 1 else None
+        rules = version[1] >= 1  # minor 0 has no rules: no item past the five is read
+        link = _link(code, record[2:], record[1], rules) if len(record) > 1 else None
     else:
         link = None
     return link or "corrupt"
 
 
-def _link(code: str, fields: Sequence[Any], updated_us: Any) -> EdgeLink | None:
-    """The link from the five fields every format carries (more are ignored); None when one
-    is missing or of the wrong type."""
+def _link(
+    code: str, fields: Sequence[Any], updated_us: Any, with_rules: bool = False
+) -> EdgeLink | None:
+    """The link from the five fields every format carries, and ``with_rules`` (minor 1 and
+    up) the rules after them when present (more are ignored); None when one is missing or
+    of the wrong type."""
     if len(fields) < 5 or not _is_int(updated_us):
         return None
     link_id, publisher_id, destination, active, expires_at = fields[:5]
@@ -117,7 +140,11 @@ def _link(code: str, fields: Sequence[Any], updated_us: Any) -> EdgeLink | None:
     if not (isinstance(destination, str) and isinstance(active, bool)):
         return None
     expires = None if expires_at is None else float(expires_at)
-    return EdgeLink(link_id, code, publisher_id, destination, active, expires, updated_us)
+    try:
+        rules = from_stored(fields[5]) if with_rules and len(fields) > 5 else ()
+    except ValueError:
+        return None
+    return EdgeLink(link_id, code, publisher_id, destination, active, expires, updated_us, rules)
 
 
 def _is_int(value: Any) -> bool:
@@ -156,7 +183,7 @@ async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
         """SELECT id, publisher_id, destination, status <> 'disabled' AS active,
                   CASE WHEN status = 'archived' THEN 0.0
                        ELSE extract(epoch FROM expires_at)::float8 END AS expires_at,
-                  (extract(epoch FROM updated_at) * 1000000)::int8 AS updated_us
+                  (extract(epoch FROM updated_at) * 1000000)::int8 AS updated_us, rules
            FROM links WHERE code = $1""",
         code,
     )
@@ -170,6 +197,7 @@ async def load_from_postgres(pool: Pool, code: str) -> EdgeLink | None:
         row["active"],
         row["expires_at"],
         row["updated_us"],
+        from_stored(orjson.loads(row["rules"])),  # jsonb arrives as text
     )
 
 
@@ -188,6 +216,7 @@ def from_link(link: Link) -> EdgeLink:
         link.status is not LinkStatus.disabled,
         0.0 if archived else expires_at,
         (link.updated_at - _EPOCH) // _MICROSECOND,  # exact: a float would round the µs
+        link.rules,
     )
 
 

@@ -13,6 +13,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 from unicodedata import category
 
 import idna
@@ -59,6 +60,23 @@ class CodeTaken(Conflict, LinkError):
     """A custom code another link already has: a conflict (409), and still a LinkError."""
 
 
+RuleKind = Literal["country", "device", "os", "language", "param"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One of a link's rules (issue 19): when the click's ``when`` fact is one of
+    ``values``, the click goes to ``destination`` instead of the link's. ``values`` are in
+    their normal form (``app.links.rules``: countries upper case, languages and device types
+    lower case, OS families as written), in the order given; ``name`` is the query
+    parameter's name for ``param`` rules, None for the others."""
+
+    when: RuleKind
+    values: tuple[str, ...]
+    destination: str
+    name: str | None = None
+
+
 @dataclass(frozen=True)
 class Link:
     id: int
@@ -69,6 +87,8 @@ class Link:
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # In order: the first that matches a click chooses its destination (app.links.rules).
+    rules: tuple[Rule, ...] = ()
 
 
 EXPIRY_IN_THE_PAST = (

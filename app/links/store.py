@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import orjson
 
 from app.core.db import Conn
 from app.links.model import (
@@ -15,12 +16,14 @@ from app.links.model import (
     Link,
     LinkError,
     LinkStatus,
+    Rule,
     echoed,
     is_valid_code,
     random_code,
 )
+from app.links.rules import as_json, from_stored
 
-_COLUMNS = "id, code, publisher_id, destination, status, expires_at, created_at, updated_at"
+_COLUMNS = "id, code, publisher_id, destination, status, expires_at, created_at, updated_at, rules"
 
 
 def _from_row(row: asyncpg.Record) -> Link:
@@ -33,7 +36,12 @@ def _from_row(row: asyncpg.Record) -> Link:
         row["expires_at"],
         row["created_at"],
         row["updated_at"],
+        from_stored(orjson.loads(row["rules"])),  # jsonb arrives as text
     )
+
+
+def _rules_json(rules: Sequence[Rule]) -> str:
+    return orjson.dumps(as_json(rules)).decode()
 
 
 async def create_link(
@@ -43,18 +51,23 @@ async def create_link(
     *,
     code: str | None = None,
     expires_at: datetime | None = None,
+    rules: Sequence[Rule] = (),
 ) -> Link:
-    """Insert a link. A custom code that is taken raises CodeTaken; a random one is redrawn."""
+    """Insert a link. A custom code that is taken raises CodeTaken; a random one is redrawn.
+    ``destination`` and ``rules`` must already be validated (``model.validate_destination``,
+    ``rules.validate_rules``)."""
     if code is not None and not is_valid_code(code):
         raise LinkError("code must be 1 to 32 letters or digits")
     for _attempt in range(8):
         row = await conn.fetchrow(
-            f"""INSERT INTO links (code, publisher_id, destination, expires_at)
-                VALUES ($1, $2, $3, $4) ON CONFLICT (code) DO NOTHING RETURNING {_COLUMNS}""",
+            f"""INSERT INTO links (code, publisher_id, destination, expires_at, rules)
+                VALUES ($1, $2, $3, $4, $5::jsonb)
+                ON CONFLICT (code) DO NOTHING RETURNING {_COLUMNS}""",
             code or random_code(),
             publisher_id,
             destination,
             expires_at,
+            _rules_json(rules),
         )
         if row is not None:
             return _from_row(row)
@@ -142,14 +155,18 @@ async def update_link(
     status: LinkStatus | None = None,
     expires_at: datetime | object | None = _UNCHANGED,
     destination: str | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> Link:
-    """Change status, expiry and/or destination (``expires_at=None`` clears it; omitted
-    leaves it; ``destination`` must already be validated: ``model.validate_destination``)."""
+    """Change status, expiry, destination and/or rules (``expires_at=None`` clears it;
+    omitted leaves it; ``rules=()`` removes them, None leaves them; ``destination`` and
+    ``rules`` must already be validated: ``model.validate_destination``,
+    ``rules.validate_rules``)."""
     row = await conn.fetchrow(
         f"""UPDATE links SET
                 status = coalesce($2, status),
                 expires_at = CASE WHEN $3 THEN $4 ELSE expires_at END,
                 destination = coalesce($5, destination),
+                rules = coalesce($6::jsonb, rules),
                 -- Later than the row's last change even when this transaction began first
                 -- and waited for its lock: the mirror keeps the newest copy by this time.
                 updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
@@ -159,6 +176,7 @@ async def update_link(
         expires_at is not _UNCHANGED,
         None if expires_at is _UNCHANGED else expires_at,
         destination,
+        None if rules is None else _rules_json(rules),
     )
     if row is None:
         raise LinkError(f"link {link_id} does not exist")

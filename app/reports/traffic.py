@@ -21,20 +21,32 @@ _DIMENSIONS = {d.value: d for d in Dimension}
 
 @dataclass(frozen=True)
 class Filters:
-    """Exact values a report keeps: a link's code and the tracking strings."""
+    """Exact values a report keeps: a link's code, the tracking strings and the traffic
+    dimensions (``counts.UNKNOWN`` keeps a traffic dimension's NULL; country in upper case,
+    device one of ``counts.DEVICES``: the API checks them)."""
 
     link: str | None = None
     af: str | None = None
     cn: str | None = None
     cv: str | None = None
     dp: str | None = None
+    country: str | None = None
+    device: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    referrer: str | None = None
+    language: str | None = None
+    browser_version: str | None = None
+    os_version: str | None = None
 
 
 NO_FILTERS = Filters()
 
 
 def parse_group_by(text: str) -> tuple[Dimension, ...]:
-    """``day,link,af,cn,cv,dp`` (comma-separated, each at most once); empty: totals only."""
+    """Dimension names (``day,link,af,cn,cv,dp,country,device,browser,os,referrer,language,
+    browser_version,os_version``) comma-separated, each at most once; empty: totals only.
+    Raises ``InvalidInput``."""
     if not text:
         return ()
     dims = []
@@ -58,18 +70,10 @@ def traffic_query(
 ) -> TrafficQuery:
     """The query for a publisher's days in ``tz`` (see ``ranges.day_range``), checked: an
     unknown or repeated dimension raises ``InvalidInput``, a range too long
-    ``counts.RangeError``."""
+    ``counts.RangeError`` (the message says why: by dp, or by two traffic dimensions, at
+    most ``counts.MAX_RAW_DAYS``)."""
     query = TrafficQuery(
-        publisher_id,
-        first,
-        last,
-        tz,
-        parse_group_by(group_by),
-        link=filters.link,
-        af=filters.af,
-        cn=filters.cn,
-        cv=filters.cv,
-        dp=filters.dp,
+        publisher_id, first, last, tz, parse_group_by(group_by), **dataclasses.asdict(filters)
     )
     query.check()
     return query

@@ -6,12 +6,76 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, tzinfo
+from typing import Any
 
 from app.core.db import Conn
 from app.traffic.days import span_bounds, zone_name
+from app.traffic.rollups import DIMENSIONS
 
 FineKey = tuple[int, date, int, str | None, str | None, str | None]
+# (publisher, dimension, day, link, af, cn, cv, value): traffic_dimension_days' key
+DimensionKey = tuple[int, str, date, int, str | None, str | None, str | None, str | None]
 Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
+
+_UNPIVOT = ", ".join(f"('{name}', c.{column}::text)" for name, column in DIMENSIONS.items())
+_DIMENSION_KEY = "publisher_id, dimension, day, link_id, af, cn, cv, value"
+
+
+def _dimension_counts(records: list[Any]) -> dict[DimensionKey, Counts]:
+    return {
+        (
+            r["publisher_id"],
+            r["dimension"],
+            r["day"],
+            r["link_id"],
+            r["af"],
+            r["cn"],
+            r["cv"],
+            r["value"],
+        ): (r["clicks"], r["unique_clicks"], r["flagged"])
+        for r in records
+    }
+
+
+async def recount_dimension_days(
+    conn: Conn, first: date, last: date, tz: tzinfo
+) -> dict[DimensionKey, Counts]:
+    """Counts per traffic dimension and value, and (publisher, day, link, af, cn, cv),
+    recounted from the raw clicks: a unique click under the value of its session's earliest
+    billable click of the key (by time, then click id). The rollups hold the same when each
+    session's clicks reached the flusher in time order (else their first batch's earliest
+    won; ``backfill_day`` makes them equal again)."""
+    start, end = span_bounds(first, last, tz)
+    records = await conn.fetch(
+        f"""SELECT {_DIMENSION_KEY}, count(*) AS clicks,
+                  count(*) FILTER (WHERE c.first) AS unique_clicks,
+                  count(*) FILTER (WHERE c.flags <> 0) AS flagged
+           FROM (
+               SELECT *, (ts AT TIME ZONE $3::text)::date AS day,
+                      flags = 0 AND row_number() OVER (
+                          PARTITION BY (ts AT TIME ZONE $3::text)::date, link_id, af, cn, cv,
+                                       session_id, flags = 0
+                          ORDER BY ts, click_id) = 1 AS first
+               FROM clicks WHERE ts >= $1 AND ts < $2
+           ) AS c
+           CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
+           GROUP BY {_DIMENSION_KEY}""",
+        start,
+        end,
+        zone_name(tz),
+    )
+    return _dimension_counts(records)
+
+
+async def rollup_dimension_days(conn: Conn, first: date, last: date) -> dict[DimensionKey, Counts]:
+    """The same counts as ``recount_dimension_days``, read from the rollups."""
+    records = await conn.fetch(
+        f"""SELECT {_DIMENSION_KEY}, clicks, unique_clicks, flagged
+           FROM traffic_dimension_days WHERE day BETWEEN $1 AND $2""",
+        first,
+        last,
+    )
+    return _dimension_counts(records)
 
 
 async def recount_tracking_days(

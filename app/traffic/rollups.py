@@ -1,15 +1,23 @@
 """Traffic rollups: counted in as clicks are written, rebuilt from raw clicks on demand.
 
-Reports read ``traffic_link_days`` and ``traffic_tracking_days`` (migrations/020), never the
-raw clicks. One statement counts a set of click rows into them:
+Reports read ``traffic_link_days``, ``traffic_tracking_days`` (migrations/020) and
+``traffic_dimension_days`` (029), never the raw clicks. One statement counts a set of click
+rows into them:
 
 1. ``new_clicks``: the rows to count. For the flusher, the ``INSERT … ON CONFLICT DO NOTHING
    RETURNING`` of its batch, so only the rows actually inserted are counted: a click
    delivered twice is counted once, and the rollups commit or roll back with the rows.
-2. ``firsts``: each billable (unflagged) session's key ``(day, link, af, cn, cv)`` inserted
-   into ``traffic_sessions`` ON CONFLICT DO NOTHING; what it returns are the unique clicks.
-3. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
-   are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``.
+2. ``candidates``: per billable (unflagged) session and key ``(day, link, af, cn, cv)``, its
+   earliest click (by time, then click id) with that click's traffic dimensions.
+3. ``firsts``: those keys inserted into ``traffic_sessions`` ON CONFLICT DO NOTHING; what it
+   returns are the unique clicks, and ``winners`` the candidates they came from (joined on
+   the non-null day, link and session, so the join hashes; the tracking strings compare
+   NULL-safely as a filter).
+4. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
+   are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``; per
+   dimension and value (``DIMENSIONS``, unpivoted with ``LATERAL VALUES``), the same counts
+   go to ``traffic_dimension_days``: clicks and flagged under each click's own value, a
+   unique click under its winner's. For every dimension the values add up to the key's row.
 
 A click's ``day`` is its day in the period time zone: the statement takes the zone's name as
 its first parameter (``(ts AT TIME ZONE $1)::date``). Rollups counted under one zone stay in
@@ -27,15 +35,66 @@ from datetime import date, timedelta, tzinfo
 from app.core.db import Conn
 from app.traffic.days import day_bounds, day_of, zone_name
 
+# The traffic dimensions ``traffic_dimension_days`` keeps: its name for each, and the
+# ``clicks`` column holding it (country is char(2): compared as text).
+DIMENSIONS = {
+    "country": "country",
+    "device": "device",
+    "browser": "browser",
+    "os": "os",
+    "referrer": "referrer_host",
+    "language": "language",
+}
+_DIMENSION_COLUMNS = ", ".join(DIMENSIONS.values())
 # What a source of ``new_clicks`` must return.
-SOURCE_COLUMNS = "ts, publisher_id, link_id, af, cn, cv, session_id, flags"
+SOURCE_COLUMNS = (
+    f"click_id, ts, publisher_id, link_id, af, cn, cv, session_id, flags, {_DIMENSION_COLUMNS}"
+)
 _KEY = "publisher_id, day, link_id, af, cn, cv"
+_DIMENSION_KEY = "publisher_id, dimension, day, link_id, af, cn, cv, value"
 _ADD = (
     "clicks = t.clicks + excluded.clicks, "
     "unique_clicks = t.unique_clicks + excluded.unique_clicks, "
     "flagged = t.flagged + excluded.flagged"
 )
-_TABLES = ("traffic_sessions", "traffic_tracking_days", "traffic_link_days")
+_TABLES = (
+    "traffic_sessions",
+    "traffic_tracking_days",
+    "traffic_link_days",
+    "traffic_dimension_days",
+)
+_UNPIVOT = ", ".join(f"('{name}', c.{column}::text)" for name, column in DIMENSIONS.items())
+_SESSION = "day, link_id, session_id, af, cn, cv"
+_SAME_SESSION = (
+    "w.day = f.day AND w.link_id = f.link_id AND w.session_id = f.session_id"
+    " AND w.af IS NOT DISTINCT FROM f.af AND w.cn IS NOT DISTINCT FROM f.cn"
+    " AND w.cv IS NOT DISTINCT FROM f.cv"
+)
+
+
+def _by_dimension() -> str:
+    """The CTEs adding each click, and each unique click's winner, under its value of every
+    dimension (one row per click and dimension, grouped per key and value)."""
+    return f"""
+    winners AS (
+        SELECT w.* FROM firsts f JOIN candidates w ON {_SAME_SESSION}
+    ),
+    by_dimension AS (
+        INSERT INTO traffic_dimension_days AS t ({_DIMENSION_KEY}, clicks, unique_clicks,
+                                                 flagged)
+        SELECT publisher_id, d.dimension, day, link_id, af, cn, cv, d.value,
+               sum(c.clicks), sum(c.firsts), sum(c.flagged)
+        FROM (
+            SELECT publisher_id, (ts AT TIME ZONE $1::text)::date AS day, link_id, af, cn, cv,
+                   {_DIMENSION_COLUMNS}, 1 AS clicks, 0 AS firsts, (flags <> 0)::int AS flagged
+            FROM new_clicks
+            UNION ALL
+            SELECT {_KEY}, {_DIMENSION_COLUMNS}, 0, 1, 0 FROM winners
+        ) AS c
+        CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
+        GROUP BY {_DIMENSION_KEY} ORDER BY {_DIMENSION_KEY}
+        ON CONFLICT ON CONSTRAINT traffic_dimension_days_key DO UPDATE SET {_ADD}
+    )"""
 
 
 def counting(source: str) -> str:
@@ -44,14 +103,19 @@ def counting(source: str) -> str:
     the name of the time zone whose days the clicks are counted in (``days.zone_name``)."""
     return f"""
     WITH new_clicks AS ({source}),
-    firsts AS (
-        INSERT INTO traffic_sessions (day, link_id, session_id, af, cn, cv, publisher_id)
-        SELECT DISTINCT (ts AT TIME ZONE $1::text)::date, link_id, session_id, af, cn, cv,
-               publisher_id
+    candidates AS (
+        SELECT DISTINCT ON (day, link_id, session_id, af, cn, cv)
+               (ts AT TIME ZONE $1::text)::date AS day, link_id, session_id, af, cn, cv,
+               publisher_id, {_DIMENSION_COLUMNS}
         FROM new_clicks WHERE flags = 0
+        ORDER BY day, link_id, session_id, af, cn, cv, ts, click_id
+    ),
+    firsts AS (
+        INSERT INTO traffic_sessions ({_SESSION}, publisher_id)
+        SELECT {_SESSION}, publisher_id FROM candidates
         ORDER BY 1, 2, 3, 4, 5, 6
         ON CONFLICT DO NOTHING
-        RETURNING {_KEY}
+        RETURNING {_SESSION}, publisher_id
     ),
     counted AS (
         SELECT {_KEY}, sum(clicks) AS clicks, sum(firsts) AS unique_clicks,
@@ -76,7 +140,7 @@ def counting(source: str) -> str:
         SELECT publisher_id, day, link_id, sum(clicks), sum(unique_clicks), sum(flagged)
         FROM counted GROUP BY publisher_id, day, link_id ORDER BY publisher_id, day, link_id
         ON CONFLICT (publisher_id, day, link_id) DO UPDATE SET {_ADD}
-    )
+    ),{_by_dimension()}
     SELECT count(*) FROM new_clicks"""
 
 

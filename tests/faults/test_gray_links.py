@@ -140,6 +140,7 @@ async def test_15_mirror_records_a_release_does_not_expect(faults: Faults) -> No
                     newer_minor.destination,
                     True,
                     None,
+                    [],  # the rules (minor 1), then what a later minor appends
                     "a field of the next release",
                     {"and": "another"},
                 ]

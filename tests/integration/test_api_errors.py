@@ -88,8 +88,8 @@ async def test_a_body_that_is_no_json_object(
         ("get", "/api/v1/reports/traffic?link=no-such", None,
          "query.link: must be 1 to 32 letters or digits"),
         ("get", "/api/v1/reports/traffic?group_by=week", None,
-         "query.group_by: must be dimensions among day, link, af, cn, cv, dp, separated by "
-         "commas"),
+         "query.group_by: must be dimensions among day, link, af, cn, cv, dp, country, device, "
+         "browser, os, referrer, language, browser_version, os_version, separated by commas"),
         ("get", "/api/v1/reports/income?from=2019-5", None,
          "query.from: must be a month as YYYY-MM"),
     ],

@@ -232,7 +232,8 @@ async def test_a_newer_minor_record_is_read_and_its_extra_fields_ignored(
     # Postgres says otherwise: what the cache answers came from the mirror.
     versioned = [[mirror.MAJOR, mirror.MINOR + 3], 17, link.id, 1, "https://m.example.com/"]
     records = {
-        "newer minor": [*versioned, True, None, "sixth", {"seventh": [1]}],
+        # after the five fields, the rules (minor 1), then what a later minor adds
+        "newer minor": [*versioned, True, None, [], "seventh", {"eighth": [1]}],
         "unversioned, a sixth field": [link.id, 1, "https://m.example.com/", True, None, 6],
     }
     for what, record in records.items():
@@ -296,7 +297,7 @@ async def test_the_read_through_fills_the_mirror_with_the_links_updated_at(
     await make_cache(redis, pool, key_prefix).get(link.code)
     raw = await filled(redis, key)
     assert orjson.loads(raw)[:2] == [
-        [mirror.MAJOR, mirror.MINOR],
+        [mirror.MAJOR, 0],  # a link without rules: written as before rules existed
         mirror.from_link(link).updated_us,
     ]
     assert mirror.decode(link.code, raw) == mirror.from_link(link)

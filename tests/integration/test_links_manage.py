@@ -125,11 +125,13 @@ async def test_a_new_destination_is_where_the_next_click_goes(
         "destination": "https://shop.example.com/old",
         "status": "active",
         "expires_at": None,
+        "rules": [],
     }
     assert json.loads(update["after"]) == {
         "destination": new,
         "status": "active",
         "expires_at": None,
+        "rules": [],
     }
 
 

@@ -93,6 +93,8 @@ async def assert_rollups_match_raw_rows(
                 by_link[publisher, day, link][n] += count
         rolled = await recount.rollup_link_days(conn, first, last)
         assert rolled == {key: tuple(v) for key, v in by_link.items()}
+        by_dimension = await recount.recount_dimension_days(conn, first, last, tz)
+        assert await recount.rollup_dimension_days(conn, first, last) == by_dimension
     return sum(c for c, _, _ in recounted.values())
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from app.edge.session import SessionCookie
+from app.links.rules import as_json, validate_rules
 from bench import report
-from bench.options import parse_cpus
+from bench.options import PHASES, parse_cpus
 from bench.pipeline import percentile
+from bench.services import BENCH_RULES
 from bench.traffic import LinkRow, click_payloads, redirect_requests
 from bench.wrk import LUA_SCRIPT, WrkError, WrkRun, parse_result
 
@@ -93,6 +95,11 @@ def _summary() -> dict[str, Any]:
             "shared": {**row, "label": "shared", "rps": 1500.0},
             "reuseport": {**row, "label": "reuseport", "rps": 1800.0},
         },
+        "rules": {
+            "without": {**row, "label": "without rules", "rps": 20_000.0},
+            "with": {**row, "label": "with 3 rules", "rps": 19_000.0},
+            "ratio": 0.95,
+        },
         "durability": {"ok": True, "runs": 3, "detail": "fine"},
         "drain": {
             "clicks": 100, "seconds": 1.0, "clicks_per_s": 100.0, "rows": 100, "startup_s": 0.5,
@@ -117,11 +124,15 @@ def test_report_targets() -> None:
     assert not met["shared >= 1.7x 1 (1.50x)"]
     assert met["reuseport >= 1.7x 1 (1.80x)"]
     assert not met["drain >= 50,000 clicks/s (100)"]
+    assert met["links with 3 rules >= 0.9x without (0.950x)"]
 
 
 def test_report_renders_every_section() -> None:
     text = report.render(_summary())
-    for heading in ("x raw ASGI", "x 1 worker", "durability:", "flusher drain:", "lag at 80%"):
+    for heading in (
+        "x raw ASGI", "x 1 worker", "durability:", "flusher drain:", "lag at 80%",
+        "with / without: 0.950x",
+    ):  # fmt: skip
         assert heading in text
     for figure in (
         "per worker (one core): 25,000",
@@ -132,3 +143,14 @@ def test_report_renders_every_section() -> None:
     ):
         assert figure in text
     assert "MISSED" in text and "CPU: quiet" in text
+
+
+def test_the_rules_of_the_benchmarks_links_are_valid_rules() -> None:
+    """Three country and device rules, accepted by the API's own check."""
+    rules = validate_rules(BENCH_RULES, ("example.com", "*.example.com"))
+    assert [rule.when for rule in rules] == ["country", "device", "device"]
+    assert as_json(rules) == BENCH_RULES  # stored as the API would store them
+
+
+def test_the_rules_phase_is_a_phase() -> None:
+    assert "rules" in PHASES

@@ -25,7 +25,7 @@ from app.reports.csvout import (
     restore,
     row_line,
 )
-from app.traffic.counts import Dimension, TrafficRow
+from app.traffic.counts import Dimension, TrafficRow, empty_row
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ async def test_the_handed_traffic_row_is_quoted_and_guarded() -> None:
     """Issue 16: af=`x;=1+1;` was written `x;=1+1;,,1,1,1,0`, so a ";"-splitting spreadsheet
     saw a cell `=1+1`."""
     group_by = [Dimension.af, Dimension.cn]
-    row = TrafficRow(None, None, "x;=1+1;", None, None, None, 1, 1, 0)
+    row = empty_row()._replace(af="x;=1+1;", clicks=1, unique_clicks=1)
     chunks = csv_chunks(traffic.csv_header(group_by, UTC), traffic.csv_rows(_one(row), group_by))
     text = b"".join([c async for c in chunks]).decode("utf-8")
     lines = text.split("\r\n")

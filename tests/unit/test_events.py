@@ -50,6 +50,7 @@ clicks = st.builds(
     flags=st.integers(min_value=0, max_value=int(max(Flag)) * 2 - 1),
     ip_key=st.none() | st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
     country=st.none() | st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2),
+    rule=st.none() | st.integers(min_value=1, max_value=10),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | INT64 | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -79,6 +80,7 @@ SAMPLE = Click(
     flags=Flag.prefetch | Flag.head,
     ip_key="0f" * 16,
     country="NL",
+    rule=2,
 )
 
 
@@ -196,7 +198,7 @@ def test_minor_1_adds_the_ip_key_and_nothing_else() -> None:
     its key None, every other field as written."""
     body = body_of(SAMPLE)
     assert body["ipk"] == SAMPLE.ip_key
-    assert set(body) == set(body_of(MINOR_0_SAMPLE)) == {"v", "mv", *MINOR_0_KEYS, "ipk", "cc"}
+    assert set(body) == set(body_of(MINOR_0_SAMPLE)) == {"v", "mv", *MINOR_0_KEYS, *LATER_KEYS}
     minor_0 = {key: body[key] for key in ("v", *MINOR_0_KEYS)}
     assert decode(orjson.dumps(minor_0)) == MINOR_0_SAMPLE
     assert decode(orjson.dumps(minor_0 | {"mv": 0})) == MINOR_0_SAMPLE
@@ -206,32 +208,54 @@ MINOR_0_KEYS = (
     "id", "t", "l", "code", "p", "af", "cn", "cv", "dp", "s", "sn", "ip", "ua", "ref", "lang",
     "m", "f",
 )  # fmt: skip
-MINOR_0_SAMPLE = replace(SAMPLE, ip_key=None, country=None)
+LATER_KEYS = ("ipk", "cc", "r")  # minors 1, 2, 3
+MINOR_0_SAMPLE = replace(SAMPLE, ip_key=None, country=None, rule=None)
 
 
 def test_minor_2_adds_the_country_and_nothing_else() -> None:
     """The release of minor 2 writes ``"mv": 2`` and ``cc`` (the country the redirect
     resolved in truncate and hash modes); a minor 1 record (an older web release, a spool or
     a parked entry replayed late) still reads, its country None."""
-    assert MINOR == 2
     body = body_of(SAMPLE)
-    assert (body["mv"], body["cc"]) == (2, "NL")
-    assert set(body) == {"v", "mv", *MINOR_0_KEYS, "ipk", "cc"}
-    minor_1 = {key: value for key, value in body.items() if key != "cc"} | {"mv": 1}
-    assert decode(orjson.dumps(minor_1)) == replace(SAMPLE, country=None)
+    assert body["cc"] == "NL"
+    minor_1 = {key: value for key, value in body.items() if key not in ("cc", "r")}
+    assert decode(orjson.dumps(minor_1 | {"mv": 1})) == replace(SAMPLE, country=None, rule=None)
 
 
-# The record module of the last release that wrote minor 1 (before issue 19's step 2), as
-# committed: the reader an older flusher runs.
-MINOR_1_RELEASE = "066ea68"
+def test_minor_3_adds_the_rule_and_nothing_else() -> None:
+    """The release of minor 3 writes ``"mv": 3`` and ``r`` (the 1-based position of the
+    link's rule that chose the destination, null for none); a minor 2 record still reads,
+    its rule None."""
+    assert MINOR == 3
+    body = body_of(SAMPLE)
+    assert (body["mv"], body["r"]) == (3, 2)
+    assert set(body) == {"v", "mv", *MINOR_0_KEYS, *LATER_KEYS}
+    assert body_of(replace(SAMPLE, rule=None))["r"] is None
+    minor_2 = {key: value for key, value in body.items() if key != "r"} | {"mv": 2}
+    assert decode(orjson.dumps(minor_2)) == replace(SAMPLE, rule=None)
 
 
-def test_a_flusher_of_minor_1_reads_a_minor_2_record(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("rule", [True, "2", 2.0, [2]])
+def test_a_rule_that_is_not_a_whole_number_is_corrupt(rule: object) -> None:
+    with pytest.raises(EventError, match="'r'"):
+        decode(orjson.dumps(body_of(SAMPLE) | {"r": rule}))
+
+
+# The record modules of the last releases that wrote minors 1 and 2 (before issue 19's steps
+# 2 and 3), as committed: the readers older flushers run, and what each cannot see.
+OLDER_READERS = {1: ("066ea68", ("country", "rule")), 2: ("a0d0b39", ("rule",))}
+
+
+@pytest.mark.parametrize("minor", sorted(OLDER_READERS))
+def test_an_older_flusher_reads_a_record_of_this_minor(
+    monkeypatch: pytest.MonkeyPatch, minor: int
+) -> None:
     """The other direction, with the older reader's own code (read from git history): it
-    reads a minor 2 record as the click without its country."""
+    reads this minor's record as the click without the fields of later minors."""
+    release, unseen = OLDER_READERS[minor]
     try:
         source = subprocess.run(
-            ["git", "show", f"{MINOR_1_RELEASE}:app/clicks/record.py"],
+            ["git", "show", f"{release}:app/clicks/record.py"],
             cwd=Path(__file__).resolve().parents[2],
             capture_output=True,
             check=True,
@@ -239,12 +263,14 @@ def test_a_flusher_of_minor_1_reads_a_minor_2_record(monkeypatch: pytest.MonkeyP
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no git history here (an image or an archive of the tree)")
-    older = types.ModuleType("record_minor_1")
+    older = types.ModuleType(f"record_minor_{minor}")
     monkeypatch.setitem(sys.modules, older.__name__, older)  # dataclasses look it up
-    exec(compile(source, "record_minor_1.py", "exec"), older.__dict__)
-    assert older.MINOR == 1
-    read = older.decode(encode(SAMPLE))
-    assert {**vars_of(read), "country": None} == vars_of(replace(SAMPLE, country=None))
+    exec(compile(source, f"{older.__name__}.py", "exec"), older.__dict__)
+    assert older.MINOR == minor
+    read = vars_of(older.decode(encode(SAMPLE)))
+    expected = vars_of(SAMPLE) | dict.fromkeys(unseen)
+    assert read == {name: value for name, value in expected.items() if name in read}
+    assert all(expected[name] is None for name in expected if name not in read)
 
 
 def vars_of(click: object) -> dict[str, Any]:
@@ -274,6 +300,7 @@ def test_any_other_major_is_parked(click: Click, major: int, extra: dict[str, An
 
 OPTIONAL = {"af": "af", "cn": "cn", "cv": "cv", "dp": "dp", "ip": "ip", "ua": "user_agent"}
 OPTIONAL |= {"ref": "referer", "lang": "accept_language", "ipk": "ip_key", "cc": "country"}
+OPTIONAL |= {"r": "rule"}
 
 
 @pytest.mark.parametrize("field", sorted(set(body_of(SAMPLE)) - {"v", "mv"} - set(OPTIONAL)))

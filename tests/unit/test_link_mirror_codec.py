@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.links import mirror
 from app.links.mirror import EdgeLink
+from app.links.model import Rule
+from app.links.rules import KINDS, as_json
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
@@ -19,6 +22,18 @@ JSON: st.SearchStrategy[Any] = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )
+RULES = st.lists(
+    st.builds(
+        lambda when, values, destination, name: Rule(
+            when, tuple(values), destination, name if when == "param" else None
+        ),
+        st.sampled_from(KINDS),
+        st.lists(TEXT, min_size=1, max_size=3),
+        TEXT,
+        TEXT,
+    ),
+    max_size=3,
+).map(tuple)
 LINKS = st.builds(
     EdgeLink,
     id=st.integers(1, 2**63 - 1),
@@ -28,6 +43,7 @@ LINKS = st.builds(
     active=st.booleans(),
     expires_at=st.none() | st.floats(0, 1e11, allow_nan=False),
     updated_us=st.integers(0, 2**62),
+    rules=RULES,
 )
 
 
@@ -38,6 +54,8 @@ def test_a_record_reads_back_as_written(link: EdgeLink) -> None:
 
 @given(LINKS)
 def test_an_unversioned_record_reads_back_without_its_time(link: EdgeLink) -> None:
+    """Without its rules, too: the unversioned record has no room for them (its readers
+    unpack exactly five items)."""
     decoded = mirror.decode(link.code, mirror.encode(link, legacy=True))
     assert decoded == EdgeLink(
         link.id, link.code, link.publisher_id, link.destination, link.active, link.expires_at
@@ -48,9 +66,43 @@ def test_an_unversioned_record_reads_back_without_its_time(link: EdgeLink) -> No
 def test_a_newer_minor_with_more_fields_reads_the_fields_we_know(
     link: EdgeLink, minor: int, extra: list[Any]
 ) -> None:
-    record = orjson.loads(mirror.encode(link))
-    record[0][1] = minor
+    """A newer minor appends after the rules (minor 1), which it always writes, if empty."""
+    record = orjson.loads(mirror.encode(link))[:7]
+    record[0][1] = minor + 1
+    record.append(as_json(link.rules))
     assert mirror.decode(link.code, orjson.dumps([*record, *extra])) == link
+
+
+@given(LINKS.filter(lambda link: not link.rules), st.lists(JSON, max_size=4))
+def test_a_link_without_rules_is_written_as_before_rules(link: EdgeLink, extra: list[Any]) -> None:
+    """Exactly the minor 0 record: a release before rules reads it as it always did, and
+    nothing after its five fields is read as rules in a minor 0 record."""
+    fields = [link.id, link.publisher_id, link.destination, link.active, link.expires_at]
+    assert orjson.loads(mirror.encode(link)) == [[1, 0], link.updated_us, *fields]
+    record = orjson.dumps([[1, 0], link.updated_us, *fields, *extra])
+    assert mirror.decode(link.code, record) == link
+
+
+def test_rules_are_a_minor_1_item_after_the_five_fields() -> None:
+    rule = Rule("param", ("news",), "https://example.com/n", "utm_source")
+    link = EdgeLink(7, "abc", 3, "https://example.com/", True, None, 99, (rule,))
+    assert orjson.loads(mirror.encode(link)) == [
+        [1, 1], 99, 7, 3, "https://example.com/", True, None,
+        [{"when": "param", "name": "utm_source", "in": ["news"],
+          "destination": "https://example.com/n"}],
+    ]  # fmt: skip
+    assert mirror.decode("abc", mirror.encode(link)) == link
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [{"when": "country"}, [{"when": 5, "in": [], "destination": "x"}], [["country"]],
+     [{"when": "country", "in": [1], "destination": "x"}],
+     [{"when": "param", "in": ["a"], "destination": "x"}]],
+)  # fmt: skip
+def test_rules_that_do_not_decode_make_the_record_unreadable(rules: Any) -> None:
+    record = [[1, 1], 99, 7, 3, "https://example.com/", True, None, rules]
+    assert mirror.decode("abc", orjson.dumps(record)) is None
 
 
 @given(LINKS, st.integers(0, 1000).filter(lambda m: m != mirror.MAJOR), st.lists(JSON))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from app.api.bodies import JsonRoute
 from app.api.deps import PrincipalDep, ResourcesDep
-from app.api.params import BomFlag, DayRange, PublisherChoice, TrackingFilters, TrafficGrouping
+from app.api.params import BomFlag, DayRange, PublisherChoice, TrafficFilters, TrafficGrouping
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName
@@ -39,6 +39,14 @@ class TrafficRowOut(BaseModel):
     cn: str | None = None
     cv: str | None = None
     dp: str | None = None
+    country: str | None = Field(None, description="`unknown`: clicks without one")
+    device: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    referrer: str | None = None
+    language: str | None = None
+    browser_version: str | None = Field(None, description="`Chrome Mobile 131`: raw clicks")
+    os_version: str | None = Field(None, description="`iOS 18`: raw clicks")
     clicks: int
     billable_clicks: int
     unique_clicks: int
@@ -51,7 +59,10 @@ class TrafficOut(BaseModel):
     last_day: date = Field(serialization_alias="to")
     time_zone: TimeZoneName
     group_by: list[Dimension]
-    source: str = Field(description="`rollups`, or `clicks` for a report by dp")
+    source: str = Field(
+        description="`rollups`, or `clicks` for a report by dp, by a version or by two "
+        "traffic dimensions"
+    )
     rows: list[TrafficRowOut]
     truncated: bool = Field(description="More rows than `limit`: ask for the CSV")
     totals: TrafficRowOut
@@ -62,7 +73,7 @@ async def _query(
     resources: ResourcesDep,
     days: DayRange,
     grouping: TrafficGrouping,
-    tracking: TrackingFilters,
+    tracking: TrafficFilters,
     publisher: PublisherChoice,
 ) -> TrafficQuery:
     """The checked query: the range first, then the publisher, then the grouping."""
@@ -108,13 +119,15 @@ async def traffic_report(
     resources: ResourcesDep,
     days: Annotated[DayRange, Depends()],
     grouping: Annotated[TrafficGrouping, Depends()],
-    tracking: Annotated[TrackingFilters, Depends()],
+    tracking: Annotated[TrafficFilters, Depends()],
     limit: Annotated[RowLimit, Depends()],
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> Response:
-    """Clicks, billable, unique and flagged clicks per group, from the rollups (by dp: from
-    raw clicks). Unique clicks: first billable click of a session per (day, link, af, cn,
-    cv), added up over the groups. Days are those of the period time zone (``time_zone``)."""
+    """Clicks, billable, unique and flagged clicks per group, from the rollups (by dp, a
+    version or two traffic dimensions: from raw clicks, at most 31 days). Unique clicks:
+    first billable click of a session per (day, link, af, cn, cv), added up over the
+    groups; by a traffic dimension, under that first click's value. A traffic dimension's
+    missing value is `unknown`. Days are those of the period time zone (``time_zone``)."""
     query = await _query(principal, resources, days, grouping, tracking, publisher)
     report = await traffic.traffic_report(resources.pool, query, limit.limit)
     return Response(orjson.dumps(traffic_json(report)), media_type="application/json")
@@ -126,7 +139,7 @@ async def traffic_csv(
     resources: ResourcesDep,
     days: Annotated[DayRange, Depends()],
     grouping: Annotated[TrafficGrouping, Depends()],
-    tracking: Annotated[TrackingFilters, Depends()],
+    tracking: Annotated[TrafficFilters, Depends()],
     csv: Annotated[BomFlag, Depends()],
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> StreamingResponse:
