@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from app.api import apikeys as api_keys
 from app.api import audit as api_audit
 from app.api import docs as api_docs
+from app.api import endpoints as postback_endpoints
 from app.api import errors, health, links, money, orders, plans, postback, publishers, withdrawals
 from app.api import merchants as api_merchants
 from app.api.reports import income as income_reports
@@ -164,6 +165,7 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(withdrawals.router, prefix="/api/v1")
     api.include_router(api_merchants.router, prefix="/api/v1")
     api.include_router(api_audit.router, prefix="/api/v1")
+    api.include_router(postback_endpoints.router, prefix="/api/v1")
     api.include_router(traffic_reports.router, prefix="/api/v1")
     api.include_router(order_reports.router, prefix="/api/v1")
     api.include_router(income_reports.router, prefix="/api/v1")

@@ -180,6 +180,41 @@ class Settings(BaseSettings):
     # Consumers of the group idle this long with nothing pending are deleted (0: never).
     consumer_prune_idle_s: float = Field(default=3600.0, ge=0)
 
+    # Outbound postbacks and webhooks (docs/postbacks.md), sent by `python -m app.sender`.
+    # Timeouts of one attempt (ms); retries back off from the first delay, doubling up to the
+    # max, with jitter, and give up this long after the event was queued (s). Destinations
+    # resolving to loopback, private, link-local, multicast or reserved addresses are refused
+    # unless postback_allow_private is set, or the address is in postback_allow_networks
+    # (cloud metadata addresses only through the latter).
+    postback_connect_timeout_ms: int = Field(default=3000, ge=1, le=60_000)
+    postback_timeout_ms: int = Field(default=10_000, ge=1, le=120_000)
+    postback_retry_first_s: float = Field(default=10.0, gt=0, le=3600)
+    postback_retry_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    postback_give_up_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    postback_endpoint_concurrency: int = Field(default=4, ge=1, le=256)
+    postback_sender_concurrency: int = Field(default=64, ge=1, le=4096)
+    postback_allow_private: bool = False
+    postback_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    sender_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    sender_metrics_host: str = "127.0.0.1"
+    sender_heartbeat_file: Path = Path("/tmp/clicktrack-sender.heartbeat")
+    sender_heartbeat_max_age_s: float = Field(default=30.0, ge=2)
+
+    @field_validator("postback_allow_networks", mode="before")
+    @classmethod
+    def _split_postback_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("postback_allow_networks")
+    @classmethod
+    def _check_postback_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(str(ip_network(network, strict=False)) for network in networks)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: use networks such as 10.0.0.0/8 or fd00::/8") from None
+
     @model_validator(mode="before")
     @classmethod
     def _default_public_base_url(cls, data: object) -> object:

@@ -43,6 +43,9 @@ FORBIDDEN = {
     "app.api": ("app.flusher",),
     "app.dashboard": ("app.flusher",),
     "app.traffic": ("app.flusher",),
+    # The outbox is written from orders and money: it must load nothing of theirs (a cycle).
+    "app.postbacks": ("app.orders", "app.money", "app.api", "app.sender", "app.flusher"),
+    "app.sender": ("app.api", "app.edge", "app.dashboard", "app.main", "app.orders", "app.money"),
     # Pure resolvers the flusher (and later the redirect's rules) call: no process's package.
     "app.dimensions": ("app.api", "app.edge", "app.flusher", "app.dashboard", "app.main"),
 }
@@ -260,8 +263,10 @@ ALLOWED = {
     "app.dimensions": {"app.core"},
     "app.edge": {"app.core", "app.clicks", "app.links", "app.dimensions"},
     "app.flusher": {"app.core", "app.clicks", "app.traffic", "app.dimensions"},
-    "app.orders": {"app.core", "app.clicks"},
-    "app.money": {"app.core", "app.orders"},
+    "app.orders": {"app.core", "app.clicks", "app.postbacks"},
+    "app.money": {"app.core", "app.orders", "app.postbacks"},
+    "app.postbacks": {"app.core"},
+    "app.sender": {"app.core", "app.postbacks"},
     "app.reports": {"app.core", "app.traffic", "app.orders", "app.money", "app.accounts"},
     "app.api": {
         "app.core",
@@ -272,6 +277,7 @@ ALLOWED = {
         "app.orders",
         "app.money",
         "app.reports",
+        "app.postbacks",
     },
     "app.dashboard": {
         "app.core",

@@ -95,6 +95,22 @@ FLUSHER_CONSUMERS_PRUNED = Counter(
     "Consumers of the group deleted: idle past the bound, nothing pending.",
 )
 
+# The postback sender (its own process and port: python -m app.sender).
+POSTBACK_PENDING = Gauge(
+    "clicktrack_postback_deliveries_pending",
+    "Postback and webhook deliveries waiting to be sent (due now or retrying later).",
+)
+POSTBACK_OLDEST_PENDING = Gauge(
+    "clicktrack_postback_oldest_pending_seconds",
+    "Age of the oldest pending delivery since it was queued (0 when none).",
+)
+POSTBACK_ATTEMPTS = Counter(
+    "clicktrack_postback_attempts",
+    "Delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), "
+    "failed (failed, no more tries).",
+    ["outcome"],
+)
+
 
 class BufferedHistogram:
     """One histogram child observed on the hot path: plain-int counts here, added to the

@@ -6,7 +6,7 @@ of Redis or Postgres are waited out, never a reason to exit.
 
 ``python -m app.flusher --check``: the liveness probe. Exit 0 when the heartbeat the running
 flusher's event loop writes is fresh, 1 with a one-line reason otherwise
-(``app/flusher/liveness.py``).
+(``app/core/liveness.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import sys
 import uvloop
 from prometheus_client import start_http_server
 
+from app.core import liveness
 from app.core.db import create_pool
 from app.core.logs import setup_logging
 from app.core.redis import create_redis
-from app.flusher import liveness
 from app.flusher.dimensions import resolver_for
 from app.flusher.loop import WRITERS, Flusher, default_consumer_name, log
 from app.settings import ConfigError, Settings, load_settings
@@ -93,16 +93,9 @@ def _loop_name(base: str, number: int, loops: int) -> str:
 
 def check() -> int:
     """The liveness probe: 0 when the heartbeat is fresh, else 1 and why, on one line."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"invalid configuration: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    reason = liveness.check(settings.flusher_heartbeat_file, settings.flusher_heartbeat_max_age_s)
-    if reason is not None:
-        print(reason, file=sys.stderr)
-        return 1
-    return 0
+    return liveness.probe(
+        "flusher", lambda s: (s.flusher_heartbeat_file, s.flusher_heartbeat_max_age_s)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

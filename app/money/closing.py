@@ -50,6 +50,8 @@ from app.money.plans_store import load_book
 from app.money.sales import SalesBook
 from app.orders.attribution import reattribute
 from app.orders.status import completed_in_time
+from app.postbacks import outbox
+from app.postbacks.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,13 @@ async def _post_credits(posting: Posting) -> tuple[int, Decimal, int]:
         placed.add(period)
         total += earned.amount
     await posting.insert(credits)
+    # Each credit to the publisher's endpoints, in the close's transaction.
+    await outbox.emit_commissions(
+        posting.conn,
+        posting.publisher_id,
+        EventType.commission_credited,
+        [(c[3], c[2]) for c in credits],
+    )
     await record_decisions(posting, placed)
     return len(credits), total, unpriced
 

@@ -36,6 +36,8 @@ from app.money.periods import Period
 from app.money.plans_store import PlanBook
 from app.money.sales import SalesBook
 from app.orders.status import completed_in_time
+from app.postbacks import outbox
+from app.postbacks.events import EventType
 
 _CREDITED = """EXISTS (SELECT 1 FROM ledger c WHERE c.order_id = o.id AND c.kind = 'credit')
     AND NOT EXISTS (SELECT 1 FROM ledger b WHERE b.order_id = o.id AND b.kind = 'chargeback')"""
@@ -102,6 +104,12 @@ async def post_chargebacks(posting: Posting) -> tuple[int, Decimal]:
             )
             for r in rows
         ]
+    )
+    await outbox.emit_commissions(
+        posting.conn,
+        posting.publisher_id,
+        EventType.commission_charged_back,
+        [(r["id"], -r["posted"]) for r in rows],
     )
     return len(rows), sum((-r["posted"] for r in rows), ZERO)
 

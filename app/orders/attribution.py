@@ -30,6 +30,8 @@ import asyncpg
 from app.clicks.record import Flag
 from app.core.db import Conn
 from app.core.hosts import host_allowed, normalise_host
+from app.postbacks import outbox
+from app.postbacks.events import OrderFacts, order_events
 
 # Far wider than the real gap (a few ms), still a tiny slice of one day's partition.
 CLICK_WINDOW = timedelta(seconds=60)
@@ -137,6 +139,7 @@ _CLICK_COLUMNS = "c.ts, c.publisher_id, c.link_id, c.code, c.af, c.cn, c.cv, c.d
 # probe prunes to its partitions.
 _CANDIDATES = f"""
     SELECT o.id AS order_id, o.ordered_at, o.attribution_window, o.attribution_skew,
+           o.status, o.amount,
            {_CLICK_COLUMNS}, l.destination, m.hosts AS merchant_hosts
     FROM orders o
     JOIN merchants m ON m.id = o.merchant_id
@@ -214,7 +217,20 @@ async def reattribute(conn: Conn, *, batch: int = 500) -> int:
     while True:
         found = await conn.fetch(_FIND_WAITING, after, CLICK_WINDOW, batch)
         for candidate in found:
-            done += await _settle(conn, candidate)
+            # Each order and its events together (a savepoint inside a caller's transaction).
+            async with conn.transaction():
+                tied = await _settle(conn, candidate)
+                if tied and candidate["flags"] == 0:
+                    await _tell(conn, candidate)
+            done += tied
         if len(found) < batch:
             return done
         after = found[-1]["order_id"]
+
+
+async def _tell(conn: Conn, found: asyncpg.Record) -> None:
+    """Queue the events of an order just attributed by ``reattribute`` (a postback's own
+    attribution is told by ``record_postback``, with its status change)."""
+    facts = OrderFacts(False, found["status"], found["amount"])
+    after = OrderFacts(True, found["status"], found["amount"])
+    await outbox.emit_order(conn, found["order_id"], order_events(facts, after))

@@ -31,6 +31,8 @@ from app.orders.attribution import (
 from app.orders.changes import OrderConflict, OrderState, apply_report, first_state
 from app.orders.earned import order_ledger
 from app.orders.status import Attribution, OrderStatus, qualifies
+from app.postbacks import outbox
+from app.postbacks.events import OrderFacts, order_events
 
 
 class RecordOutcome(StrEnum):
@@ -162,23 +164,32 @@ async def record_postback(
             rules.skew,
             first.reported_amount,
         )
-        outcome, waiting = RecordOutcome.created, True
+        outcome, waiting, before = RecordOutcome.created, True, None
         if order_id is None:
-            order_id, outcome, waiting = await _report_again(conn, merchant_id, report, click_ref)
+            order_id, outcome, waiting, before = await _report_again(
+                conn, merchant_id, report, click_ref
+            )
         if waiting and ref is not None:
             # Its click may have arrived since the last postback (cheap: one partition).
             await attribute_order(conn, order_id)
         order = await get_order(conn, order_id)
-    assert order is not None
+        assert order is not None
+        # Its publisher's endpoints hear of it in this transaction (docs/postbacks.md).
+        await outbox.emit_order(conn, order.id, order_events(before, _facts(order)))
     return order, outcome
+
+
+def _facts(order: Order) -> OrderFacts:
+    return OrderFacts(order.attribution is Attribution.attributed, order.status, order.amount)
 
 
 async def _report_again(
     conn: Conn, merchant_id: int, report: OrderReport, click_ref: str
-) -> tuple[int, RecordOutcome, bool]:
+) -> tuple[int, RecordOutcome, bool, OrderFacts]:
     """An order reported before: apply what the postback changes (``app/orders/changes.py``:
     its status, completion time, a partial refund's amount), refuse other changes
-    (``OrderConflict``). Returns its id, the outcome, and whether it still awaits its click."""
+    (``OrderConflict``). Returns its id, the outcome, whether it still awaits its click, and
+    its facts before the change (what its events are decided against)."""
     row = await conn.fetchrow(
         """SELECT id, click_ref, ordered_at, amount, currency, category, new_buyer,
                   status, attribution, status_at, completed_at, reported_amount
@@ -215,7 +226,9 @@ async def _report_again(
             new.amount,
             new.reported_amount,
         )
-    return row["id"], outcome, row["attribution"] == Attribution.unattributed
+    attribution = row["attribution"]
+    before = OrderFacts(attribution == Attribution.attributed, state.status, state.amount)
+    return row["id"], outcome, attribution == Attribution.unattributed, before
 
 
 async def get_order(conn: Conn, order_id: int) -> Order | None:

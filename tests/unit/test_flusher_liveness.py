@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.flusher import liveness
+from app.core import liveness
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,16 +1,18 @@
-"""Is the flusher alive: a heartbeat its event loop writes, the check the probe runs, and
-the signals that stop it.
+"""Is a worker process alive (the flusher, the postback sender): a heartbeat its event loop
+writes, the check the probe runs, and the signals that stop it. ``process`` names it in the
+probe's words and the log's events.
 
-- **Heartbeat.** A task of the flusher's event loop rewrites a small file (the
-  ``flusher_heartbeat_file`` setting) every ``max_age / 10`` seconds, at most every second:
-  ``<time.monotonic()> <pid>``. The monotonic clock is the host's, shared by every process
-  of the host, and never steps. A loop that is stuck (a blocking call, a busy loop, a
-  deadlocked thread holding the GIL) stops writing, even though the metrics port, served by
-  a thread, would still answer. An outage of Redis or Postgres does not stop it: a flusher
-  waits those out, and restarting it would not help.
-- **Check.** ``python -m app.flusher --check`` (``check()``) reads the file: fresh, exit 0;
-  missing, unreadable, older than ``flusher_heartbeat_max_age_s`` or from the future (written
-  before a reboot), exit 1 with one line saying which.
+- **Heartbeat.** A task of the process's event loop rewrites a small file (the
+  ``flusher_heartbeat_file`` / ``sender_heartbeat_file`` setting) every ``max_age / 10``
+  seconds, at most every second: ``<time.monotonic()> <pid>``. The monotonic clock is the
+  host's, shared by every process of the host, and never steps. A loop that is stuck (a
+  blocking call, a busy loop, a deadlocked thread holding the GIL) stops writing, even
+  though the metrics port, served by a thread, would still answer. An outage of Redis or
+  Postgres does not stop it: the process waits those out, and restarting it would not help.
+- **Check.** ``python -m app.flusher --check`` (``python -m app.sender --check``; ``check()``)
+  reads the file: fresh, exit 0; missing, unreadable, older than the max age
+  (``flusher_heartbeat_max_age_s``) or from the future (written before a reboot), exit 1
+  with one line saying which.
 - **Signals.** The first SIGTERM or SIGINT asks for a graceful stop (the batch in hand is
   written and acked); a second one exits at once, status 128 + the signal's number, with a
   log line: its entries stay pending, to be read again or claimed. Plain ``signal.signal``
@@ -27,10 +29,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-log = logging.getLogger("clicktrack.flusher")
+from app.settings import ConfigError, Settings, load_settings
 
 MAX_INTERVAL_S = 1.0
 
@@ -48,9 +51,10 @@ def beat(path: Path) -> None:
     os.replace(temporary, path)
 
 
-async def keep_beating(path: Path, max_age_s: float) -> None:
-    """Write the heartbeat until cancelled; then remove it (a stopped flusher is not alive).
+async def keep_beating(path: Path, max_age_s: float, process: str = "flusher") -> None:
+    """Write the heartbeat until cancelled; then remove it (a stopped process is not alive).
     A failed write is logged once, and tried again."""
+    log = logging.getLogger(f"clicktrack.{process}")
     failing = False
     try:
         while True:
@@ -71,13 +75,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def check(path: Path, max_age_s: float) -> str | None:
+def check(path: Path, max_age_s: float, process: str = "flusher") -> str | None:
     """None when the heartbeat at ``path`` is at most ``max_age_s`` seconds old; else why not,
     in one line."""
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
-        return f"no heartbeat at {path}: the flusher is not running (or not started yet)"
+        return f"no heartbeat at {path}: the {process} is not running (or not started yet)"
     except (OSError, UnicodeDecodeError) as exc:
         return f"heartbeat {path} unreadable: {exc}"
     try:
@@ -92,15 +96,33 @@ def check(path: Path, max_age_s: float) -> str | None:
     return None
 
 
-def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+def probe(process: str, heartbeat: Callable[[Settings], tuple[Path, float]]) -> int:
+    """``python -m app.<process> --check``: 0 when the heartbeat is fresh, else 1 and why, on
+    one line of stderr. ``heartbeat``: the settings' (file, max age in seconds) of it."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"invalid configuration: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    reason = check(*heartbeat(settings), process)
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
+    return 0
+
+
+def stop_on_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, process: str = "flusher"
+) -> None:
     """SIGTERM and SIGINT: the first sets ``stop`` (a graceful stop), the second exits now."""
+    log = logging.getLogger(f"clicktrack.{process}")
     received: list[int] = []
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if received:
             log.critical(
-                "flusher_forced_exit",
+                f"{process}_forced_exit",
                 extra={"signal": name, "first": signal.Signals(received[0]).name},
             )
             for handler in logging.getLogger().handlers:
@@ -108,7 +130,7 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Non
             sys.stderr.flush()
             os._exit(128 + signum)
         received.append(signum)
-        log.info("flusher_stopping", extra={"signal": name})
+        log.info(f"{process}_stopping", extra={"signal": name})
         with contextlib.suppress(RuntimeError):  # the loop has ended already: nothing to stop
             loop.call_soon_threadsafe(stop.set)
 

@@ -1,0 +1,2 @@
+"""Outbound postbacks and webhooks: endpoints, macros, signatures, the outbox
+(docs/postbacks.md)."""
