@@ -128,8 +128,10 @@ class Bench(Harness):
         self.others_on_wrk_cpu(True)
         found = self.rounds([plain, ruled], pinned=True)
         self.others_on_wrk_cpu(False)
-        rows = {key: median_row(s.label, found[key]) for key, s in (("without", plain),
-                                                                   ("with", ruled))}  # fmt: skip
+        rows = {
+            name: median_row(server.label, found[server.key])
+            for name, server in (("without", plain), ("with", ruled))
+        }
         ratio = rows["with"]["rps"] / rows["without"]["rps"] if rows["without"]["rps"] else 0.0
         self.summary["rules"] = {**rows, "ratio": ratio}
         say(

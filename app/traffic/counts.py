@@ -12,11 +12,12 @@ device, browser, os, referrer host, language).
 
 Reports read the rollups the flusher maintains (``app/traffic/rollups.py``): by day and
 link ``traffic_link_days``, by af, cn, cv ``traffic_tracking_days``, by or filtered on one
-traffic dimension ``traffic_dimension_days``. Two cases count the raw clicks, over at most
-``MAX_RAW_DAYS`` days (``TrafficQuery.from_raw_clicks``): ``dp`` (free text, often one value
-per click: not in the rollups; its unique clicks are per (day, link, af, cn, cv, dp)), and a
-report combining two traffic dimensions (the rollups keep each alone), or by a browser's or
-OS's version (``VERSIONS``: the family and its major version). A traffic dimension's
+traffic dimension (with day and link) ``traffic_dimension_days``. Some reports count the
+raw clicks, over at most ``MAX_RAW_DAYS`` days (``TrafficQuery.from_raw_clicks``): by ``dp``
+(free text, often one value per click: not in the rollups; its unique clicks are per (day,
+link, af, cn, cv, dp)), a report combining two traffic dimensions, or one with af, cn or cv
+(the rollups keep each dimension alone, per link), or by a browser's or OS's version
+(``VERSIONS``: the family and its major version). A traffic dimension's
 NULL (a click stored without dimensions, or from which nothing could be told) is shown as
 ``UNKNOWN``; the filter value ``UNKNOWN`` keeps those clicks. ``app.traffic.recount`` counts
 the raw clicks by the rollups' rules: what the rollups are checked against.
@@ -122,18 +123,32 @@ class TrafficQuery:
         return Dimension.dp in self.group_by or self.dp is not None
 
     @property
+    def tracking(self) -> tuple[Dimension, ...]:
+        """af, cn, cv grouped by or filtered on, each once."""
+        return tuple(
+            d for d in TRACKING if d in self.group_by or getattr(self, d.value) is not None
+        )
+
+    @property
     def from_raw_clicks(self) -> bool:
-        """By dp, or by two traffic dimensions: the rollups cannot answer."""
+        """By dp, by a version, by two traffic dimensions, or by one with af, cn or cv: the
+        rollups cannot answer (``traffic_dimension_days`` keeps each dimension per link)."""
         used = self.traffic_dimensions
-        return self.by_dp or len(used) > 1 or any(d in VERSIONS for d in used)
+        return (
+            self.by_dp
+            or len(used) > 1
+            or any(d in VERSIONS for d in used)
+            or bool(used and self.tracking)
+        )
 
     def _raw_reason(self) -> str:
         if self.by_dp:
             return " (a report by dp counts raw clicks)"
         used = self.traffic_dimensions
-        if len(used) == 1:
+        if len(used) == 1 and not self.tracking:
             return f" (a report by {used[0].value} counts raw clicks)"
-        return f" (a report combining {' and '.join(d.value for d in used)} counts raw clicks)"
+        named = " and ".join(d.value for d in (*used, *self.tracking))
+        return f" (a report combining {named} counts raw clicks)"
 
     def check(self) -> None:
         days = (self.last_day - self.first_day).days + 1

@@ -13,12 +13,12 @@ from app.traffic.days import span_bounds, zone_name
 from app.traffic.rollups import DIMENSIONS
 
 FineKey = tuple[int, date, int, str | None, str | None, str | None]
-# (publisher, dimension, day, link, af, cn, cv, value): traffic_dimension_days' key
-DimensionKey = tuple[int, str, date, int, str | None, str | None, str | None, str | None]
+# (publisher, dimension, day, link, value): traffic_dimension_days' key
+DimensionKey = tuple[int, str, date, int, str | None]
 Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
 
 _UNPIVOT = ", ".join(f"('{name}', c.{column}::text)" for name, column in DIMENSIONS.items())
-_DIMENSION_KEY = "publisher_id, dimension, day, link_id, af, cn, cv, value"
+_DIMENSION_KEY = "publisher_id, dimension, day, link_id, value"
 
 
 def _dimension_counts(records: list[Any]) -> dict[DimensionKey, Counts]:
@@ -28,9 +28,6 @@ def _dimension_counts(records: list[Any]) -> dict[DimensionKey, Counts]:
             r["dimension"],
             r["day"],
             r["link_id"],
-            r["af"],
-            r["cn"],
-            r["cv"],
             r["value"],
         ): (r["clicks"], r["unique_clicks"], r["flagged"])
         for r in records
@@ -40,7 +37,7 @@ def _dimension_counts(records: list[Any]) -> dict[DimensionKey, Counts]:
 async def recount_dimension_days(
     conn: Conn, first: date, last: date, tz: tzinfo
 ) -> dict[DimensionKey, Counts]:
-    """Counts per traffic dimension and value, and (publisher, day, link, af, cn, cv),
+    """Counts per traffic dimension and value, and (publisher, day, link),
     recounted from the raw clicks: a unique click under the value of its session's earliest
     billable click of the key (by time, then click id). The rollups hold the same when each
     session's clicks reached the flusher in time order (else their first batch's earliest

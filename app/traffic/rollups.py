@@ -16,8 +16,9 @@ rows into them:
 4. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
    are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``; per
    dimension and value (``DIMENSIONS``, unpivoted with ``LATERAL VALUES``), the same counts
-   go to ``traffic_dimension_days``: clicks and flagged under each click's own value, a
-   unique click under its winner's. For every dimension the values add up to the key's row.
+   go to ``traffic_dimension_days`` per ``(publisher, day, link)``: clicks and flagged under
+   each click's own value, a unique click under its winner's. For every dimension the values
+   add up to the ``traffic_link_days`` row.
 
 A click's ``day`` is its day in the period time zone: the statement takes the zone's name as
 its first parameter (``(ts AT TIME ZONE $1)::date``). Rollups counted under one zone stay in
@@ -51,7 +52,7 @@ SOURCE_COLUMNS = (
     f"click_id, ts, publisher_id, link_id, af, cn, cv, session_id, flags, {_DIMENSION_COLUMNS}"
 )
 _KEY = "publisher_id, day, link_id, af, cn, cv"
-_DIMENSION_KEY = "publisher_id, dimension, day, link_id, af, cn, cv, value"
+_DIMENSION_KEY = "publisher_id, dimension, day, link_id, value"
 _ADD = (
     "clicks = t.clicks + excluded.clicks, "
     "unique_clicks = t.unique_clicks + excluded.unique_clicks, "
@@ -82,14 +83,21 @@ def _by_dimension() -> str:
     by_dimension AS (
         INSERT INTO traffic_dimension_days AS t ({_DIMENSION_KEY}, clicks, unique_clicks,
                                                  flagged)
-        SELECT publisher_id, d.dimension, day, link_id, af, cn, cv, d.value,
+        SELECT publisher_id, d.dimension, day, link_id, d.value,
                sum(c.clicks), sum(c.firsts), sum(c.flagged)
         FROM (
-            SELECT publisher_id, (ts AT TIME ZONE $1::text)::date AS day, link_id, af, cn, cv,
-                   {_DIMENSION_COLUMNS}, 1 AS clicks, 0 AS firsts, (flags <> 0)::int AS flagged
-            FROM new_clicks
-            UNION ALL
-            SELECT {_KEY}, {_DIMENSION_COLUMNS}, 0, 1, 0 FROM winners
+            -- Clicks alike in every dimension summed first: fewer rows to unpivot six-fold.
+            SELECT publisher_id, day, link_id, {_DIMENSION_COLUMNS},
+                   sum(clicks) AS clicks, sum(firsts) AS firsts, sum(flagged) AS flagged
+            FROM (
+                SELECT publisher_id, (ts AT TIME ZONE $1::text)::date AS day, link_id,
+                       {_DIMENSION_COLUMNS}, 1 AS clicks, 0 AS firsts,
+                       (flags <> 0)::int AS flagged
+                FROM new_clicks
+                UNION ALL
+                SELECT publisher_id, day, link_id, {_DIMENSION_COLUMNS}, 0, 1, 0 FROM winners
+            ) AS each_click
+            GROUP BY publisher_id, day, link_id, {_DIMENSION_COLUMNS}
         ) AS c
         CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
         GROUP BY {_DIMENSION_KEY} ORDER BY {_DIMENSION_KEY}
