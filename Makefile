@@ -14,7 +14,7 @@ ARGS ?=
 .PHONY: help run test services lint fmt clean faults bench bench-reports loadtest lock
 
 help:
-	@echo "make run        migrate, then run the app (and the flusher) at http://127.0.0.1:8000"
+	@echo "make run        migrate, then run the app (and the flusher and the postback sender) at http://127.0.0.1:8000"
 	@echo "make test       ruff check, ruff format --check, mypy, pytest (ARGS=... goes to pytest)"
 	@echo "make services   find or start Redis and Postgres and print their URLs, until Ctrl-C"
 	@echo "make lint       ruff check, ruff format --check, mypy"

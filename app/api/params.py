@@ -16,11 +16,11 @@ from pydantic import AfterValidator, AwareDatetime, StrictInt
 
 from app.core.chars import REFUSED_CLASS
 from app.core.years import YEARS_WORDS, in_years
-from app.errors import InvalidInput
 from app.links.model import CODE_PATTERN
 from app.money.periods import Period
 from app.reports.traffic import Filters
-from app.traffic.counts import DEVICES, TRAFFIC, UNKNOWN, VERSIONS, Dimension
+from app.traffic.counts import DEVICES, TRAFFIC, VERSIONS, Dimension
+from app.traffic.filters import UNKNOWN, dimension_filter
 
 # Text sent for an id, a reason or a tracking string: Postgres text cannot hold NUL, no id has
 # a use for control characters, and invisible ones (bidi overrides, zero-width spaces...) only
@@ -191,24 +191,10 @@ class OrderFilters(TrackingFilters):
         super().__init__(link, af, cn, cv, dp)
 
 
-def country_filter(text: str | None) -> str | None:
-    """``de`` as ``DE``, ``unknown`` as is; else an ``InvalidInput`` (422) in words."""
-    if text is None or text.lower() == UNKNOWN:
-        return None if text is None else UNKNOWN
-    if len(text) != 2 or not (text.isascii() and text.isalpha()):
-        raise InvalidInput(
-            f"must be a country's two-letter code, like DE, or {UNKNOWN}", field="country"
-        )
-    return text.upper()
-
-
-def device_filter(text: str | None) -> str | None:
-    """A device type in lower case, or ``unknown``; else an ``InvalidInput`` (422)."""
-    if text is None:
-        return None
-    if text.lower() not in (*DEVICES, UNKNOWN):
-        raise InvalidInput(f"must be one of {', '.join(DEVICES)} or {UNKNOWN}", field="device")
-    return text.lower()
+def _checked(name: str, text: str | None) -> str | None:
+    """A traffic dimension's filter as the report compares it (``traffic.filters``: a value
+    no click can have is an ``InvalidInput``, 422)."""
+    return None if text is None else dimension_filter(name, text)
 
 
 class TrafficFilters(TrackingFilters):
@@ -235,12 +221,12 @@ class TrafficFilters(TrackingFilters):
         os_version: VersionText = None,
     ) -> None:
         super().__init__(link, af, cn, cv, dp)
-        self.country = country_filter(country)
-        self.device = device_filter(device)
+        self.country = _checked("country", country)
+        self.device = _checked("device", device)
         self.browser = browser
         self.os = os
-        self.referrer = referrer.lower() if referrer is not None else None
-        self.language = language.lower() if language is not None else None
+        self.referrer = _checked("referrer", referrer)
+        self.language = _checked("language", language)
         self.browser_version = browser_version
         self.os_version = os_version
 

@@ -21,12 +21,14 @@ from app.core.chars import REFUSED_CLASS
 from app.core.resources import Resources
 from app.dashboard import countries
 from app.dashboard.inputs import BadQuery
+from app.errors import InvalidInput
 from app.links.model import CODE_PATTERN, echoed
 from app.reports import traffic
 from app.reports.traffic import Filters
 from app.traffic import counts
-from app.traffic.counts import DEVICES, TRAFFIC, UNKNOWN, Dimension, TrafficQuery, TrafficRow
+from app.traffic.counts import DEVICES, TRAFFIC, Dimension, TrafficQuery, TrafficRow
 from app.traffic.days import zone_name
+from app.traffic.filters import UNKNOWN, dimension_filter
 
 # The dimensions a breakdown is by, with their names on the page; the traffic dimensions
 # first (the page's purpose), then those of the overview. dp is a filter only: it is free
@@ -63,7 +65,7 @@ MAX_VALUE = 128  # the longest tracking string a click carries (the redirect's l
 MAX_LINES = 500  # the most values the table lists; the rest are summed in one line
 _CODE = re.compile(CODE_PATTERN)
 _REFUSED = re.compile(f"[{REFUSED_CLASS}]")
-_COUNTRY = re.compile("[A-Za-z]{2}", re.ASCII)
+_TRAFFIC_NAMES = frozenset(d.value for d in TRAFFIC)
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,11 @@ def _filter_value(name: str, text: str) -> str:
         raise BadQuery("holds a control or invisible character", field=name)
     if name == "link" and not _CODE.fullmatch(text):
         raise BadQuery("a link code is 1 to 32 letters and digits", field=name)
-    if text == UNKNOWN:
-        return text
-    if name == "country":
-        if not _COUNTRY.fullmatch(text):
-            raise BadQuery(
-                f"expected a two-letter country code, such as DE, or {UNKNOWN}", field=name
-            )
-        return text.upper()  # stored as the upper-case ISO code: "de" means "DE"
-    if name == "device" and text not in DEVICES:
-        raise BadQuery(f"expected one of {', '.join(DEVICES)} or {UNKNOWN}", field=name)
+    if name in _TRAFFIC_NAMES:
+        try:  # the API's own reading of it: the same values accepted, in the same words
+            return dimension_filter(name, text)
+        except InvalidInput as exc:
+            raise BadQuery(exc.message, field=name) from None
     return text
 
 

@@ -30,14 +30,11 @@ import iptocc
 import maxminddb
 from maxminddb.errors import InvalidDatabaseError
 
+from app.core.dimension_values import NOT_COUNTRIES
 from app.settings import ConfigError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Country values that are not a country: "XX" (Cloudflare: unknown), "T1" (Cloudflare: Tor),
-# "A1"/"A2"/"O1" (MaxMind legacy: anonymous proxy, satellite, other), "ZZ" (user-assigned,
-# commonly "unknown"). Stored as None so reports show them as unknown.
-_NOT_COUNTRIES = frozenset({"XX", "T1", "A1", "A2", "O1", "ZZ"})
 # The longest text that can be an address: an IPv6 literal in brackets with a zone id is
 # under 64 characters; anything longer is refused before it is parsed.
 _MAX_ADDRESS_LENGTH = 64
@@ -85,7 +82,7 @@ def country_code(value: object) -> str | None:
     if not isinstance(value, str) or len(value) != 2 or not value.isascii():
         return None
     code = value.upper()
-    if not code.isalpha() or code in _NOT_COUNTRIES:
+    if not code.isalpha() or code in NOT_COUNTRIES:
         return None
     return code
 

@@ -55,7 +55,8 @@ class Dimensions:
     - ``browser``/``os``: uap-core families (``"Chrome Mobile"``, ``"iOS"``), at most 64
       characters; ``browser_major``/``os_major``: major versions;
     - ``referrer_host``: the referer's host in ASCII form (``"news.example.com"``);
-    - ``language``: Accept-Language's first primary subtag, lower case (``"pt"``).
+    - ``language``: the primary subtag of Accept-Language's preferred (highest-weight)
+      language, lower case (``"pt"``).
     """
 
     country: str | None = None

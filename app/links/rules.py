@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast, get_args
 
+from app.core.dimension_values import DEVICE_TYPES, NOT_COUNTRIES
 from app.core.tracking import value_problem
 from app.links.model import LinkError, Rule, RuleKind, echoed, validate_destination
 
@@ -42,11 +43,6 @@ MAX_VALUES = 50
 MAX_OS_LENGTH = 64
 MAX_PARAM_NAME_LENGTH = 64
 KINDS: tuple[RuleKind, ...] = get_args(RuleKind)
-# app/dimensions/agent.py's DeviceType (a unit test keeps the two equal: app.links may not
-# import app.dimensions).
-DEVICE_TYPES = ("desktop", "mobile", "tablet", "bot", "other")
-# Country values that stand for "unknown", never a click's country (app/dimensions/country.py).
-NOT_COUNTRIES = frozenset({"XX", "T1", "A1", "A2", "O1", "ZZ"})
 
 _KEYS = frozenset({"when", "in", "destination"})
 _PARAM_KEYS = _KEYS | {"name"}
@@ -59,12 +55,32 @@ def validate_rules(raw: object, allowed_hosts: tuple[str, ...]) -> tuple[Rule, .
     ``LinkError`` whose ``field`` is the JSON path at fault (``rules[2].in[0]``) and whose
     message says what is wrong in plain words: not a list, more than ``MAX_RULES``, an
     unknown or missing key, an unknown ``when``, an empty, repeated or bad value, more than
-    ``MAX_VALUES`` values, a destination the link itself could not have."""
+    ``MAX_VALUES`` values, a destination the link itself could not have, a rule that earlier
+    rules leave no value to match."""
     if not isinstance(raw, list):
         raise LinkError("must be a list of rules", field="rules")
     if len(raw) > MAX_RULES:
         raise LinkError(f"at most {MAX_RULES} rules per link, got {len(raw)}", field="rules")
-    return tuple(_rule(item, f"rules[{i}]", allowed_hosts) for i, item in enumerate(raw))
+    rules = tuple(_rule(item, f"rules[{i}]", allowed_hosts) for i, item in enumerate(raw))
+    _refuse_shadowed(rules)
+    return rules
+
+
+def _refuse_shadowed(rules: tuple[Rule, ...]) -> None:
+    """A rule all of whose values earlier rules of its kind (and parameter) already match
+    could never be chosen (the first match wins): a mistake, refused in words."""
+    seen: dict[tuple[str, str | None], dict[str, int]] = {}
+    for n, rule in enumerate(rules):
+        # OS families match case-insensitively (app/edge/rules.py); other values as stored.
+        values = [v.casefold() if rule.when == "os" else v for v in rule.values]
+        earlier = seen.setdefault((rule.when, rule.name), {})
+        if values and all(v in earlier for v in values):
+            before = ", ".join(f"rules[{i}]" for i in sorted({earlier[v] for v in values}))
+            words = (f"can never match: {before} match every value of it first (the first "
+                     "matching rule wins); remove it or move it up")  # fmt: skip
+            raise LinkError(words, field=f"rules[{n}]")
+        for value in values:
+            earlier.setdefault(value, n)
 
 
 def _rule(raw: object, at: str, allowed_hosts: tuple[str, ...]) -> Rule:

@@ -22,7 +22,7 @@ _DIMENSIONS = {d.value: d for d in Dimension}
 @dataclass(frozen=True)
 class Filters:
     """Exact values a report keeps: a link's code, the tracking strings and the traffic
-    dimensions (``counts.UNKNOWN`` keeps a traffic dimension's NULL; country in upper case,
+    dimensions (``filters.UNKNOWN`` keeps a traffic dimension's NULL; country in upper case,
     device one of ``counts.DEVICES``: the API checks them)."""
 
     link: str | None = None

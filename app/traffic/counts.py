@@ -34,8 +34,10 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from app.core.db import Conn, Pool
+from app.core.dimension_values import DEVICE_TYPES
 from app.errors import InvalidInput
 from app.traffic.days import span_bounds, zone_name
+from app.traffic.filters import UNKNOWN  # a traffic dimension's NULL, shown and asked for
 from app.traffic.rollups import DIMENSIONS
 
 MAX_DAYS = 366  # the longest range a report covers
@@ -43,9 +45,8 @@ MAX_DAYS = 366  # the longest range a report covers
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 MAX_RAW_DAYS = 31  # the longest range a report from raw clicks (by dp, ...) covers
 PREFETCH = 2000
-UNKNOWN = "unknown"  # a traffic dimension's NULL, as shown and as a filter value
 # The device types the flusher stores (app.dimensions.agent.DeviceType).
-DEVICES = ("desktop", "mobile", "tablet", "bot", "other")
+DEVICES = DEVICE_TYPES  # what the filter "device" may ask for
 
 
 class Dimension(StrEnum):

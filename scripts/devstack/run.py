@@ -1,4 +1,5 @@
-"""``devstack run``: migrate, then run the app (and the flusher) until Ctrl-C."""
+"""``devstack run``: migrate, then run the app (and the flusher and the postback sender) until
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def _announcer(stack: DevStack, env: Mapping[str, str]) -> Callable[[], bool]:
 
 
 def cmd_run(extra: list[str]) -> int:
-    """Migrate, then serve the app and the flusher until one dies or a signal comes."""
+    """Migrate, then serve the app, the flusher and the sender until one dies or a signal
+    comes."""
     config = read_config()
     port = int(config.get("CLICKTRACK_PORT", "8000"))
     if port_open(port):
@@ -72,4 +74,6 @@ def cmd_run(extra: list[str]) -> int:
             children = [("web", [PYTHON, "-m", "app.serve"])]
             if (PROJECT_ROOT / "app" / "flusher" / "__main__.py").is_file():
                 children.append(("flusher", [PYTHON, "-m", "app.flusher"]))
+            if (PROJECT_ROOT / "app" / "sender" / "__main__.py").is_file():
+                children.append(("sender", [PYTHON, "-m", "app.sender"]))
             return supervise(children, env, stack, _announcer(stack, env))

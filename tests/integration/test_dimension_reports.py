@@ -425,6 +425,13 @@ async def test_the_csv_has_the_dimension_columns(world: World) -> None:
         ({"country": "DEU"}, "country: must be a country's two-letter code, like DE, or unknown"),
         ({"country": "1x"}, "country: must be a country's two-letter code"),
         ({"device": "phone"}, "device: must be one of desktop, mobile, tablet, bot, other"),
+        # Values no click can have: refused, not answered with an empty report.
+        ({"country": "XX"}, "country: XX stands for an unknown country, never a click's"),
+        ({"country": "zz"}, "country: ZZ stands for an unknown country"),
+        ({"language": "pt-BR"}, "language: must be a primary language subtag of 2 or 3 letters"),
+        ({"language": "english"}, "language: must be a primary language subtag"),
+        ({"referrer": "http://x.example.com/"}, "referrer: must be a host name"),
+        ({"referrer": "x.example.com:443"}, "referrer: must be a host name"),
         ({"browser": "Chrome\x07"}, "browser: must not contain control or invisible characters"),
         ({"language": ""}, "language: must not be empty"),
         ({"referrer": "x" * 254}, "referrer: must be at most 253 characters"),

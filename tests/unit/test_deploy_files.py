@@ -62,7 +62,14 @@ DASHBOARD_METRICS = (
     "clicktrack_flusher_write_seconds",
     "clicktrack_flusher_retries_total",
     "clicktrack_flusher_claimed_total",
+    "clicktrack_postback_deliveries_pending",
+    "clicktrack_postback_oldest_pending_seconds",
+    "clicktrack_postback_attempts_total",
 )
+
+# The processes that run beside the web app, each with its own metrics port and a liveness
+# probe reading the heartbeat its event loop writes (app/core/liveness.py).
+BACKGROUND = ("flusher", "sender")
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
@@ -275,7 +282,7 @@ def settings_from(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -
     return Settings()
 
 
-@pytest.mark.parametrize("service", ["migrate", "app", "flusher"])
+@pytest.mark.parametrize("service", ["migrate", "app", "flusher", "sender"])
 def test_compose_values_make_valid_settings(clean_env: pytest.MonkeyPatch, service: str) -> None:
     settings = settings_from(clean_env, compose_env(compose_services()[service]))
     assert settings.redis_url.startswith("redis://redis:")
@@ -489,14 +496,15 @@ def test_pyproject_holds_redis_to_the_major_the_code_is_written_for() -> None:
 def test_compose_runs_the_whole_stack() -> None:
     services = compose_services()
     assert set(services) >= {
-        "redis", "postgres", "migrate", "app", "flusher", "prometheus", "grafana",
+        "redis", "postgres", "migrate", "app", "flusher", "sender", "prometheus", "grafana",
     }  # fmt: skip
-    for name in ("app", "flusher"):
+    for name in ("app", *BACKGROUND):
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
     assert services["migrate"]["command"] == ["python", "-m", "app.cli", "migrate"]
-    assert "container_name" not in services["flusher"], "the flusher must scale"
+    for name in BACKGROUND:
+        assert "container_name" not in services[name], f"the {name} must scale"
     assert "CLICKTRACK_WORKERS" in compose_env(services["app"])
 
 
@@ -532,14 +540,17 @@ async def test_prometheus_scrapes_the_ports_the_processes_serve() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text("utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     services = compose_services()
-    flusher_port = compose_env(services["flusher"])["CLICKTRACK_FLUSHER_METRICS_PORT"]
     expected = {
         "clicktrack-web": (
             "app",
             int(compose_env(services["app"])["CLICKTRACK_METRICS_PORT"] or 0),
         ),
-        "clicktrack-flusher": ("flusher", int(flusher_port or 0)),
     }
+    for name in BACKGROUND:
+        env = compose_env(services[name])
+        assert env[f"CLICKTRACK_{name.upper()}_METRICS_HOST"] == "0.0.0.0"
+        metrics_port = env[f"CLICKTRACK_{name.upper()}_METRICS_PORT"]
+        expected[f"clicktrack-{name}"] = (name, int(metrics_port or 0))
     for job_name, (service, port) in expected.items():
         (sd,) = jobs[job_name]["dns_sd_configs"]
         assert sd["names"] == [service] and sd["port"] == port
@@ -608,17 +619,16 @@ async def test_k8s_probes_and_scrapes_point_at_routes() -> None:
 
 
 def test_k8s_scrape_ports_are_the_ports_served() -> None:
-    web = k8s_object("StatefulSet", "clicktrack-web")
-    flusher = k8s_object("Deployment", "clicktrack-flusher")
-    served = {
-        "clicktrack-web": k8s_config_env()["CLICKTRACK_METRICS_PORT"],
-        "clicktrack-flusher": k8s_config_env()["CLICKTRACK_FLUSHER_METRICS_PORT"],
-    }
+    workloads = [k8s_object("StatefulSet", "clicktrack-web")]
+    served = {"clicktrack-web": k8s_config_env()["CLICKTRACK_METRICS_PORT"]}
     # Reachable by a scraper in the pod network; the public port answers /metrics to
     # loopback only.
     assert k8s_config_env()["CLICKTRACK_METRICS_HOST"] == "0.0.0.0"
-    assert k8s_config_env()["CLICKTRACK_FLUSHER_METRICS_HOST"] == "0.0.0.0"
-    for workload in (web, flusher):
+    for name in BACKGROUND:
+        workloads.append(k8s_object("Deployment", f"clicktrack-{name}"))
+        served[f"clicktrack-{name}"] = k8s_config_env()[f"CLICKTRACK_{name.upper()}_METRICS_PORT"]
+        assert k8s_config_env()[f"CLICKTRACK_{name.upper()}_METRICS_HOST"] == "0.0.0.0"
+    for workload in workloads:
         port = workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
         assert port == served[workload["metadata"]["name"]]
         ports = [p["containerPort"] for c in pod_spec(workload)["containers"] for p in c["ports"]]
@@ -670,31 +680,33 @@ def test_k8s_spool_outlives_the_pod() -> None:
     assert "replicas" not in web["spec"], "the HPA owns the replica count"
 
 
-def flusher_probes() -> list[tuple[str, list[str], dict[str, str | None]]]:
-    """(where, argv, environment) of each flusher liveness check the deployment runs."""
-    compose_flusher = compose_services()["flusher"]
-    test = compose_flusher["healthcheck"]["test"]
+def liveness_probes(name: str) -> list[tuple[str, list[str], dict[str, str | None]]]:
+    """(where, argv, environment) of each liveness check the deployment runs for the
+    background process ``name`` (the flusher, the sender)."""
+    service = compose_services()[name]
+    test = service["healthcheck"]["test"]
     assert test[0] == "CMD", "exec form: no shell in the way of the exit status"
-    (container,) = pod_spec(k8s_object("Deployment", "clicktrack-flusher"))["containers"]
+    (container,) = pod_spec(k8s_object("Deployment", f"clicktrack-{name}"))["containers"]
     k8s_env: dict[str, str | None] = {**k8s_config_env(), "CLICKTRACK_COOKIE_SECRET": "s" * 48}
     return [
-        ("compose flusher", test[1:], compose_env(compose_flusher)),
-        ("k8s flusher", container["livenessProbe"]["exec"]["command"], k8s_env),
+        (f"compose {name}", test[1:], compose_env(service)),
+        (f"k8s {name}", container["livenessProbe"]["exec"]["command"], k8s_env),
     ]
 
 
-@pytest.mark.parametrize("where", ["compose flusher", "k8s flusher"])
-def test_flusher_liveness_is_the_heartbeat_check(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path, where: str
+@pytest.mark.parametrize("name", BACKGROUND)
+@pytest.mark.parametrize("platform", ["compose", "k8s"])
+def test_background_liveness_is_the_heartbeat_check(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, platform: str, name: str
 ) -> None:
-    """The probe runs ``python -m app.flusher --check``, which passes on a fresh heartbeat
+    """The probe runs ``python -m app.<name> --check``, which passes on a fresh heartbeat
     and fails without one, with the deployment's own settings."""
-    ((_, argv, env),) = [p for p in flusher_probes() if p[0] == where]
-    assert argv == ["python", "-m", "app.flusher", "--check"]
+    ((_, argv, env),) = [p for p in liveness_probes(name) if p[0] == f"{platform} {name}"]
+    assert argv == ["python", "-m", f"app.{name}", "--check"]
     heartbeat = tmp_path / "heartbeat"
     probe_env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKTRACK_")}
     probe_env |= {k: v for k, v in {**dockerfile_env(), **env}.items() if v is not None}
-    probe_env["CLICKTRACK_FLUSHER_HEARTBEAT_FILE"] = str(heartbeat)
+    probe_env[f"CLICKTRACK_{name.upper()}_HEARTBEAT_FILE"] = str(heartbeat)
 
     def probe() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -709,20 +721,37 @@ def test_flusher_liveness_is_the_heartbeat_check(
     assert fresh.returncode == 0, fresh.stderr
 
 
-def test_k8s_flusher_probe_has_time_and_a_writable_heartbeat() -> None:
-    flusher = k8s_object("Deployment", "clicktrack-flusher")
-    (container,) = pod_spec(flusher)["containers"]
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_k8s_background_probe_has_time_and_a_writable_heartbeat(name: str) -> None:
+    workload = k8s_object("Deployment", f"clicktrack-{name}")
+    (container,) = pod_spec(workload)["containers"]
     probe = container["livenessProbe"]
     assert set(probe) >= {"exec", "periodSeconds", "timeoutSeconds", "failureThreshold"}
     assert probe["timeoutSeconds"] >= 5, "a Python start-up on a busy node takes seconds"
-    default = Settings.model_fields["flusher_heartbeat_file"].default
-    heartbeat = Path(k8s_config_env().get("CLICKTRACK_FLUSHER_HEARTBEAT_FILE", default))
+    default = Settings.model_fields[f"{name}_heartbeat_file"].default
+    heartbeat = Path(k8s_config_env().get(f"CLICKTRACK_{name.upper()}_HEARTBEAT_FILE", default))
     assert container["securityContext"]["readOnlyRootFilesystem"]
     mounts = [Path(m["mountPath"]) for m in container["volumeMounts"]]
     assert any(heartbeat.is_relative_to(mount) for mount in mounts), "a read-only file system"
-    # Kubernetes restarts a stuck flusher, not one waiting out an outage: it only reads the
-    # heartbeat, which a flusher waiting for Redis or Postgres keeps writing.
+    # Kubernetes restarts a stuck process, not one waiting out an outage: it only reads the
+    # heartbeat, which a flusher or sender waiting for Redis or Postgres keeps writing.
     assert "tcpSocket" not in probe and "httpGet" not in probe
+
+
+def test_k8s_background_workloads_match_the_flushers_hardening() -> None:
+    """The sender runs as the flusher does: same pod and container security context, a
+    PodDisruptionBudget, requests and limits."""
+    flusher = k8s_object("Deployment", "clicktrack-flusher")
+    (flusher_container,) = pod_spec(flusher)["containers"]
+    for name in BACKGROUND:
+        workload = k8s_object("Deployment", f"clicktrack-{name}")
+        (container,) = pod_spec(workload)["containers"]
+        assert pod_spec(workload)["securityContext"] == pod_spec(flusher)["securityContext"]
+        assert container["securityContext"] == flusher_container["securityContext"]
+        assert container["command"] == ["python", "-m", f"app.{name}"]
+        pdb = k8s_object("PodDisruptionBudget", f"clicktrack-{name}")
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize built in)")

@@ -7,14 +7,12 @@ from typing import Any, get_args
 
 import pytest
 
-from app.dimensions import country as country_module
+from app.core.dimension_values import DEVICE_TYPES
 from app.dimensions.agent import DeviceType
 from app.links.model import LinkError, Rule
 from app.links.rules import (
-    DEVICE_TYPES,
     MAX_RULES,
     MAX_VALUES,
-    NOT_COUNTRIES,
     as_json,
     from_stored,
     validate_rules,
@@ -145,10 +143,9 @@ def test_stored_rules_of_another_shape_raise(stored: object) -> None:
         from_stored(stored)
 
 
-def test_the_device_types_and_unknown_countries_are_the_dimensions_own() -> None:
-    """app.links may not import app.dimensions: the copies are checked here."""
+def test_the_device_types_are_those_the_user_agent_parser_gives() -> None:
+    """app/core/dimension_values.py's list and app/dimensions/agent.py's type are one set."""
     assert DEVICE_TYPES == get_args(DeviceType)
-    assert NOT_COUNTRIES == country_module._NOT_COUNTRIES
 
 
 def test_a_stored_rule_of_a_kind_not_known_yet_is_kept_in_its_place() -> None:
@@ -158,3 +155,63 @@ def test_a_stored_rule_of_a_kind_not_known_yet_is_kept_in_its_place() -> None:
     rules = from_stored(stored)
     assert [r.when for r in rules] == ["referrer", "country"]
     assert as_json(rules) == stored
+
+
+SHOP = "https://shop.example.com/"
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "words"),
+    [
+        (  # the same rule twice (found by a user's check of the API)
+            [{"when": "device", "in": ["mobile"], "destination": SHOP + "a"}] * 2,
+            "rules[1]",
+            "can never match: rules[0] match every value of it first",
+        ),
+        (  # every value taken by two earlier rules
+            [
+                {"when": "country", "in": ["DE"], "destination": SHOP + "a"},
+                {"when": "country", "in": ["AT", "CH"], "destination": SHOP + "b"},
+                {"when": "country", "in": ["ch", "de"], "destination": SHOP + "c"},
+            ],
+            "rules[2]",
+            "rules[0], rules[1] match every value",
+        ),
+        (  # OS families match in any case
+            [
+                {"when": "os", "in": ["iOS"], "destination": SHOP + "a"},
+                {"when": "os", "in": ["IOS"], "destination": SHOP + "b"},
+            ],
+            "rules[1]",
+            "can never match",
+        ),
+        (  # the same parameter's values
+            [
+                {"when": "param", "name": "s", "in": ["x", "y"], "destination": SHOP + "a"},
+                {"when": "param", "name": "s", "in": ["y"], "destination": SHOP + "b"},
+            ],
+            "rules[1]",
+            "can never match",
+        ),
+    ],
+)
+def test_a_rule_earlier_rules_leave_nothing_to_match_is_refused(
+    rules: list[dict[str, object]], field: str, words: str
+) -> None:
+    with pytest.raises(LinkError) as caught:
+        validate_rules(rules, HOSTS)
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_rules_that_overlap_only_in_part_are_kept() -> None:
+    """A rule with one value no earlier rule takes can still match; other kinds and other
+    parameters never shadow it."""
+    rules = [
+        {"when": "country", "in": ["DE"], "destination": SHOP + "a"},
+        {"when": "country", "in": ["DE", "AT"], "destination": SHOP + "b"},
+        {"when": "language", "in": ["de"], "destination": SHOP + "c"},
+        {"when": "param", "name": "s", "in": ["x"], "destination": SHOP + "d"},
+        {"when": "param", "name": "t", "in": ["x"], "destination": SHOP + "e"},
+    ]
+    assert len(validate_rules(rules, HOSTS)) == 5
