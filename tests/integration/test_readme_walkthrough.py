@@ -407,7 +407,7 @@ def test_readme_quick_start_as_written(throwaway_servers: tuple[str, str], tmp_p
         code = make_run.stop()
     assert code in (0, 128 + signal.SIGINT), make_run.log()
     assert not services_env.exists(), "make run left .data/services.env behind"
-    assert len(make_run.children) == 2, make_run.log()  # the web app and the flusher
+    assert len(make_run.children) == 3, make_run.log()  # the web app, the flusher, the sender
     assert not [child for child in make_run.children if child.alive()], make_run.log()
     with pytest.raises(httpx.TransportError):  # the web app stopped with it
         httpx.get(f"{base_url}/healthz", timeout=1)
