@@ -14,7 +14,7 @@ import functools
 from importlib import resources as package_files
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.accounts.apikeys import Role, authenticate
@@ -169,44 +169,21 @@ async def export_orders(
 async def export_traffic(
     request: Request,
     resources: ResourcesDep,
+    filters: Annotated[routes_traffic.FilterTexts, Depends()],
     first: FromText = None,
     last: ToText = None,
     group_by: str = "day",
     bom: FlagText = None,
-    link: Text = None,
-    af: Text = None,
-    cn: Text = None,
-    cv: Text = None,
-    dp: Text = None,
-    country: Text = None,
-    device: Text = None,
-    browser: Text = None,
-    os: Text = None,
-    referrer: Text = None,
-    language: Text = None,
 ) -> Response:
     """The traffic report as CSV, grouped and filtered as the API's ``traffic.csv`` is (the
     Traffic page's download); filters read as that page reads them."""
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    given = {
-        "link": link,
-        "af": af,
-        "cn": cn,
-        "cv": cv,
-        "dp": dp,
-        "country": country,
-        "device": device,
-        "browser": browser,
-        "os": os,
-        "referrer": referrer,
-        "language": language,
-    }
     with inputs.query_checked():
-        filters = breakdown.asked(None, given).report_filters
+        chosen = breakdown.asked(None, filters.given).report_filters
         export = downloads.traffic_by(
-            session.publisher_id, resources, first, last, group_by, bom, filters
+            session.publisher_id, resources, first, last, group_by, bom, chosen
         )
     return web.download(export)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import NowDep, ResourcesDep
@@ -24,46 +24,57 @@ FromText = Annotated[str | None, Query(alias="from")]
 ToText = Annotated[str | None, Query(alias="to")]
 
 
+class FilterTexts:
+    """The Traffic page's filters as the query gave them (``breakdown.FILTERS``; its CSV
+    download takes the same): ``given`` by name, None for one not given. Read, and refused
+    in words, by ``breakdown.asked``."""
+
+    def __init__(
+        self,
+        link: Text = None,
+        af: Text = None,
+        cn: Text = None,
+        cv: Text = None,
+        dp: Text = None,
+        country: Text = None,
+        device: Text = None,
+        browser: Text = None,
+        os: Text = None,
+        referrer: Text = None,
+        language: Text = None,
+    ) -> None:
+        self.given = {
+            "link": link,
+            "af": af,
+            "cn": cn,
+            "cv": cv,
+            "dp": dp,
+            "country": country,
+            "device": device,
+            "browser": browser,
+            "os": os,
+            "referrer": referrer,
+            "language": language,
+        }
+
+
 @router.get("/traffic")
 async def traffic_breakdown(
     request: Request,
     resources: ResourcesDep,
+    filters: Annotated[FilterTexts, Depends()],
     now: NowDep,
     first: FromText = None,
     last: ToText = None,
     by: Text = None,
-    link: Text = None,
-    af: Text = None,
-    cn: Text = None,
-    cv: Text = None,
-    dp: Text = None,
-    country: Text = None,
-    device: Text = None,
-    browser: Text = None,
-    os: Text = None,
-    referrer: Text = None,
-    language: Text = None,
 ) -> Response:
     session = await web.current_session(request, resources)
     if session is None:
         return web.to_login()
-    given = {
-        "link": link,
-        "af": af,
-        "cn": cn,
-        "cv": cv,
-        "dp": dp,
-        "country": country,
-        "device": device,
-        "browser": browser,
-        "os": os,
-        "referrer": referrer,
-        "language": language,
-    }
     today = day_of(now, resources.settings.period_tz)
     with inputs.query_checked():
         shown = inputs.shown_days(first, last, today)
-        wanted = breakdown.asked(by, given)
+        wanted = breakdown.asked(by, filters.given)
         found = await breakdown.breakdown(
             resources, session.publisher_id, session.csrf, *shown, wanted
         )

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -90,6 +91,15 @@ def _refuse_repeats(request: Request, known: set[str]) -> None:
             seen.add(name)
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, those of its dependencies included (the Traffic
+    page's filters are one)."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
+
+
 class PageRoute(APIRoute):
     """A dashboard route: a ``ClickTrackError`` it raises, the HTML error page
     (``problem``); when Postgres is out of reach, the HTML 503 page. A download that fails
@@ -99,7 +109,7 @@ class PageRoute(APIRoute):
         answer = super().get_route_handler()
         # The page's own query parameters: one given twice is refused (400), never taken as
         # its last value; any other parameter is ignored (a browser or a link may add it).
-        known = {param.alias for param in self.dependant.query_params}
+        known = _query_names(self.dependant)
 
         async def answer_or_unavailable(request: Request) -> Response:
             try:
