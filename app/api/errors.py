@@ -109,14 +109,18 @@ def _field(err: Mapping[str, Any]) -> str:
     return ".".join(str(p) for p in err.get("loc", ()))
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def validation_answer(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    """The message and the per-field details a 422 answers for ``exc``."""
     details = [{"field": _field(err), "problem": problem(err)} for err in exc.errors()]
     first = details[0] if details else {"field": "", "problem": "invalid request"}
     if first["field"] in ("", "body"):
-        message = first["problem"]  # about the whole body: it reads alone
-    else:
-        message = f"{first['field']}: {first['problem']}"
+        return first["problem"], details  # about the whole body: it reads alone
+    return f"{first['field']}: {first['problem']}", details
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message, details = validation_answer(exc)
     return error_response(422, "invalid", message, details)
 
 

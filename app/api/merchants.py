@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from app.accounts import merchants
 from app.accounts.apikeys import Principal
 from app.accounts.merchants import MAX_HOSTS, MAX_SECRET_OVERLAP_S, Merchant
+from app.api import received
 from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, ResourcesDep, actor_of
 from app.api.params import Id
@@ -205,3 +206,7 @@ async def set_merchant_hosts(
         if after.hosts != before.hosts:
             await _record(conn, admin, "set_hosts", before, after)
     return merchant_out(after)
+
+
+# The log of each merchant's received postbacks, and its replays.
+router.include_router(received.router)

@@ -7,6 +7,7 @@ checked, and only then parsed: the signature covers the exact bytes sent.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -24,13 +25,17 @@ from app.accounts.merchants import (
 )
 from app.api import bodies
 from app.api.deps import ResourcesDep
+from app.api.errors import validation_answer
 from app.api.params import PRINTABLE, Instant
-from app.errors import Forbidden, InvalidInput, TooLarge, Unauthorized
+from app.core.db import Conn
+from app.core.metrics import POSTBACKS_RECEIVED
+from app.errors import ClickTrackError, Forbidden, InvalidInput, TooLarge, Unauthorized
 from app.links.model import echoed
 from app.money.plan import CATEGORY_PATTERN, MAX_CATEGORY_LENGTH
 from app.orders.attribution import AttributionRules
+from app.orders.received import Received, log_received, order_ref_of
 from app.orders.status import Attribution, OrderStatus
-from app.orders.store import OrderReport, RecordOutcome, record_postback
+from app.orders.store import OrderReport, Recorded, RecordOutcome, apply_postback
 from app.settings import Settings
 
 router = APIRouter(tags=["postback"])
@@ -149,6 +154,112 @@ def attribution_rules(settings: Settings) -> AttributionRules:
     )
 
 
+def _refused(exc: Exception) -> tuple[int, str]:
+    """The status and message a refusal answers (as ``app/api/errors.py`` renders them)."""
+    if isinstance(exc, RequestValidationError):
+        return 422, validation_answer(exc)[0]
+    assert isinstance(exc, ClickTrackError)
+    return exc.status, exc.describe()
+
+
+async def log_refusal(
+    conn: Conn, merchant_id: int, exc: Exception, body: bytes | None, replay_of: int | None = None
+) -> int:
+    """Log a refused postback (``body``: None when its signature did not verify); return the
+    log row's id."""
+    status, message = _refused(exc)
+    POSTBACKS_RECEIVED.labels("refused").inc()
+    entry = Received(
+        0,
+        merchant_id,
+        datetime.now(UTC),
+        replay_of,
+        status,
+        "refused",
+        message,
+        body,
+        order_ref_of(body),
+        None,
+        None,
+        None,
+        None,
+    )
+    return await log_received(conn, entry)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A postback run: its log row, and what it did (``recorded``) or why it was refused
+    (``refusal``, a ``ClickTrackError`` or ``RequestValidationError``): one of the two."""
+
+    row_id: int
+    recorded: Recorded | None
+    refusal: Exception | None
+
+    @property
+    def outcome(self) -> str:
+        return "refused" if self.recorded is None else self.recorded.outcome.value
+
+
+async def run_postback(
+    conn: Conn,
+    merchant_id: int,
+    disabled: bool,
+    body: bytes,
+    received_at: datetime,
+    settings: Settings,
+    replay_of: int | None = None,
+) -> Ran:
+    """Apply a verified postback's ``body`` (of merchant ``merchant_id``, ``disabled`` or
+    not) as if received at ``received_at`` (UTC), and log it: in the change's own transaction
+    when it is applied; after the rollback when it is refused (a disabled merchant, a bad
+    body, a conflicting order)."""
+    try:
+        # Said only to a caller that proved it holds the secret: to anyone else a disabled
+        # merchant is a wrong signature.
+        if disabled:
+            raise Forbidden(
+                f"merchant {merchant_id} is disabled: its postbacks are refused until an "
+                "operator enables it again (orders already reported are kept)"
+            )
+        async with conn.transaction():
+            recorded = await _apply(conn, merchant_id, body, received_at, settings)
+            row_id = await log_received(conn, _applied(merchant_id, body, recorded, replay_of))
+    except (ClickTrackError, RequestValidationError) as exc:
+        return Ran(await log_refusal(conn, merchant_id, exc, body, replay_of), None, exc)
+    POSTBACKS_RECEIVED.labels(recorded.outcome.value).inc()
+    return Ran(row_id, recorded, None)
+
+
+async def _apply(
+    conn: Conn, merchant_id: int, body: bytes, received_at: datetime, settings: Settings
+) -> Recorded:
+    sent = _parse(body)
+    _check_amount(sent, settings.max_order_amount)
+    report = _report(sent, received_at, timedelta(seconds=settings.postback_max_skew_s))
+    # Facts that differ from the order's first report raise OrderConflict: 409.
+    return await apply_postback(conn, merchant_id, report, attribution_rules(settings))
+
+
+def _applied(merchant_id: int, body: bytes, recorded: Recorded, replay_of: int | None) -> Received:
+    order, before = recorded.order, recorded.status_before
+    return Received(
+        id=0,
+        merchant_id=merchant_id,
+        received_at=datetime.now(UTC),
+        replay_of=replay_of,
+        http_status=200,
+        outcome=recorded.outcome.value,
+        error=None,
+        body=body,
+        order_ref=order.order_ref,
+        order_id=order.id,
+        status_before=None if before is None else before.value,
+        status_after=order.status.value,
+        attribution=order.attribution.value,
+    )
+
+
 @router.post(
     "/postback",
     responses={
@@ -158,42 +269,48 @@ def attribution_rules(settings: Settings) -> AttributionRules:
 )
 async def postback(request: Request, resources: ResourcesDep) -> PostbackOut:
     """Report an order, or a change of its status. Idempotent: the same postback again
-    changes nothing; a status older than the order's is ignored."""
+    changes nothing; a status older than the order's is ignored. Every postback naming a
+    merchant that exists is logged (``GET /api/v1/merchants/{id}/postbacks``)."""
     settings = resources.settings
+    received_at = datetime.now(UTC)
     merchant = request.headers.get(MERCHANT_HEADER, "")
     if not merchant.isascii() or not merchant.isdigit() or len(merchant) > 18:
         raise Unauthorized("missing or malformed X-Clicktrack-Merchant header")
-    body = await _read_body(request)
+    body: bytes | None = None
+    too_large: TooLarge | None = None
+    try:
+        body = await _read_body(request)
+    except TooLarge as exc:
+        too_large = exc
     async with resources.pool.acquire() as conn:
         found = await postback_secrets(conn, int(merchant))
         if found is None:
             raise Unauthorized(f"unknown merchant {echoed(merchant)} (X-Clicktrack-Merchant)")
-        # A missing, stale or wrong signature raises SignatureError: 401. During a secret
-        # rotation's overlap, the old secret is accepted too.
-        verify_any(
-            found.accepted,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            body,
-            now=time.time(),
-            max_skew_s=settings.postback_max_skew_s,
-        )
-        # Said only to a caller that proved it holds the secret: to anyone else a disabled
-        # merchant is a wrong signature.
-        if found.disabled:
-            raise Forbidden(
-                f"merchant {merchant} is disabled: its postbacks are refused until an operator "
-                "enables it again (orders already reported are kept)"
+        try:
+            if too_large is not None:
+                raise too_large
+            assert body is not None
+            # A missing, stale or wrong signature raises SignatureError: 401. During a
+            # secret rotation's overlap, the old secret is accepted too.
+            verify_any(
+                found.accepted,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+                now=time.time(),
+                max_skew_s=settings.postback_max_skew_s,
             )
-        sent = _parse(body)
-        _check_amount(sent, settings.max_order_amount)
-        report = _report(sent, datetime.now(UTC), timedelta(seconds=settings.postback_max_skew_s))
-        # Facts that differ from the order's first report raise OrderConflict: 409.
-        order, outcome = await record_postback(
-            conn, int(merchant), report, attribution_rules(settings)
-        )
+        except ClickTrackError as exc:
+            await log_refusal(conn, int(merchant), exc, None)  # a stranger's bytes are not kept
+            raise
+        ran = await run_postback(conn, int(merchant), found.disabled, body, received_at, settings)
+    if ran.refusal is not None:
+        raise ran.refusal
+    assert ran.recorded is not None
+    recorded = ran.recorded
+    order = recorded.order
     return PostbackOut(
-        outcome=outcome,
+        outcome=recorded.outcome,
         order_id=order.order_ref,
         status=order.status,
         attribution=order.attribution,

@@ -104,6 +104,13 @@ POSTBACK_OLDEST_PENDING = Gauge(
     "clicktrack_postback_oldest_pending_seconds",
     "Age of the oldest pending delivery since it was queued (0 when none).",
 )
+# Merchants' postbacks received (app/api/postback.py), replays included.
+POSTBACKS_RECEIVED = Counter(
+    "clicktrack_postbacks_received",
+    "Merchant postbacks received by outcome: created, updated, unchanged (an order's new "
+    "status, or a repeat) or refused.",
+    ["outcome"],
+)
 POSTBACK_ATTEMPTS = Counter(
     "clicktrack_postback_attempts",
     "Delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), "

@@ -130,9 +130,27 @@ def _differences(row: asyncpg.Record, report: OrderReport, click_ref: str) -> li
     return [name for name, (stored, sent) in reported.items() if stored != sent]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a postback did: the order after it, the outcome, and the order's status before
+    it (None for a new order)."""
+
+    order: Order
+    outcome: RecordOutcome
+    status_before: OrderStatus | None
+
+
 async def record_postback(
     conn: Conn, merchant_id: int, report: OrderReport, rules: AttributionRules = DEFAULT_RULES
 ) -> tuple[Order, RecordOutcome]:
+    """``apply_postback``'s order and outcome."""
+    recorded = await apply_postback(conn, merchant_id, report, rules)
+    return recorded.order, recorded.outcome
+
+
+async def apply_postback(
+    conn: Conn, merchant_id: int, report: OrderReport, rules: AttributionRules = DEFAULT_RULES
+) -> Recorded:
     """Store a merchant's postback in one transaction: a new order, or a status change of
     one reported before (idempotent on (merchant, order ref)); attribute it to its click
     when that click is stored. Raises ``OrderConflict`` when a repeat changes more than the
@@ -176,7 +194,7 @@ async def record_postback(
         assert order is not None
         # Its publisher's endpoints hear of it in this transaction (docs/postbacks.md).
         await outbox.emit_order(conn, order.id, order_events(before, _facts(order)))
-    return order, outcome
+    return Recorded(order, outcome, None if before is None else OrderStatus(before.status))
 
 
 def _facts(order: Order) -> OrderFacts:
