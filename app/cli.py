@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from app.audit.fields import closes_recorder
 from app.audit.log import cli_actor, record
+from app.caps.screening import order_screening
 from app.cli_accounts import AccountCommands
 from app.cli_apikeys import ApiKeyCommands, positive_id, whole_number
 from app.cli_apikeys import day as day_type
@@ -28,6 +29,7 @@ from app.cli_apikeys import period as period_type
 from app.cli_audit import AuditCommands
 from app.cli_dimensions import DimensionCommands
 from app.cli_merchants import MerchantCommands
+from app.cli_postbacks import PostbackCommands
 from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
 from app.core.db import create_pool, unreachable
@@ -133,6 +135,7 @@ async def cmd_close_period(settings: Settings, args: argparse.Namespace) -> None
             datetime.now(UTC),
             publisher_id=args.publisher_id,
             on_closed=closes_recorder(cli_actor()),  # entries in each publisher's transaction
+            screening=order_screening(settings),
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if not unreachable(exc):
@@ -316,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redrive(sub)
     WithdrawalCommands(_connect).register(sub, positive_id)
     AuditCommands(_connect).register(sub, positive_id)
+    PostbackCommands(_connect).register(sub)
     return parser
 
 

@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     postback_sender_concurrency: int = Field(default=64, ge=1, le=4096)
     postback_allow_private: bool = False
     postback_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    # Finished deliveries (with their attempts and events) and received merchant postbacks
+    # older than this many days are deleted, hourly by each sender and by `prune-postbacks`
+    # (app/postbacks/retention.py). 0: kept forever; at most 100 years, as the CLI's --days.
+    postback_retention_days: int = Field(default=30, ge=0, le=36_500)
     sender_metrics_port: int = Field(default=9102, ge=0, le=65535)
     sender_metrics_host: str = "127.0.0.1"
     sender_heartbeat_file: Path = Path("/tmp/clicktrack-sender.heartbeat")

@@ -160,14 +160,15 @@ async def replay_delivery(
     async with resources.pool.acquire() as conn, conn.transaction():
         found = await _visible(conn, principal, delivery_id)
         if await log.replay(conn, found.id):
+            before, after = log.replay_states(found)
             await record(
                 conn,
                 actor_of(principal),
-                "postback_delivery.replay",
-                "postback_delivery",
+                log.REPLAY_ACTION,
+                log.REPLAY_TARGET,
                 found.id,
-                before={"status": found.status},
-                after={"status": "pending"},
+                before=before,
+                after=after,
                 publisher_id=found.publisher_id,
             )
         again = await log.get_delivery(conn, found.id)
@@ -190,15 +191,10 @@ async def replay_deliveries(
             await record(
                 conn,
                 actor_of(principal),
-                "postback_delivery.replay",
-                "postback_delivery",
+                log.REPLAY_ACTION,
+                log.REPLAY_TARGET,
                 "matching",
-                after={
-                    "endpoint_id": body.endpoint_id,
-                    "status": status,
-                    "event": body.event,
-                    "replayed": replayed,
-                },
+                after=log.replay_matching_state(query, replayed),
                 publisher_id=owner,
             )
     return ReplayOut(replayed=replayed)

@@ -17,6 +17,7 @@ from app.api.params import PERIOD_PATTERN, Cursor, Id, PeriodText, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
 from app.audit.fields import closes_recorder
+from app.caps.screening import order_screening
 from app.errors import NotFound
 from app.money import closing, earnings, ledger
 from app.money.closing import PeriodClose
@@ -326,6 +327,7 @@ async def close_period(
         datetime.now(UTC),
         publisher_id=publisher_id,
         on_closed=closes_recorder(actor_of(admin)),  # each close's entries in its transaction
+        screening=order_screening(resources.settings),
     )
     return CloseOut(
         period=str(report.period),

@@ -18,6 +18,7 @@ from app.api.scope import acting_for, may_see
 from app.api.zones import TimeZoneName, in_zone
 from app.audit.fields import ORDER, snapshot
 from app.audit.log import record
+from app.caps.screening import order_screening
 from app.core.db import Conn
 from app.errors import Conflict, NotFound
 from app.links.model import echoed
@@ -242,7 +243,7 @@ async def reattribute_orders(admin: AdminDep, resources: ResourcesDep) -> Reattr
     """Attribute the orders whose clicks have arrived since they were reported (each judged
     by the attribution rules; one refused keeps its reason and is not tried again)."""
     async with resources.pool.acquire() as conn, conn.transaction():
-        attributed = await reattribute(conn)
+        attributed = await reattribute(conn, screening=order_screening(resources.settings))
         # One entry for the run (it touches any number of orders): how many it tied.
         await record(
             conn,

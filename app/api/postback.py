@@ -27,6 +27,7 @@ from app.api import bodies
 from app.api.deps import ResourcesDep
 from app.api.errors import validation_answer
 from app.api.params import PRINTABLE, Instant
+from app.caps.screening import order_screening
 from app.core.db import Conn
 from app.core.metrics import POSTBACKS_RECEIVED
 from app.errors import ClickTrackError, Forbidden, InvalidInput, TooLarge, Unauthorized
@@ -238,7 +239,9 @@ async def _apply(
     _check_amount(sent, settings.max_order_amount)
     report = _report(sent, received_at, timedelta(seconds=settings.postback_max_skew_s))
     # Facts that differ from the order's first report raise OrderConflict: 409.
-    return await apply_postback(conn, merchant_id, report, attribution_rules(settings))
+    return await apply_postback(
+        conn, merchant_id, report, attribution_rules(settings), order_screening(settings)
+    )
 
 
 def _applied(merchant_id: int, body: bytes, recorded: Recorded, replay_of: int | None) -> Received:

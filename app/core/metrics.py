@@ -117,6 +117,12 @@ POSTBACK_ATTEMPTS = Counter(
     "failed (failed, no more tries).",
     ["outcome"],
 )
+POSTBACK_ROWS_PRUNED = Counter(
+    "clicktrack_postback_rows_pruned",
+    "Rows deleted by the postback retention (CLICKTRACK_POSTBACK_RETENTION_DAYS), by table: "
+    "postback_deliveries, postback_attempts, outbox_events, received_postbacks.",
+    ["table"],
+)
 
 
 class BufferedHistogram:

@@ -24,6 +24,7 @@ NAV = (
     ("traffic", f"{PATH}/traffic", "Traffic"),
     ("links", f"{PATH}/links", "Links"),
     ("withdrawals", f"{PATH}/withdrawals", "Withdrawals"),
+    ("postbacks", f"{PATH}/postbacks", "Postbacks"),
 )
 
 

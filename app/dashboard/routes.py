@@ -2,8 +2,9 @@
 download the CSVs. Pages are rendered on the server (``pages.py``) from what ``view.py``
 reads; the session is in ``sessions.py``, its HTTP side in ``web.py``; the downloads are the
 reports' own CSV exports (``downloads.py``), for the signed-in publisher. The withdrawals',
-the links' and the Traffic breakdown's pages have their own routers (``routes_withdrawals.py``,
-``routes_links.py``, ``routes_traffic.py``), included at the end. A bad query value (a day,
+the links', the Traffic breakdown's and the Postbacks pages have their own routers
+(``routes_withdrawals.py``, ``routes_links.py``, ``routes_traffic.py``,
+``routes_postbacks.py``), included at the end. A bad query value (a day,
 a month, a range too long or reversed, a grouping, a flag, a filter) answers a 400 HTML
 page saying why, never the API's JSON, never a silent substitute; an unknown query parameter
 is ignored (pages are linked to by browsers)."""
@@ -27,6 +28,7 @@ from app.dashboard import (
     layout,
     pages,
     routes_links,
+    routes_postbacks,
     routes_traffic,
     routes_withdrawals,
     web,
@@ -209,6 +211,7 @@ async def export_income(
 router.include_router(routes_withdrawals.router)
 router.include_router(routes_links.router)
 router.include_router(routes_traffic.router)
+router.include_router(routes_postbacks.router)
 
 
 # Every method a browser or a script may send: a page that does not take one answers the
@@ -229,7 +232,12 @@ async def no_such_page(request: Request, rest: str) -> Response:
     page above matches first."""
     pages = [("", route) for route in router.routes] + [
         (PATH, route)
-        for included in (routes_withdrawals.router, routes_links.router, routes_traffic.router)
+        for included in (
+            routes_withdrawals.router,
+            routes_links.router,
+            routes_traffic.router,
+            routes_postbacks.router,
+        )
         for route in included.routes
     ]
     allowed = web.methods_taken(request.url.path, pages, no_such_page)

@@ -49,6 +49,7 @@ from app.money.periods import Period, periods_between
 from app.money.plans_store import load_book
 from app.money.sales import SalesBook
 from app.orders.attribution import reattribute
+from app.orders.screening import NO_SCREENING, Screening
 from app.orders.status import completed_in_time
 from app.postbacks import outbox
 from app.postbacks.events import EventType
@@ -320,16 +321,18 @@ async def close_period(
     *,
     publisher_id: int | None = None,
     on_closed: CloseHook | None = None,
+    screening: Screening = NO_SCREENING,
 ) -> CloseReport:
     """Close ``period`` for one publisher or for all, after attributing the orders whose
-    clicks have arrived. Each publisher is closed in a transaction of its own, and reported:
-    closed, already closed, skipped, or failed with the reason (nothing written for it);
-    ``on_closed`` runs in each such transaction that closed something. Raises
-    ``PeriodNotEnded``, ``NotFound`` (no such publisher)."""
+    clicks have arrived (screened by ``screening``: fraud rules, caps). Each publisher is
+    closed in a transaction of its own, and reported: closed, already closed, skipped, or
+    failed with the reason (nothing written for it); ``on_closed`` runs in each such
+    transaction that closed something. Raises ``PeriodNotEnded``, ``NotFound`` (no such
+    publisher)."""
     if now < period.ends_at(tz):
         raise PeriodNotEnded(f"period {period} runs until {period.last_date}; close it after")
     async with pool.acquire() as conn:
-        await reattribute(conn)
+        await reattribute(conn, screening=screening)
         if publisher_id is None:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM publishers ORDER BY id")]
         elif await conn.fetchval("SELECT 1 FROM publishers WHERE id = $1", publisher_id):

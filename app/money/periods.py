@@ -14,9 +14,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 
+from app.core.calendar import PERIOD_START_DAY
 from app.errors import InvalidInput
 
-START_DAY = 10
+START_DAY = PERIOD_START_DAY
+
 _NAME = re.compile(r"^(\d{4})-(\d{2})$")
 # Months a caller may name: wide enough for any real order, narrow enough that the next
 # month of any of them is still a valid date.

@@ -30,6 +30,8 @@ import asyncpg
 from app.clicks.record import Flag
 from app.core.db import Conn
 from app.core.hosts import host_allowed, normalise_host
+from app.orders.candidate import Candidate
+from app.orders.screening import NO_SCREENING, Decision, Screening, Verdict, screen
 from app.postbacks import outbox
 from app.postbacks.events import OrderFacts, order_events
 
@@ -132,14 +134,15 @@ def judge(
     return None
 
 
-_CLICK_COLUMNS = "c.ts, c.publisher_id, c.link_id, c.code, c.af, c.cn, c.cv, c.dp, c.flags"
+_CLICK_COLUMNS = """c.ts, c.publisher_id, c.link_id, c.code, c.af, c.cn, c.cv, c.dp, c.flags,
+    c.session_id, c.ip"""
 
 # Orders waiting for their click, with the click when it is stored, the host of its link
 # and the hosts of the merchant. The order's own click time bounds each lookup, so every
 # probe prunes to its partitions.
 _CANDIDATES = f"""
-    SELECT o.id AS order_id, o.ordered_at, o.attribution_window, o.attribution_skew,
-           o.status, o.amount,
+    SELECT o.id AS order_id, o.merchant_id, o.ordered_at, o.attribution_window,
+           o.attribution_skew, o.status, o.amount, o.category, o.new_buyer,
            {_CLICK_COLUMNS}, l.destination, m.hosts AS merchant_hosts
     FROM orders o
     JOIN merchants m ON m.id = o.merchant_id
@@ -160,11 +163,16 @@ _FIND_WAITING = _CANDIDATES.format(which="o.id > $1")
 # whoever gets there first.
 _APPLY = """
     UPDATE orders SET
-        attribution = CASE WHEN $9 = 0 THEN 'attributed' ELSE 'disqualified' END,
+        attribution = $9,
         disqualified_reason = $10,
-        disqualified_at = CASE WHEN $9 = 0 THEN NULL ELSE now() END,
+        disqualified_at = CASE WHEN $9 = 'disqualified' THEN now() END,
+        held_rule = $11,
+        held_at = CASE WHEN $9 = 'held' THEN now() END,
+        declined_cap_id = $12,
+        declined_at = CASE WHEN $9 = 'declined' THEN now() END,
         publisher_id = $2, link_id = $3, code = $4, af = $5, cn = $6, cv = $7, dp = $8,
-        click_flags = $9, attributed_at = now(), updated_at = now()
+        click_flags = $13, session_id = $14, click_ip = $15,
+        attributed_at = now(), updated_at = now()
     WHERE id = $1 AND attribution = 'unattributed' AND unattributed_reason IS NULL"""
 
 _REFUSE = """
@@ -172,9 +180,29 @@ _REFUSE = """
     WHERE id = $1 AND attribution = 'unattributed' AND unattributed_reason IS NULL"""
 
 
-async def _settle(conn: Conn, found: asyncpg.Record) -> bool:
-    """Decide an order whose click is found: attribute it (or disqualify it, on a flagged
-    click), or keep it unattributed with the reason. True when it was tied to the click."""
+def candidate_of(found: asyncpg.Record) -> Candidate:
+    """What screening judges of an order found with its click (``_CANDIDATES``' row)."""
+    return Candidate(
+        order_id=found["order_id"],
+        merchant_id=found["merchant_id"],
+        ordered_at=found["ordered_at"],
+        amount=found["amount"],
+        category=found["category"],
+        new_buyer=found["new_buyer"],
+        clicked_at=found["ts"],
+        flags=found["flags"],
+        publisher_id=found["publisher_id"],
+        link_id=found["link_id"],
+        cn=found["cn"],
+        session_id=found["session_id"],
+        click_ip=found["ip"],
+    )
+
+
+async def _settle(conn: Conn, found: asyncpg.Record, screening: Screening) -> Verdict | None:
+    """Decide an order whose click is found: screen it (``screening.py``: attributed,
+    disqualified on a flagged click, held for review, declined over a cap), or keep it
+    unattributed with the reason. The verdict when it was tied to the click, else None."""
     rules = AttributionRules(found["attribution_window"], found["attribution_skew"])
     reason = judge(
         found["ordered_at"],
@@ -185,8 +213,10 @@ async def _settle(conn: Conn, found: asyncpg.Record) -> bool:
     )
     if reason is not None:
         await conn.execute(_REFUSE, found["order_id"], reason.value)
-        return False
+        return None
     flags: int = found["flags"]
+    verdict = await screen(conn, candidate_of(found), screening)
+    disqualified = verdict.decision is Decision.disqualify
     status = await conn.execute(
         _APPLY,
         found["order_id"],
@@ -197,19 +227,26 @@ async def _settle(conn: Conn, found: asyncpg.Record) -> bool:
         found["cn"],
         found["cv"],
         found["dp"],
+        verdict.decision.value,
+        flag_reason(flags) if disqualified else None,
+        verdict.rule,
+        verdict.cap_id,
         flags,
-        None if flags == 0 else flag_reason(flags),
+        found["session_id"],
+        found["ip"],
     )
-    return status == "UPDATE 1"
+    return verdict if status == "UPDATE 1" else None
 
 
-async def attribute_order(conn: Conn, order_id: int) -> bool:
-    """Decide one waiting order if its click is known; True when it was tied to it."""
+async def attribute_order(
+    conn: Conn, order_id: int, screening: Screening = NO_SCREENING
+) -> Verdict | None:
+    """Decide one waiting order if its click is known: the verdict when it was tied to it."""
     found = await conn.fetchrow(_FIND_ONE, order_id, CLICK_WINDOW, 1)
-    return found is not None and await _settle(conn, found)
+    return None if found is None else await _settle(conn, found, screening)
 
 
-async def reattribute(conn: Conn, *, batch: int = 500) -> int:
+async def reattribute(conn: Conn, *, batch: int = 500, screening: Screening = NO_SCREENING) -> int:
     """Decide every waiting order whose click has arrived since; return how many were tied
     to their click (orders refused for a reason are kept unattributed, and not counted)."""
     done = 0
@@ -219,10 +256,10 @@ async def reattribute(conn: Conn, *, batch: int = 500) -> int:
         for candidate in found:
             # Each order and its events together (a savepoint inside a caller's transaction).
             async with conn.transaction():
-                tied = await _settle(conn, candidate)
-                if tied and candidate["flags"] == 0:
+                verdict = await _settle(conn, candidate, screening)
+                if verdict is not None and verdict.decision is Decision.attribute:
                     await _tell(conn, candidate)
-            done += tied
+            done += verdict is not None
         if len(found) < batch:
             return done
         after = found[-1]["order_id"]

@@ -30,6 +30,7 @@ from app.orders.attribution import (
 )
 from app.orders.changes import OrderConflict, OrderState, apply_report, first_state
 from app.orders.earned import order_ledger
+from app.orders.screening import NO_SCREENING, Screening
 from app.orders.status import Attribution, OrderStatus, qualifies
 from app.postbacks import outbox
 from app.postbacks.events import OrderFacts, order_events
@@ -141,20 +142,29 @@ class Recorded:
 
 
 async def record_postback(
-    conn: Conn, merchant_id: int, report: OrderReport, rules: AttributionRules = DEFAULT_RULES
+    conn: Conn,
+    merchant_id: int,
+    report: OrderReport,
+    rules: AttributionRules = DEFAULT_RULES,
+    screening: Screening = NO_SCREENING,
 ) -> tuple[Order, RecordOutcome]:
     """``apply_postback``'s order and outcome."""
-    recorded = await apply_postback(conn, merchant_id, report, rules)
+    recorded = await apply_postback(conn, merchant_id, report, rules, screening)
     return recorded.order, recorded.outcome
 
 
 async def apply_postback(
-    conn: Conn, merchant_id: int, report: OrderReport, rules: AttributionRules = DEFAULT_RULES
+    conn: Conn,
+    merchant_id: int,
+    report: OrderReport,
+    rules: AttributionRules = DEFAULT_RULES,
+    screening: Screening = NO_SCREENING,
 ) -> Recorded:
     """Store a merchant's postback in one transaction: a new order, or a status change of
     one reported before (idempotent on (merchant, order ref)); attribute it to its click
-    when that click is stored. Raises ``OrderConflict`` when a repeat changes more than the
-    status. A new order keeps ``rules`` (the attribution window in force) for good."""
+    when that click is stored, screened by ``screening`` (fraud rules, caps). Raises
+    ``OrderConflict`` when a repeat changes more than the status. A new order keeps ``rules``
+    (the attribution window in force) for good."""
     click_ref = canonical_click_ref(report.click_ref)
     ref = parse_click_ref(click_ref)
     first = first_state(report.status, report.status_at, report.amount)
@@ -189,7 +199,7 @@ async def apply_postback(
             )
         if waiting and ref is not None:
             # Its click may have arrived since the last postback (cheap: one partition).
-            await attribute_order(conn, order_id)
+            await attribute_order(conn, order_id, screening)
         order = await get_order(conn, order_id)
         assert order is not None
         # Its publisher's endpoints hear of it in this transaction (docs/postbacks.md).

@@ -1,5 +1,6 @@
 """The delivery log a publisher reads, and replays: one delivery per (event, endpoint), each
-with its attempts."""
+with its attempts. A replay's audit entry is written by its caller (the API, the dashboard)
+in the replay's transaction, with the words and states defined here, so both keep the same."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import orjson
 from app.core.db import Conn
 
 MAX_REPLAY = 10_000  # deliveries one replay-by-filter call queues again
+# A replay's audit entry: its action and target kind (``app.audit.log.record``).
+REPLAY_ACTION = "postback_delivery.replay"
+REPLAY_TARGET = "postback_delivery"
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,19 @@ async def replay_matching(conn: Conn, query: DeliveryQuery) -> int:
         MAX_REPLAY,
     )
     return int(status.split()[-1])
+
+
+def replay_states(found: Delivery) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the audit log keeps of one delivery's replay: (before, after), its status."""
+    return {"status": found.status}, {"status": "pending"}
+
+
+def replay_matching_state(query: DeliveryQuery, replayed: int) -> dict[str, Any]:
+    """What the audit log keeps of a replay by filter (its "after"): the filters of
+    ``query`` (None: any) and how many deliveries it queued again."""
+    return {
+        "endpoint_id": query.endpoint_id,
+        "status": query.status,
+        "event": query.event,
+        "replayed": replayed,
+    }

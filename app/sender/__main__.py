@@ -2,7 +2,8 @@
 
 Exit 0 after SIGTERM or SIGINT (the attempts in flight are finished and recorded first),
 128 + the signal's number when a second one comes before that ended, 2 on bad
-configuration. A Postgres outage is waited out, never a reason to exit.
+configuration. A Postgres outage is waited out, never a reason to exit. It also applies the
+postback retention (``CLICKTRACK_POSTBACK_RETENTION_DAYS``), soon after start then hourly.
 
 ``python -m app.sender --check``: the liveness probe. Exit 0 when the heartbeat the running
 sender's event loop writes (``CLICKTRACK_SENDER_HEARTBEAT_FILE``) is fresh, 1 with a one-line
@@ -59,7 +60,10 @@ async def serve(settings: Settings) -> None:
             start_http_server(settings.sender_metrics_port, addr=settings.sender_metrics_host)
         except OSError as exc:  # sending matters more than being watched
             log.error("metrics_port_unavailable", extra={"error": str(exc)})
-    log.info("sender_started", extra={"pid": os.getpid()})
+    log.info(
+        "sender_started",
+        extra={"pid": os.getpid(), "retention_days": settings.postback_retention_days},
+    )
     try:
         await Sender(settings, pool, http).run(stop)
     finally:

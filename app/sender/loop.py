@@ -9,6 +9,10 @@ times as many at once to one endpoint.
 
 Claims are leased (``app/postbacks/queue.py``): a sender that dies holding deliveries
 leaves them to another when the lease ends; each is sent again, with the same event id.
+
+Beside the loop, every sender applies the retention (``CLICKTRACK_POSTBACK_RETENTION_DAYS``,
+``app/postbacks/retention.py``): a first pass soon after start, then one an hour. Several
+senders may prune at once; their batches take turns.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from app.core.db import Pool, unreachable
-from app.core.metrics import POSTBACK_ATTEMPTS, POSTBACK_OLDEST_PENDING, POSTBACK_PENDING
-from app.postbacks import queue
+from app.core.metrics import (
+    POSTBACK_ATTEMPTS,
+    POSTBACK_OLDEST_PENDING,
+    POSTBACK_PENDING,
+    POSTBACK_ROWS_PRUNED,
+)
+from app.postbacks import queue, retention
 from app.postbacks.queue import Attempt, Claimed, Outcome
 from app.postbacks.retries import next_try
 from app.sender.http import HttpSender
@@ -36,6 +45,11 @@ POLL_S = 0.2
 STATS_EVERY_S = 5.0
 # How long to wait after Postgres failed before trying again (s).
 DB_RETRY_S = 1.0
+# The retention: the first pass this long after start (s), then one every interval; after
+# a failed pass, another after the retry delay.
+RETENTION_FIRST_S = 5.0
+RETENTION_INTERVAL_S = 3600.0
+RETENTION_RETRY_S = 60.0
 
 
 def lease_s(settings: Settings) -> float:
@@ -90,6 +104,7 @@ class Sender:
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then the deliveries in flight are finished and recorded."""
         stats = asyncio.create_task(self._keep_stats(stop))
+        pruning = asyncio.create_task(self._keep_pruning(stop))
         try:
             while not stop.is_set():
                 self._room.clear()
@@ -112,8 +127,10 @@ class Sender:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            # A pass cut short rolls its batch back; the next sender's pass does the rest.
             stats.cancel()
-            await asyncio.gather(stats, return_exceptions=True)
+            pruning.cancel()
+            await asyncio.gather(stats, pruning, return_exceptions=True)
 
     async def _deliver(self, delivery: Claimed) -> None:
         try:
@@ -169,6 +186,41 @@ class Sender:
                 POSTBACK_PENDING.set(pending)
                 POSTBACK_OLDEST_PENDING.set(age)
             await _wait(stop, STATS_EVERY_S)
+
+    async def apply_retention(self) -> retention.Pruned | None:
+        """One retention pass now: delete what is older than ``postback_retention_days``
+        (``retention.prune``), log and count it; None when the retention is 0 (keep all)."""
+        days = self.settings.postback_retention_days
+        if not days:
+            return None
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        async with self.pool.acquire() as conn:
+            pruned = await retention.prune(conn, cutoff)
+        for table, count in pruned.by_table().items():
+            if count:
+                POSTBACK_ROWS_PRUNED.labels(table).inc(count)
+        if pruned.total:
+            log.info(
+                "postback_retention_applied",
+                extra={**pruned.by_table(), "before": cutoff.isoformat()},
+            )
+        return pruned
+
+    async def _keep_pruning(self, stop: asyncio.Event) -> None:
+        delay = RETENTION_FIRST_S
+        while True:
+            await _wait(stop, delay)
+            if stop.is_set():
+                return
+            delay = RETENTION_INTERVAL_S
+            try:
+                await self.apply_retention()
+            except Exception as exc:  # never a reason to stop sending
+                delay = RETENTION_RETRY_S
+                if _db_failure(exc):
+                    log.warning("postback_retention_failed", extra={"error": str(exc)})
+                else:
+                    log.exception("postback_retention_crashed")
 
 
 def _db_failure(exc: BaseException) -> bool:

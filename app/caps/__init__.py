@@ -1,0 +1,1 @@
+"""Caps on clicks, orders and commission (docs/commissions.md, "Caps")."""
