@@ -214,10 +214,14 @@ class Settings(BaseSettings):
     @field_validator("postback_allow_networks")
     @classmethod
     def _check_postback_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        # Strict: 10.0.0.1/8 is refused, not read as 10.0.0.0/8: the operator may have meant
+        # one host (10.0.0.1/32), and a network wider than meant lets the sender reach it.
         try:
-            return tuple(str(ip_network(network, strict=False)) for network in networks)
+            return tuple(str(ip_network(network, strict=True)) for network in networks)
         except ValueError as exc:
-            raise ValueError(f"{exc}: use networks such as 10.0.0.0/8 or fd00::/8") from None
+            raise ValueError(
+                f"{exc}: use networks such as 10.0.0.0/8, 10.0.0.1/32 or fd00::/8"
+            ) from None
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from app.core.db import Conn
 from app.core.resources import Resources
 from app.errors import NotFound
 from app.postbacks import deliveries as log
+from app.postbacks import store
 from app.postbacks.deliveries import MAX_REPLAY, Delivery, DeliveryQuery
 from app.postbacks.events import EventType
 
@@ -116,6 +117,16 @@ async def _visible(conn: Conn, principal: Principal, delivery_id: int) -> Delive
     return found
 
 
+async def _owned_endpoint(conn: Conn, owner: int, endpoint_id: int | None) -> None:
+    """A filter naming an endpoint that is not the publisher's is a 404, as the endpoint
+    itself would be, not an empty answer."""
+    if endpoint_id is None:
+        return
+    found = await store.get_endpoint(conn, endpoint_id)
+    if found is None or found.publisher_id != owner:
+        raise NotFound(f"publisher {owner} has no endpoint {endpoint_id}")
+
+
 @router.get("/postbacks/deliveries")
 async def list_deliveries(
     principal: PrincipalDep,
@@ -130,6 +141,7 @@ async def list_deliveries(
     """Deliveries newest first, each with its attempts."""
     async with resources.pool.acquire() as conn:
         owner = await acting_for(conn, principal, publisher_id)
+        await _owned_endpoint(conn, owner, endpoint_id)
         query = DeliveryQuery(owner, endpoint_id, None if status is None else status.value, event)
         page = await log.list_deliveries(conn, query, before=before, limit=limit)
     return DeliveryPage(
@@ -184,6 +196,7 @@ async def replay_deliveries(
     ``MAX_REPLAY`` per call, oldest first)."""
     async with resources.pool.acquire() as conn, conn.transaction():
         owner = await acting_for(conn, principal, body.publisher_id)
+        await _owned_endpoint(conn, owner, body.endpoint_id)
         status = None if body.status is None else body.status.value
         query = DeliveryQuery(owner, body.endpoint_id, status, body.event)
         replayed = await log.replay_matching(conn, query)

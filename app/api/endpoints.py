@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.accounts.apikeys import Principal
 from app.api import deliveries
@@ -25,8 +25,9 @@ from app.api.zones import in_zone
 from app.audit.log import record
 from app.core.db import Conn
 from app.core.resources import Resources
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.postbacks import outbox, store
+from app.postbacks.destinations import destination_rules, written_refusal
 from app.postbacks.endpoints import Endpoint, EndpointKind
 from app.postbacks.events import SUBSCRIBABLE, EventType
 from app.postbacks.templates import MACROS
@@ -63,6 +64,16 @@ class EndpointPatch(BaseModel):
     active: StrictBool | None = Field(
         default=None, description="false: nothing new is queued for it, and what is queued waits"
     )
+
+    @model_validator(mode="after")
+    def _something_given(self) -> EndpointPatch:
+        """An empty patch, or a field sent as null, is a mistake: said, not ignored."""
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send url, events or active")
+        for name in sorted(self.model_fields_set):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null: leave it out to keep it as it is")
+        return self
 
 
 class EndpointOut(BaseModel):
@@ -141,12 +152,26 @@ async def _record(
     )
 
 
+def _check_destination(url: str, resources: Resources) -> None:
+    """Refuse a URL whose host the sender would never connect to (an address the
+    destination rules refuse, or localhost): 422, rather than a day of failed retries."""
+    refusal = written_refusal(url, destination_rules(resources.settings))
+    if refusal is not None:
+        raise InvalidInput(
+            f"{refusal}: the sender would refuse to send there (an operator allows such "
+            "destinations with CLICKTRACK_POSTBACK_ALLOW_PRIVATE or "
+            "CLICKTRACK_POSTBACK_ALLOW_NETWORKS)",
+            field="url",
+        )
+
+
 @router.post("/postbacks/endpoints", status_code=201)
 async def create_endpoint(
     body: EndpointIn, principal: PrincipalDep, resources: ResourcesDep
 ) -> EndpointSecretOut:
     """A new endpoint, active at once; a webhook's secret is in the answer, this once. 422
     for a URL the rules refuse (an unknown macro is named) or an unknown event."""
+    _check_destination(body.url, resources)
     async with resources.pool.acquire() as conn, conn.transaction():
         owner = await acting_for(conn, principal, body.publisher_id)
         created, secret = await store.create_endpoint(conn, owner, body.kind, body.url, body.events)
@@ -180,6 +205,8 @@ async def update_endpoint(
     endpoint_id: EndpointId, body: EndpointPatch, principal: PrincipalDep, resources: ResourcesDep
 ) -> EndpointOut:
     """Change its URL, its events, or disable (``active: false``) or enable it."""
+    if body.url is not None:
+        _check_destination(body.url, resources)
     async with resources.pool.acquire() as conn, conn.transaction():
         before = await visible_endpoint(conn, principal, endpoint_id)
         after = await store.update_endpoint(

@@ -34,9 +34,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Libraries whose INFO lines carry what must not reach the logs: httpx logs every request's
+# full URL, and a postback's URL holds click and order ids, amounts and the publisher's own
+# tokens. Their warnings and errors still show.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
 def setup_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr at ``level``; ``QUIET_LOGGERS`` at WARNING whatever the level."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

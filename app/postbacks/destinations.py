@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from urllib.parse import urlsplit
+
+from app.settings import Settings
 
 IpAddress = IPv4Address | IPv6Address
 
@@ -42,6 +45,30 @@ class DestinationRules:
         if self.allow_private and address not in METADATA:
             return None
         return f"destination {address} is {what}"
+
+
+def destination_rules(settings: Settings) -> DestinationRules:
+    """The rules ``CLICKTRACK_POSTBACK_ALLOW_PRIVATE`` and ``_ALLOW_NETWORKS`` set."""
+    return DestinationRules(settings.postback_allow_private, settings.postback_allow_networks)
+
+
+def written_refusal(url: str, rules: DestinationRules) -> str | None:
+    """Why an endpoint's URL can never be sent, known when it is written: its host is an
+    address the rules refuse, or ``localhost`` (a loopback name, RFC 6761). A name is judged
+    only at send time, on the address it then resolves to."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return rules.refusal(ip_address("127.0.0.1"))
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return None
+    return rules.refusal(address)
 
 
 def _within(address: IpAddress, networks: Iterable[str]) -> bool:

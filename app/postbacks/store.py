@@ -44,13 +44,7 @@ async def create_endpoint(
     ``MAX_ENDPOINTS`` for the publisher."""
     url = check_endpoint_url(kind, url)
     wanted = check_events(events)
-    # Serialises creations for one publisher, so the count below stays true.
-    await conn.execute("SELECT 1 FROM publishers WHERE id = $1 FOR UPDATE", publisher_id)
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM postback_endpoints WHERE publisher_id = $1", publisher_id
-    )
-    if count >= MAX_ENDPOINTS:
-        raise EndpointError(f"a publisher has at most {MAX_ENDPOINTS} endpoints")
+    await _room_for_one_more(conn, publisher_id)
     secret = signing.new_secret() if kind is EndpointKind.webhook else None
     row = await conn.fetchrow(
         f"""INSERT INTO postback_endpoints (publisher_id, kind, url, events, secret)
@@ -63,6 +57,22 @@ async def create_endpoint(
     )
     assert row is not None
     return _endpoint(row), secret
+
+
+async def _room_for_one_more(conn: Conn, publisher_id: int) -> None:
+    """Raise ``EndpointError`` when the publisher has ``MAX_ENDPOINTS`` active endpoints
+    already (disabled ones do not count: they send nothing). Locks the publisher's row, so
+    that racing creations and enablings count one after the other."""
+    await conn.execute("SELECT 1 FROM publishers WHERE id = $1 FOR UPDATE", publisher_id)
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM postback_endpoints
+           WHERE publisher_id = $1 AND disabled_at IS NULL""",
+        publisher_id,
+    )
+    if count >= MAX_ENDPOINTS:
+        raise EndpointError(
+            f"a publisher has at most {MAX_ENDPOINTS} active endpoints: disable one first"
+        )
 
 
 async def get_endpoint(conn: Conn, endpoint_id: int) -> Endpoint | None:
@@ -88,10 +98,15 @@ async def update_endpoint(
     events: list[str] | None = None,
     active: bool | None = None,
 ) -> Endpoint:
-    """Change what is given (None: kept). Raises like ``create_endpoint``."""
+    """Change what is given (None: kept); the endpoint as it was when nothing differs.
+    Raises like ``create_endpoint`` (enabling one counts against ``MAX_ENDPOINTS``)."""
     new_url = endpoint.url if url is None else check_endpoint_url(endpoint.kind, url)
     wanted = endpoint.events if events is None else check_events(events)
-    disable = None if active is None else not active
+    disable = None if active is None or active == endpoint.active else not active
+    if new_url == endpoint.url and list(wanted) == list(endpoint.events) and disable is None:
+        return endpoint
+    if disable is False:
+        await _room_for_one_more(conn, endpoint.publisher_id)
     row = await conn.fetchrow(
         f"""UPDATE postback_endpoints
                SET url = $2, events = $3, updated_at = now(),

@@ -23,7 +23,7 @@ from prometheus_client import start_http_server
 from app.core import liveness
 from app.core.db import create_pool
 from app.core.logs import setup_logging
-from app.postbacks.destinations import DestinationRules
+from app.postbacks.destinations import destination_rules
 from app.sender.http import HttpSender
 from app.sender.loop import Sender, log
 from app.settings import ConfigError, Settings, load_settings
@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> None:
         server_settings={"synchronous_commit": "off"},
     )
     http = HttpSender(
-        DestinationRules(settings.postback_allow_private, settings.postback_allow_networks),
+        destination_rules(settings),
         connect_timeout_s=settings.postback_connect_timeout_ms / 1000,
         timeout_s=settings.postback_timeout_ms / 1000,
         per_endpoint=settings.postback_endpoint_concurrency,

@@ -145,7 +145,7 @@ class HttpSender:
                     break
         finally:
             await response.aclose()
-        return response.status_code, bytes(head[:MAX_RESPONSE_BYTES]).decode("utf-8", "replace")
+        return response.status_code, storable(bytes(head[:MAX_RESPONSE_BYTES]))
 
     async def attempt(self, claimed: Claimed) -> Attempt:
         """Make one attempt; its outcome is ``delivered`` (a 2xx answer) or ``retry`` (the
@@ -164,7 +164,7 @@ class HttpSender:
         except TimeoutError:
             return done(outcome=Outcome.retry, error=f"no answer within {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
-            return done(outcome=Outcome.retry, error=_describe(exc))
+            return done(outcome=Outcome.retry, error=storable(_describe(exc).encode()))
         status, head = sent
         if 200 <= status < 300:
             return done(outcome=Outcome.delivered, status_code=status, response=head)
@@ -172,6 +172,13 @@ class HttpSender:
         if 300 <= status < 400:
             error += ": redirects are not followed"
         return done(outcome=Outcome.retry, status_code=status, response=head, error=error)
+
+
+def storable(raw: bytes) -> str:
+    """A receiver's bytes as text Postgres can store: UTF-8 with U+FFFD for what is not, and
+    for NUL (a text column refuses it; a refused write would leave the attempt unrecorded
+    and the delivery sent again at the lease's end)."""
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _close_later(client: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -169,6 +170,15 @@ class Sender:
                 async with self.pool.acquire() as conn:
                     await queue.record_attempt(conn, delivery.id, attempt, next_at)
                 return
+            except asyncpg.DataError as exc:
+                # Text the receiver sent that Postgres refuses (HttpSender cleans what it
+                # knows of): record the attempt without it rather than send it again.
+                log.warning(
+                    "sender_text_refused", extra={"delivery_id": delivery.id, "error": str(exc)}
+                )
+                attempt = dataclasses.replace(
+                    attempt, response=None, error="the answer's text could not be stored"
+                )
             except Exception as exc:
                 if not _db_failure(exc) or asyncio.get_running_loop().time() > deadline:
                     log.error(

@@ -71,7 +71,7 @@ async def new_endpoint(
 async def test_each_event_once_with_macros_and_a_valid_signature(
     settings: Settings, pool: Pool, admin_key: str, receiver: Receiver
 ) -> None:
-    async with app_on(settings) as client:
+    async with app_on(sender_settings(settings)) as client:
         account = await Account.open(client, pool, admin_key)
         made = {}
         for kind, url in (("postback", receiver.url(TEMPLATE)), ("webhook", receiver.url())):
@@ -288,6 +288,42 @@ async def test_loopback_is_refused_by_default(
 
 
 @pytest.mark.parametrize(
+    ("status", "answer", "final"),
+    [
+        (200, b"ok\x00", "delivered"),
+        (500, b"oops\x00 \xff\xfe", "failed"),
+        (200, b"\x00" * 2000, "delivered"),
+    ],
+)
+async def test_answers_postgres_cannot_store_are_recorded_once(
+    settings: Settings,
+    pool: Pool,
+    receiver: Receiver,
+    status: int,
+    answer: bytes,
+    final: str,
+) -> None:
+    """A NUL byte, or bytes that are not UTF-8, in a receiver's answer: the attempt is
+    recorded with them replaced (U+FFFD), and the event is not sent again."""
+    receiver.status, receiver.answer = status, answer
+    async with pool.acquire() as conn:
+        publisher_id = await new_publisher(conn)
+    endpoint = await new_endpoint(pool, publisher_id, receiver.url("/pb?eid={event_id}"))
+    ids = await _test_events(pool, endpoint, publisher_id, 1)
+    async with running_sender(sender_settings(settings, postback_give_up_s=0.3), pool):
+        assert await settled(pool, endpoint, within=10) == {final: 1}
+    if final == "delivered":
+        assert receiver.counts == {next(iter(ids)): 1}
+    tries = await pool.fetch(
+        """SELECT a.response FROM postback_attempts a JOIN postback_deliveries d
+           ON d.id = a.delivery_id WHERE d.endpoint_id = $1""",
+        endpoint,
+    )
+    expected = answer[:1024].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    assert tries and {t["response"] for t in tries} == {expected}
+
+
+@pytest.mark.parametrize(
     ("body", "words"),
     [
         ({"url": "https://t.example.com/pb?x={clickid}"}, "unknown macro {clickid}"),
@@ -299,6 +335,14 @@ async def test_loopback_is_refused_by_default(
         ({"url": "https://u:p@t.example.com/pb"}, "user name or password"),
         ({"kind": "webhook", "url": "https://t.example.com/h?x={af}"}, "takes no macros"),
         ({"events": ["order_shipped"]}, "unknown event 'order_shipped'"),
+        # Hosts the sender would never connect to, refused when written (the default rules).
+        ({"url": "http://10.0.0.5/pb"}, "destination 10.0.0.5 is a private address"),
+        ({"url": "http://169.254.169.254/latest"}, "is a cloud metadata address"),
+        ({"url": "http://[::1]:8080/pb"}, "destination ::1 is a loopback address"),
+        ({"url": "http://localhost:8080/pb"}, "destination 127.0.0.1 is a loopback address"),
+        ({"url": "http://api.localhost/pb"}, "is a loopback address"),
+        ({"url": "https://[::ffff:192.168.1.9]/pb"}, "is a private address"),
+        ({"kind": "webhook", "url": "http://127.0.0.1:9/h"}, "the sender would refuse"),
     ],
 )
 async def test_endpoints_are_checked_on_write(
@@ -320,8 +364,51 @@ async def test_endpoints_are_checked_on_write(
     assert words in response.json()["message"], response.json()
 
 
-async def test_the_log_replays_and_test_events(
+@pytest.fixture
+async def loopback_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app of an operator who allows the loopback receiver as a destination."""
+    async with app_on(sender_settings(settings)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("patch", "words"),
+    [
+        ({}, "nothing to change"),
+        ({"url": None}, "url cannot be null"),
+        ({"events": None, "active": True}, "events cannot be null"),
+        ({"url": "http://192.168.0.10/pb"}, "is a private address"),
+    ],
+)
+async def test_a_patch_that_changes_nothing_is_said(
     app_client: httpx.AsyncClient,
+    pool: Pool,
+    admin_key: str,
+    patch: dict[str, Any],
+    words: str,
+) -> None:
+    async with pool.acquire() as conn:
+        publisher_id = await new_publisher(conn)
+    endpoint = await new_endpoint(pool, publisher_id, "https://t.example.com/pb?e={event_id}")
+    before = await pool.fetchrow("SELECT * FROM postback_endpoints WHERE id = $1", endpoint)
+    path = f"/api/v1/postbacks/endpoints/{endpoint}"
+    refused = await app_client.patch(path, json=patch, headers=bearer(admin_key))
+    assert refused.status_code == 422, refused.text
+    assert words in refused.json()["message"]
+    same = await app_client.patch(path, json={"active": True}, headers=bearer(admin_key))
+    assert same.status_code == 200, same.text
+    after = await pool.fetchrow("SELECT * FROM postback_endpoints WHERE id = $1", endpoint)
+    assert after == before  # not even updated_at
+    audited = await pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE target_kind = 'postback_endpoint' "
+        "AND target_id = $1",
+        str(endpoint),
+    )
+    assert audited == 0
+
+
+async def test_the_log_replays_and_test_events(
+    loopback_client: httpx.AsyncClient,
     settings: Settings,
     pool: Pool,
     admin_key: str,
@@ -330,11 +417,11 @@ async def test_the_log_replays_and_test_events(
     async with pool.acquire() as conn:
         publisher_id = await new_publisher(conn)
     key = (
-        await app_client.post(
+        await loopback_client.post(
             f"/api/v1/publishers/{publisher_id}/api-keys", json={}, headers=bearer(admin_key)
         )
     ).json()["key"]
-    made = await app_client.post(
+    made = await loopback_client.post(
         "/api/v1/postbacks/endpoints",
         json={"kind": "webhook", "url": receiver.url(), "events": ["order_completed"]},
         headers=bearer(key),
@@ -342,14 +429,14 @@ async def test_the_log_replays_and_test_events(
     endpoint = made.json()["id"]
     receiver.status = 500
     receiver.answer = b"x" * 5000
-    tested = await app_client.post(
+    tested = await loopback_client.post(
         f"/api/v1/postbacks/endpoints/{endpoint}/test", headers=bearer(key)
     )
     assert tested.status_code == 202, tested.text
     fails = sender_settings(settings, postback_give_up_s=0.2)
     async with running_sender(fails, pool):
         await settled(pool, endpoint, within=5)
-    log = await app_client.get(
+    log = await loopback_client.get(
         "/api/v1/postbacks/deliveries", params={"status": "failed"}, headers=bearer(key)
     )
     assert log.status_code == 200, log.text
@@ -359,16 +446,16 @@ async def test_the_log_replays_and_test_events(
     assert first["status_code"] == 500 and len(first["response"]) == 1024
     assert first["error"] == "answered 500"
     receiver.status = 200
-    again = await app_client.post(
+    again = await loopback_client.post(
         f"/api/v1/postbacks/deliveries/{item['id']}/replay", headers=bearer(key)
     )
     assert again.json()["status"] == "pending"
-    many = await app_client.post("/api/v1/postbacks/replay", json={}, headers=bearer(key))
+    many = await loopback_client.post("/api/v1/postbacks/replay", json={}, headers=bearer(key))
     assert many.json() == {"replayed": 0}  # the one failed delivery is pending already
     async with running_sender(sender_settings(settings), pool):
         assert await settled(pool, endpoint, within=5) == {"delivered": 1}
     assert len(receiver.distinct) == 1  # one event id, however many attempts
-    other = await app_client.get(
+    other = await loopback_client.get(
         "/api/v1/postbacks/deliveries",
         params={"publisher_id": publisher_id + 1000},
         headers=bearer(key),
@@ -460,3 +547,25 @@ async def test_endpoint_changes_are_audited_without_the_secret(
     for entry in entries:
         for secret in (endpoint["secret"], rotated.json()["secret"]):
             assert secret not in (entry["a"] or "") and secret not in (entry["b"] or "")
+
+
+async def test_a_filter_on_another_publishers_endpoint_is_not_found(
+    app_client: httpx.AsyncClient, pool: Pool, admin_key: str
+) -> None:
+    async with pool.acquire() as conn:
+        mine, theirs = await new_publisher(conn), await new_publisher(conn)
+    their_endpoint = await new_endpoint(pool, theirs, "https://t.example.com/pb?e={event_id}")
+    for endpoint_id in (their_endpoint, 999_999_999):
+        listed = await app_client.get(
+            "/api/v1/postbacks/deliveries",
+            params={"publisher_id": mine, "endpoint_id": endpoint_id},
+            headers=bearer(admin_key),
+        )
+        assert listed.status_code == 404, listed.text
+        assert f"has no endpoint {endpoint_id}" in listed.json()["message"]
+        replayed = await app_client.post(
+            "/api/v1/postbacks/replay",
+            json={"publisher_id": mine, "endpoint_id": endpoint_id},
+            headers=bearer(admin_key),
+        )
+        assert replayed.status_code == 404, replayed.text

@@ -13,7 +13,7 @@ from ipaddress import ip_address
 import pytest
 
 from app.postbacks import signing
-from app.postbacks.destinations import DestinationRules
+from app.postbacks.destinations import DestinationRules, written_refusal
 from app.postbacks.events import EventType, OrderFacts, order_events
 from app.postbacks.queue import Claimed
 from app.postbacks.retries import next_try, retry_delay
@@ -142,3 +142,31 @@ def test_a_webhook_is_signed_over_timestamp_and_body() -> None:
     expected = hmac.new(secret.encode(), b"1700000000." + body, hashlib.sha256).hexdigest()
     assert headers["X-Clicktrack-Signature"] == "sha256=" + expected
     assert signing.valid(secret, "1700000000", body, "sha256=" + expected)
+
+
+@pytest.mark.parametrize(
+    ("url", "rules", "refused"),
+    [
+        ("https://hooks.example.com/pb", DestinationRules(), None),
+        ("http://93.184.215.14/pb", DestinationRules(), None),
+        ("http://10.1.2.3/pb", DestinationRules(), "destination 10.1.2.3 is a private address"),
+        ("http://10.1.2.3/pb", DestinationRules(allow_private=True), None),
+        ("http://10.1.2.3/pb", DestinationRules(allow_networks=("10.1.0.0/16",)), None),
+        (
+            "http://169.254.169.254/x",
+            DestinationRules(allow_private=True),
+            "destination 169.254.169.254 is a cloud metadata address",
+        ),
+        (
+            "http://LOCALHOST:8080/x",
+            DestinationRules(),
+            "destination 127.0.0.1 is a loopback address",
+        ),
+        ("http://localhost/x", DestinationRules(allow_networks=("127.0.0.0/8",)), None),
+        ("http://[fe80::1]/x", DestinationRules(), "destination fe80::1 is a link-local address"),
+    ],
+)
+def test_a_host_the_sender_would_refuse_is_known_when_written(
+    url: str, rules: DestinationRules, refused: str | None
+) -> None:
+    assert written_refusal(url, rules) == refused

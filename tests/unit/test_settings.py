@@ -117,3 +117,22 @@ def test_a_metrics_reader_is_judged_by_its_address() -> None:
     assert not reader_allowed(None, loopback)
     assert not reader_allowed("testclient", loopback)
     assert reader_allowed("10.0.0.5", ("10.0.0.0/8",))
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("10.0.0.1/8", "has host bits set"),
+        ("10.0.0.0/33", "10.0.0.0/33"),
+        ("example.com", "does not appear to be an IPv4 or IPv6 network"),
+    ],
+)
+def test_postback_networks_are_read_strictly(
+    monkeypatch: pytest.MonkeyPatch, value: str, words: str
+) -> None:
+    """A network wider than the operator wrote would let the sender reach more than meant."""
+    monkeypatch.setenv("CLICKTRACK_POSTBACK_ALLOW_NETWORKS", value)
+    with pytest.raises(ValidationError, match=words):
+        Settings()
+    monkeypatch.setenv("CLICKTRACK_POSTBACK_ALLOW_NETWORKS", "10.0.0.1/32, fd00::/8")
+    assert Settings().postback_allow_networks == ("10.0.0.1/32", "fd00::/8")
