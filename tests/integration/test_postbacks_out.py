@@ -400,8 +400,7 @@ async def test_a_patch_that_changes_nothing_is_said(
     after = await pool.fetchrow("SELECT * FROM postback_endpoints WHERE id = $1", endpoint)
     assert after == before  # not even updated_at
     audited = await pool.fetchval(
-        "SELECT count(*) FROM audit_log WHERE target_kind = 'postback_endpoint' "
-        "AND target_id = $1",
+        "SELECT count(*) FROM audit_log WHERE target_kind = 'postback_endpoint' AND target_id = $1",
         str(endpoint),
     )
     assert audited == 0
