@@ -27,8 +27,10 @@ from app.cli_apikeys import ApiKeyCommands, positive_id, whole_number
 from app.cli_apikeys import day as day_type
 from app.cli_apikeys import period as period_type
 from app.cli_audit import AuditCommands
+from app.cli_caps import CapCommands
 from app.cli_dimensions import DimensionCommands
 from app.cli_merchants import MerchantCommands
+from app.cli_orders import OrderCommands
 from app.cli_postbacks import PostbackCommands
 from app.cli_withdrawals import WithdrawalCommands
 from app.clicks import stream
@@ -319,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redrive(sub)
     WithdrawalCommands(_connect).register(sub, positive_id)
     AuditCommands(_connect).register(sub, positive_id)
+    CapCommands(_connect).register(sub, positive_id)
     PostbackCommands(_connect).register(sub)
+    OrderCommands(_connect).register(sub, positive_id)
     return parser
 
 

@@ -88,6 +88,7 @@ def build_redirect(
         enabled_flags=enabled_flags(settings),
         shards=settings.stream_shards,
         country_header=settings.country_header,
+        period_tz=settings.period_tz,
     )
 
 

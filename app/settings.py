@@ -137,6 +137,15 @@ class Settings(BaseSettings):
     # server's), is kept unattributed.
     attribution_window_days: int = Field(default=30, ge=1, le=365)
     attribution_clock_skew_s: int = Field(default=300, ge=0, le=86_400)
+    # Order fraud rules (docs/commissions.md, "Order fraud rules"): a matching order is held
+    # for review. Each is off at 0 / false. Seconds from click to order; orders (the judged
+    # one included) from one session or click address in the window of hours before it.
+    fraud_min_click_to_order_s: int = Field(default=0, ge=0, le=86_400)
+    fraud_max_orders_per_session: int = Field(default=0, ge=0, le=100_000)
+    fraud_max_orders_per_address: int = Field(default=0, ge=0, le=100_000)
+    fraud_orders_window_h: int = Field(default=24, ge=1, le=8760)
+    fraud_hold_flagged_clicks: bool = False
+    fraud_repeat_new_buyer: bool = False
     # Withdrawals (docs/commissions.md §5): requested on days 1 to this day of a month ("on or
     # before the 20th"); only what was booked before the current calendar month ("Fees
     # accrued in the preceding calendar months"); due about this many days after the request.

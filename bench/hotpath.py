@@ -7,12 +7,14 @@ both together), and it is the process to profile::
 
     .venv/bin/python -m bench.hotpath                      # own throwaway Redis and Postgres
     py-spy record -o hot.svg -- .venv/bin/python -m bench.hotpath --seconds 20
+    .venv/bin/python -m bench.hotpath --caps               # the links' copies with two click caps
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import tempfile
@@ -26,7 +28,13 @@ from app.edge.session import SessionCookie
 from app.main import create_app
 from app.settings import Settings
 from bench.harness import COOKIE_SECRET, KEY_PREFIX
-from bench.services import STOPPING_ERRORS, Stores, seed_links
+from bench.services import (
+    CAPS_CODE_PREFIX,
+    STOPPING_ERRORS,
+    Stores,
+    seed_capped_links,
+    seed_links,
+)
 from bench.traffic import Request, redirect_requests
 
 
@@ -95,6 +103,7 @@ def main() -> int:
     parser.add_argument("--links", type=int, default=1000)
     parser.add_argument("--cpu", type=int, default=0, help="core for this process")
     parser.add_argument("--stores-cpu", type=int, default=1, help="core for Redis, Postgres")
+    parser.add_argument("--caps", action="store_true", help="links with two click caps each")
     args = parser.parse_args()
     import uvloop
 
@@ -110,6 +119,12 @@ def main() -> int:
                 COOKIE_SECRET.encode(), name="ct_sid", secure=False, domain=None, max_age=None
             )
             requests = redirect_requests([link.code for link in links], session, 4096)
+            if args.caps:  # the same requests, to the links' copies with click caps
+                asyncio.run(seed_capped_links(stores.database_url))
+                requests = [
+                    dataclasses.replace(r, path=r.path.replace("/e/", f"/e/{CAPS_CODE_PREFIX}", 1))
+                    for r in requests
+                ]
             settings = Settings(
                 redis_url=stores.redis_url,
                 database_url=stores.database_url,

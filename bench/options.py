@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PHASES = ("redirect", "rules", "workers", "drain", "lag")
+PHASES = ("redirect", "rules", "caps", "workers", "drain", "lag")
 
 
 def parse_cpus(text: str) -> set[int]:

@@ -12,6 +12,8 @@ In one run, on its own throwaway Redis and Postgres:
 2. *rules*: the same clicktrack server, the same requests to the same links, without rules
    and with three country and device rules each (``bench/services.py``'s ``BENCH_RULES``:
    issue 19), in interleaved rounds; the ratio of the two.
+2b. *caps*: the same, links without click caps and with two each (a day's and a month's,
+   never reached: every click checked and counted in Redis).
 3. *workers*: clicktrack with one worker, two workers sharing a socket (uvicorn --workers 2)
    and two processes on SO_REUSEPORT sockets (``bench/reuseport.py``), nothing pinned.
 4. *drain*: N clicks pre-filled into the stream, drained by one ``python -m app.flusher``.
@@ -47,11 +49,13 @@ from bench import PROJECT_ROOT, pipeline, report
 from bench.harness import Disturbed, Harness, Server, clicks_per_batch, median_row, say
 from bench.options import Options, parse_cpus
 from bench.services import (
+    CAPS_CODE_PREFIX,
     RULES_CODE_PREFIX,
     STOPPING_ERRORS,
     Process,
     child_env,
     pin_tree,
+    seed_capped_links,
     seed_rule_links,
 )
 
@@ -109,36 +113,49 @@ class Bench(Harness):
         the country rule never matches: every desktop click evaluates all three rules."""
         copied = asyncio.run(seed_rule_links(self.stores.database_url))
         say(f"{copied:,} links copied with three country and device rules")
-        rules_file = self.workdir / "requests-rules.txt"
+        ratio = self.copies_against_originals("rules", RULES_CODE_PREFIX, "rules", "3 rules")
+        say(f"rules: with three rules / without: {ratio:.3f}x")
+
+    def phase_caps(self) -> None:
+        """The redirect of links with two click caps (a day's and a month's, never reached)
+        against the same links without caps, as ``phase_rules``: every click of a copy is
+        checked and counted in Redis (one script call, batched) before it is recorded."""
+        copied = asyncio.run(seed_capped_links(self.stores.database_url))
+        say(f"{copied:,} links copied with two click caps")
+        ratio = self.copies_against_originals("caps", CAPS_CODE_PREFIX, "caps", "2 caps")
+        say(f"caps: with two caps / without: {ratio:.3f}x")
+
+    def copies_against_originals(self, phase: str, prefix: str, noun: str, what: str) -> float:
+        """Measure the pinned clicktrack server on the phase 1 requests and on the same
+        requests to the copies of the links (code ``<prefix><code>``), in interleaved rounds;
+        the summary's ``phase`` entry gets both rows and their ratio (with / without)."""
+        copies_file = self.workdir / f"requests-{phase}.txt"
         lines = self.requests_file.read_text().splitlines(keepends=True)
-        rules_file.write_text(
-            "".join(line.replace("\t/e/", f"\t/e/{RULES_CODE_PREFIX}", 1) for line in lines)
+        copies_file.write_text(
+            "".join(line.replace("\t/e/", f"\t/e/{prefix}", 1) for line in lines)
         )
         server = self.clicktrack_pinned()
+        processes = server.processes
         plain = Server(
-            "rules_0",
-            "clicktrack, links without rules",
-            server.port,
-            server.processes,
+            f"{phase}_0", f"clicktrack, links without {noun}", server.port, processes,
             clicktrack=True,
-        )
-        ruled = Server("rules_3", "clicktrack, links with 3 rules", server.port,
-                       server.processes, clicktrack=True)  # fmt: skip
-        self.requests_for[ruled.key] = rules_file
+        )  # fmt: skip
+        copies = Server(
+            f"{phase}_{what.split()[0]}", f"clicktrack, links with {what}", server.port,
+            processes, clicktrack=True,
+        )  # fmt: skip
+        self.requests_for[copies.key] = copies_file
         self.others_on_wrk_cpu(True)
-        found = self.rounds([plain, ruled], pinned=True)
+        found = self.rounds([plain, copies], pinned=True)
         self.others_on_wrk_cpu(False)
         rows = {
             name: median_row(server.label, found[server.key])
-            for name, server in (("without", plain), ("with", ruled))
+            for name, server in (("without", plain), ("with", copies))
         }
         ratio = rows["with"]["rps"] / rows["without"]["rps"] if rows["without"]["rps"] else 0.0
-        self.summary["rules"] = {**rows, "ratio": ratio}
-        say(
-            f"rules: {rows['without']['rps']:,.0f} req/s without, {rows['with']['rps']:,.0f} "
-            f"with three rules: {ratio:.3f}x"
-        )
-        self.check_durability([*found[plain.key], *found[ruled.key]])
+        self.summary[phase] = {**rows, "ratio": ratio}
+        self.check_durability([*found[plain.key], *found[copies.key]])
+        return ratio
 
     def phase_workers(self) -> None:
         metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=self.workdir))
@@ -349,6 +366,7 @@ class Bench(Harness):
         phases = {
             "redirect": self.phase_redirect,
             "rules": self.phase_rules,
+            "caps": self.phase_caps,
             "workers": self.phase_workers,
             "drain": self.phase_drain,
             "lag": self.phase_lag,

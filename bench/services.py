@@ -231,3 +231,39 @@ async def seed_rule_links(database_url: str) -> int:
     finally:
         await conn.close()
     return int(status.rsplit(" ", 1)[-1])
+
+
+# The click caps of the benchmark's links with caps (phase "caps"): two caps of each copied
+# link, a day and a month, too high to be reached, so that every click is checked and counted
+# against both (two counters, one script call).
+BENCH_CAP_PERIODS = ("day", "month")
+BENCH_CAP = 1_000_000_000
+CAPS_CODE_PREFIX = "c"
+
+
+async def seed_capped_links(database_url: str) -> int:
+    """A copy of every seeded link (``bench%``: same publisher and destination) under the
+    code ``c<code>``, with a link click cap per ``BENCH_CAP_PERIODS``; how many links were
+    written (none twice)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            ids = await conn.fetch(
+                """INSERT INTO links (code, publisher_id, destination)
+                   SELECT $1 || code, publisher_id, destination
+                   FROM links WHERE code LIKE 'bench%'
+                   ON CONFLICT (code) DO NOTHING RETURNING id, publisher_id""",
+                CAPS_CODE_PREFIX,
+            )
+            await conn.executemany(
+                """INSERT INTO caps (publisher_id, link_id, metric, period, cap)
+                   VALUES ($1, $2, 'clicks', $3, $4)""",
+                [
+                    (row["publisher_id"], row["id"], period, BENCH_CAP)
+                    for row in ids
+                    for period in BENCH_CAP_PERIODS
+                ],
+            )
+    finally:
+        await conn.close()
+    return len(ids)

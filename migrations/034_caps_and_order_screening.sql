@@ -51,8 +51,9 @@ ALTER TABLE orders
     ADD COLUMN declined_cap_id  bigint REFERENCES caps (id),
     ADD COLUMN declined_at      timestamptz,
     ADD CONSTRAINT orders_held_has_rule CHECK (attribution <> 'held' OR held_rule IS NOT NULL),
+    -- Kept when a declined order is disqualified later: which cap declined it stays known.
     ADD CONSTRAINT orders_declined_has_cap
-        CHECK ((attribution = 'declined') = (declined_cap_id IS NOT NULL)),
+        CHECK (attribution <> 'declined' OR declined_cap_id IS NOT NULL),
     ADD CONSTRAINT orders_review_after_hold CHECK (review IS NULL OR held_rule IS NOT NULL);
 CREATE INDEX orders_session ON orders (session_id, ordered_at) WHERE session_id IS NOT NULL;
 CREATE INDEX orders_click_ip ON orders (click_ip, ordered_at) WHERE click_ip IS NOT NULL;

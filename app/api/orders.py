@@ -1,5 +1,6 @@
 """Orders: a publisher lists its own; an admin lists any (unattributed ones included),
-disqualifies orders and retries attribution."""
+disqualifies orders, retries attribution, and approves or rejects orders a fraud rule held
+for review (``app/orders/review.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts.apikeys import Principal, Role
@@ -22,7 +23,7 @@ from app.caps.screening import order_screening
 from app.core.db import Conn
 from app.errors import Conflict, NotFound
 from app.links.model import echoed
-from app.orders import store
+from app.orders import review, store
 from app.orders.attribution import UnattributedReason, reattribute
 from app.orders.status import Attribution, OrderStatus
 from app.orders.store import Order, OrderQuery
@@ -51,13 +52,26 @@ class OrderOut(BaseModel):
         "outside_attribution_window or click_not_for_this_merchant (final: it is never "
         "attributed), click_not_found (tried again when its click arrives), not_a_click_id."
     )
-    qualifies: bool = Field(description="Completed within 60 days, on a clean click.")
+    qualifies: bool = Field(
+        description="Completed within 60 days, and attributed (a clean click, not held nor "
+        "declined)."
+    )
     publisher_id: int | None
     code: str | None
     af: str | None
     cn: str | None
     cv: str | None
     dp: str | None
+    held_rule: str | None = Field(
+        description="The fraud rule that held the order for review (kept after the review): "
+        "click_to_order_too_fast, too_many_orders_per_session, too_many_orders_per_address, "
+        "flagged_click, repeat_new_buyer."
+    )
+    held_at: datetime | None
+    review: str | None = Field(description="`approved` or `rejected`, once reviewed.")
+    reviewed_at: datetime | None
+    declined_cap_id: int | None = Field(description="The cap that declined the order.")
+    declined_at: datetime | None
     commission: Decimal | None = Field(
         description="What the order holds in the ledger before any chargeback: its credit, "
         "less partial refunds, plus or minus incentive adjustments (null until credited)."
@@ -77,6 +91,13 @@ class OrderPage(BaseModel):
 class DisqualifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     reason: str = Field(min_length=1, max_length=500, pattern=PRINTABLE)
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=review.MAX_REASON, pattern=PRINTABLE
+    )
 
 
 class ReattributeOut(BaseModel):
@@ -111,6 +132,12 @@ def order_out(order: Order, tz: tzinfo) -> OrderOut:
         cn=order.cn,
         cv=order.cv,
         dp=order.dp,
+        held_rule=order.held_rule,
+        held_at=in_zone(order.held_at, tz),
+        review=order.review,
+        reviewed_at=in_zone(order.reviewed_at, tz),
+        declined_cap_id=order.declined_cap_id,
+        declined_at=in_zone(order.declined_at, tz),
         commission=order.commission,
         charged_back=order.charged_back,
         created_at=in_zone(order.created_at, tz),
@@ -254,3 +281,55 @@ async def reattribute_orders(admin: AdminDep, resources: ResourcesDep) -> Reattr
             after={"attributed": attributed},
         )
     return ReattributeOut(attributed=attributed)
+
+
+@router.post("/orders/{order_id}/approve")
+async def approve_order(
+    order_id: Annotated[Id, Path(description="The order's `id`")],
+    admin: AdminDep,
+    resources: ResourcesDep,
+) -> OrderOut:
+    """Approve an order held for review: it goes through its publisher's caps as if
+    attributed now, and ends `attributed` (its events queued) or `declined` (a full cap).
+    409 when the order is not held."""
+    screening = order_screening(resources.settings)
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await store.get_order(conn, order_id)
+        order = await review.approve(conn, order_id, screening)
+        await record(
+            conn,
+            actor_of(admin),
+            "order.approve",
+            "order",
+            order.id,
+            before=None if before is None else snapshot(before, ORDER),
+            after=snapshot(order, ORDER),
+            publisher_id=order.publisher_id,
+        )
+    return order_out(order, resources.settings.period_tz)
+
+
+@router.post("/orders/{order_id}/reject")
+async def reject_order(
+    order_id: Annotated[Id, Path(description="The order's `id`")],
+    admin: AdminDep,
+    resources: ResourcesDep,
+    body: Annotated[RejectIn | None, Body()] = None,
+) -> OrderOut:
+    """Reject an order held for review: `disqualified` for good, with the reason
+    `rejected on review: <rule>[: <reason>]`. 409 when the order is not held."""
+    reason = None if body is None else body.reason
+    async with resources.pool.acquire() as conn, conn.transaction():
+        before = await store.get_order(conn, order_id)
+        order = await review.reject(conn, order_id, reason)
+        await record(
+            conn,
+            actor_of(admin),
+            "order.reject",
+            "order",
+            order.id,
+            before=None if before is None else snapshot(before, ORDER),
+            after=snapshot(order, ORDER),
+            publisher_id=order.publisher_id,
+        )
+    return order_out(order, resources.settings.period_tz)

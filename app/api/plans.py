@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
+from app.api import overrides
 from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.audit.log import record
@@ -17,6 +18,8 @@ from app.money.plan import Plan, plan_from_data
 from app.money.plans_store import PutOutcome
 
 router = APIRouter(route_class=JsonRoute, tags=["plans"])
+# Payout overrides, a publisher's own rates next to the plan's, come with this router.
+router.include_router(overrides.router)
 
 
 class PlanPutOut(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.accounts import publishers
 from app.accounts.apikeys import MAX_KEY_NAME, Role, create_key, get_key
 from app.accounts.publishers import PublisherKind
+from app.api import caps
 from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import BodyId, Cursor, Id, Instant
@@ -20,6 +21,8 @@ from app.audit.log import record
 from app.errors import NotFound
 
 router = APIRouter(route_class=JsonRoute, tags=["publishers"])
+# The caps on publishers' clicks, orders and commission come with this router.
+router.include_router(caps.router)
 
 PublisherPath = Annotated[Id, Path(description="The publisher's id")]
 

@@ -72,6 +72,11 @@ class Flag(IntFlag):
     duplicate = 8
     params_invalid = 16
     head = 32
+    # A click over one of its link's click caps (app/edge/caps.py), or whose caps could not
+    # be checked (Redis unavailable). Set by the redirect whatever CLICKTRACK_FLAG_* says.
+    # No record version: flags was always an int; a reader whose Flag lacks the bit keeps
+    # it (IntFlag's default boundary) and counts the click flagged, as any flag.
+    over_cap = 64
 
 
 class EventError(ClickTrackError, ValueError):

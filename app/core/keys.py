@@ -5,6 +5,10 @@ parked entries carry the shard number as a Redis Cluster hash tag (``ct:clicks:{
 that all three live in one slot (the flusher sets entries aside and acks them in one MULTI;
 ``redrive`` moves them back in one script call) while different shards spread over the
 cluster's nodes.
+
+A click cap's counters (one per cap and window) carry their publisher as a hash tag
+(``ct:cap:{p42}:7:20261201``): the redirect's one script call checks and counts every cap of
+a click, and all of them are its publisher's, so they live in one slot.
 """
 
 from __future__ import annotations
@@ -57,3 +61,8 @@ class RedisKeys:
     def dashboard_session(self, session_id: str) -> str:
         """A signed-in dashboard session (the API key's id, never the key)."""
         return f"{self.prefix}:dash:{session_id}"
+
+    def cap_clicks(self, publisher_id: int, cap_id: int, window: str) -> str:
+        """The clicks counted by click cap ``cap_id`` of ``publisher_id`` in the window that
+        starts on ``window`` (its first day in the period time zone, ``YYYYMMDD``)."""
+        return f"{self.prefix}:cap:{{p{publisher_id}}}:{cap_id}:{window}"

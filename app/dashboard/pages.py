@@ -16,6 +16,7 @@ from app.dashboard import charts, labels
 from app.dashboard.inputs import plural
 from app.dashboard.layout import attr, empty, money, page, table
 from app.dashboard.sessions import PATH
+from app.money.overrides import RateSource
 from app.reports.balance import BalanceStatus
 from app.reports.income import PeriodIncome
 from app.reports.overview import OrderCounts, Overview, conversion_rate
@@ -216,13 +217,23 @@ def _has_income(p: PeriodIncome) -> bool:
     return bool(p.orders or p.completed_sales or p.net or p.estimated_commission)
 
 
+def _rates_text(p: PeriodIncome) -> str:
+    """Whose rates the period's orders earn: the plan's, or a payout override's (and how
+    much of the credit was at them)."""
+    if p.rate_source is RateSource.plan:
+        return "plan"
+    if p.credited_at_override:
+        return f"your own rates ({money(p.credited_at_override)} credited at them)"
+    return "your own rates"
+
+
 def _income_table(periods: Sequence[PeriodIncome]) -> str:
     rows = [
         f'<tr data-period="{p.period}"><td>{labels.calculation_period_html(p.period)}</td>'
         f"<td>{p.state}</td><td>{p.orders:,}</td><td>{money(p.completed_sales)}</td>"
         f"<td>{money(p.net)}</td>"
         f"<td>{'' if p.estimated_commission is None else money(p.estimated_commission)}</td>"
-        "</tr>"
+        f"<td>{_rates_text(p)}</td></tr>"
         for p in reversed(periods)
     ]
     if not any(_has_income(p) for p in periods):
@@ -230,7 +241,7 @@ def _income_table(periods: Sequence[PeriodIncome]) -> str:
     head = ("Calculation period (10th to 9th)", "State", "Orders", "Completed sales")
     return table(
         "income",
-        (*head, "Net income", "Estimated commission"),
+        (*head, "Net income", "Estimated commission", "Rates"),
         rows,
         f"No income yet in the last {plural(len(periods), 'calculation period')} (10th to 9th).",
     )

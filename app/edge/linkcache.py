@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from enum import Enum
@@ -29,6 +30,7 @@ from app.core.aio import raise_if_cancelling
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_CACHE, BufferedCounter
+from app.edge.caps import EdgeCaps
 from app.edge.rules import EdgeRules
 from app.errors import Unavailable
 from app.links import mirror
@@ -80,9 +82,10 @@ class LinkUnavailable(Unavailable):
 
 class RedirectTarget:
     """A link prepared for the hot path: its Location is two strings around the click id;
-    ``rules`` its rules compiled (``app.edge.rules``), None when it has none."""
+    ``rules`` its rules compiled (``app.edge.rules``), None when it has none; ``caps`` its
+    click caps compiled (``app.edge.caps``), None when it has none."""
 
-    __slots__ = ("active", "expires_at", "link", "location_head", "location_tail", "rules")
+    __slots__ = ("active", "caps", "expires_at", "link", "location_head", "location_tail", "rules")
 
     def __init__(self, link: EdgeLink, click_id_param: str) -> None:
         self.link = link
@@ -94,6 +97,8 @@ class RedirectTarget:
             if link.rules
             else None
         )
+        split = partial(_split_location, param=click_id_param)
+        self.caps = EdgeCaps.compile(link.caps, split) if link.caps else None
 
     def location(self, click_id: str) -> str:
         return self.location_head + click_id + self.location_tail
@@ -164,6 +169,18 @@ class LinkCache:
         # Bumped by every eviction: a load that started before one must not store its result.
         self._generation = 0
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
+    @property
+    def redis_timeout_s(self) -> float:
+        return self._redis_timeout_s
+
     def cached(self, code: str) -> RedirectTarget | Literal[Miss.MISS] | None:
         """The link while its cached copy is fresh (None: no such link), else ``MISS``.
         Only codes that went through ``get`` are cached, so a hit needs no validation."""
@@ -226,14 +243,21 @@ class LinkCache:
             redis_up = False
         else:
             redis_up = True
-        if raw is not None:
-            link = mirror.decode(code, raw)
-            if link is not None:
-                return link
-            # Unreadable (counted and logged): Postgres decides, and the record stays, since
-            # a pod of another release may read it.
-        link = await self._read_through(code)
-        if link is not None and redis_up and raw is None:
+        mirrored = None if raw is None else mirror.decode(code, raw)
+        if mirrored is not None and mirrored.caps is not None:
+            return mirrored
+        # Unreadable (counted and logged): Postgres decides, and the record stays, since a pod
+        # of another release may read it. Caps unknown (a link change wrote it): Postgres
+        # gives them, and the full record replaces it.
+        try:
+            link = await self._read_through(code)
+        except LinkUnavailable:
+            if mirrored is None:
+                raise
+            # The link as the mirror has it, its caps not enforced until Postgres answers
+            # (docs/reliability.md, "Click caps").
+            return dataclasses.replace(mirrored, caps=())
+        if link is not None and redis_up and (raw is None or mirrored is not None):
             # In the background: the mirror is only a cache, the answer need not wait for it.
             fill = asyncio.ensure_future(self._fill(key, link))
             self._fills.add(fill)
@@ -241,12 +265,16 @@ class LinkCache:
         return link
 
     async def _fill(self, key: str, link: EdgeLink) -> None:
-        """Copy ``link`` to the mirror unless it has a copy (``SET NX``: the API's is newer);
-        at most ``redis_timeout_s``, errors ignored."""
+        """Copy ``link`` to the mirror unless it has a newer copy (``mirror.write_known``: the
+        API's link change is newer; a record of the same change with unknown caps is
+        replaced); legacy writes: ``SET NX``. At most ``redis_timeout_s``, errors ignored."""
         try:
             async with asyncio.timeout(self._redis_timeout_s):
-                record = mirror.encode(link, legacy=self._legacy_mirror)
-                await self._redis.set(key, record, ex=mirror.MIRROR_TTL_S, nx=True)
+                if self._legacy_mirror:
+                    record = mirror.encode(link, legacy=True)
+                    await self._redis.set(key, record, ex=mirror.MIRROR_TTL_S, nx=True)
+                else:
+                    await mirror.write_known(self._redis, self._keys, [link], announce=False)
         except (RedisError, OSError, TimeoutError):
             pass
 

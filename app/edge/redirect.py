@@ -1,11 +1,12 @@
 """``GET|HEAD /e/{code}``: the hot path, a plain ASGI handler, readable top to bottom:
 
 resolve the link → parse tracking strings → session → quality flags → the link's rules, if
-it has any (``app/edge/rules.py``: the first that matches chooses the destination) → record
-the click durably (group commit) → 302.
+it has any (``app/edge/rules.py``: the first that matches chooses the destination) → the
+link's click caps, if it has any (``app/edge/caps.py``: over one, the click is flagged
+``over_cap`` and goes to the cap's fallback) → record the click durably (group commit) → 302.
 
 It never redirects to a URL taken from the request: the Location is the link's stored
-destination (or its matching rule's) plus the click id.
+destination (or its matching rule's, or a full cap's fallback) plus the click id.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable
+from datetime import UTC, tzinfo
 
 import uuid_utils
 from starlette.types import Receive, Scope, Send
@@ -21,6 +23,7 @@ from app.clicks import record
 from app.clicks.record import Click, Flag
 from app.core.metrics import REDIRECT_SECONDS, BufferedHistogram
 from app.dimensions.country import country_from_header
+from app.edge.caps import CapGate, Destination, EdgeCaps
 from app.edge.commit import ClickWriter, NotRecorded
 from app.edge.linkcache import MISS, LinkCache, LinkUnavailable, RedirectTarget
 from app.edge.params import parse_tracking
@@ -48,6 +51,9 @@ _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 _READ_METHODS = frozenset(("GET", "HEAD"))
 _PREFIX_LENGTH = len(PREFIX)
 _PARAMS_INVALID = int(Flag.params_invalid)
+_OVER_CAP = int(Flag.over_cap)
+# Where a click goes: the link's destination, its matching rule's, or a cap's fallback.
+Where = RedirectTarget | EdgeRule | Destination
 # Records one answer's latency, in seconds.
 Observe = Callable[[float], None]
 
@@ -67,7 +73,9 @@ class Redirect:
     ``country_header``: the header a trusted proxy sets to the client's country
     (``CLICKTRACK_COUNTRY_HEADER``), believed only from a request whose direct peer is a
     trusted proxy (``app.edge.proxy.TRUSTED_PEER``); its valid value is the click's country,
-    for rules and record alike."""
+    for rules and record alike. ``period_tz``: the zone click caps' windows are counted in
+    (``CLICKTRACK_PERIOD_TIMEZONE``); ``caps``: the gate checking them (by default one on
+    the link cache's Redis, skipped while the click writer spools)."""
 
     def __init__(
         self,
@@ -79,6 +87,8 @@ class Redirect:
         enabled_flags: Flag | int,
         shards: int = 1,
         country_header: str | None = None,
+        period_tz: tzinfo = UTC,
+        caps: CapGate | None = None,
     ) -> None:
         self.links = links
         self.writer = writer
@@ -91,6 +101,13 @@ class Redirect:
         self._country_header = country_header.lower().encode() if country_header else None
         header = frozenset((self._country_header,)) if self._country_header else frozenset()
         self._interesting = _INTERESTING | header
+        self.caps = caps or CapGate(
+            links.redis,
+            links.keys,
+            period_tz,
+            timeout_s=links.redis_timeout_s,
+            healthy=lambda: writer.redis_ok,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -124,6 +141,8 @@ class Redirect:
             return _OBSERVE_GONE
 
         click, signed_session, where = self._click(scope, method, target, now_us)
+        if target.caps:  # a link without caps pays this test alone
+            where = await self._capped(target.caps, click, where)
         shard = zlib.crc32(click.session_id.encode()) % self.shards if self.shards > 1 else 0
         try:
             await self.writer.record(record.encode(click), shard)
@@ -146,9 +165,19 @@ class Redirect:
         await send(_EMPTY_BODY)
         return _OBSERVE_REDIRECT
 
+    async def _capped(self, caps: EdgeCaps, click: Click, where: Where) -> Where:
+        """Count ``click`` against ``caps``; over one (or not checked: Redis unavailable), the
+        click is flagged ``over_cap``, whatever ``enabled_flags`` says, and goes to the first
+        full cap's fallback, else where it was going (the link's destination or its rule's)."""
+        full = await self.caps.check(caps, click.publisher_id, click.cn, click.ts_us)
+        if full is None:
+            return where
+        click.flags |= _OVER_CAP
+        return full.fallback or where
+
     def _click(
         self, scope: Scope, method: str, target: RedirectTarget, now_us: int
-    ) -> tuple[Click, str, RedirectTarget | EdgeRule]:
+    ) -> tuple[Click, str, Where]:
         """The click this request makes, the signed session id its cookie carries (the
         request's own, or a new session's), and where it goes (the link, or its rule)."""
         link = target.link
@@ -177,7 +206,7 @@ class Redirect:
         country = self.mask_ip.country(address) if address else None
         if self._country_header is not None and scope.get(TRUSTED_PEER):
             country = country_from_header(headers.get(self._country_header)) or country
-        where: RedirectTarget | EdgeRule = target
+        where: Where = target
         rule = None
         if target.rules:  # a link without rules pays this test alone
             where, rule, country = self.rule_facts.choose(

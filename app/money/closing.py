@@ -12,7 +12,8 @@ earlier period of the publisher not closed yet, oldest first, in the same transa
 3. credits: every attributed order completed (within 60 days of purchase) before P's end and
    not yet credited is credited, at the rate of the plan in force in the period it was
    placed in, with the incentive earned by the sales of the period before that
-   (``sales``);
+   (``sales``); the base rate is a payout override's where one in force says so
+   (``overrides``), the incentive always the plan's;
 4. the close is recorded with P's sales (``sales``), which set the incentive of the orders
    placed in the next period.
 
@@ -45,6 +46,7 @@ from app.money.corrections import (
     true_up,
 )
 from app.money.ledger import EntryKind, lock_account
+from app.money.overrides_store import load_override_book
 from app.money.periods import Period, periods_between
 from app.money.plans_store import load_book
 from app.money.sales import SalesBook
@@ -175,7 +177,10 @@ async def _post_credits(posting: Posting) -> tuple[int, Decimal, int]:
             unpriced += 1  # kept uncredited: a later close credits it once a plan covers it
             continue
         sales = await posting.sales.of(period.previous())
-        earned = order_commission(plan, row["amount"], row["category"], row["new_buyer"], sales)
+        overrides = posting.overrides.for_period(period)  # the publisher's, its network's
+        earned = order_commission(
+            plan, row["amount"], row["category"], row["new_buyer"], sales, overrides
+        )
         detail = {**earned.detail(), "placed_in": str(period), "order_amount": str(row["amount"])}
         credits.append(
             posting.row(EntryKind.credit, earned.amount, row["id"], plan.effective_from, detail)
@@ -256,10 +261,13 @@ async def close_for_publisher(
             return []
         todo = [period] if last is None else periods_between(last.next(), period)
         book = await load_book(conn, lock=True)
+        overrides = await load_override_book(conn, publisher_id, lock=True)
         sales = SalesBook(conn, publisher_id, tz)
         closed = []
         for each in todo:
-            posting = Posting(conn, publisher_id, each, tz, book, sales, each.ends_at(tz))
+            posting = Posting(
+                conn, publisher_id, each, tz, book, sales, each.ends_at(tz), overrides
+            )
             closed.append(await _close_one(posting))
         if on_closed is not None:
             await on_closed(conn, closed)

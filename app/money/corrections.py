@@ -16,7 +16,10 @@ holds for it and posts the difference, so running it again posts nothing.
 
 After these steps every credited order holds in the ledger exactly ``commission(amount,
 rate)`` for its current amount and the rate of the incentive decided now, rounded once per
-order (``commission.py``): the sum of the orders' commissions is the ledger's.
+order (``commission.py``): the sum of the orders' commissions is the ledger's. An order's
+base rate (the plan's or a payout override's) is the one its credit states: fixed from the
+credit on, so no later plan or override recomputes what a closed period credited; only the
+incentive and the amount are re-decided.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import Any
 import asyncpg
 
 from app.core.db import Conn
-from app.money.commission import ZERO, commission, order_commission
+from app.money.commission import ZERO, commission, credited_commission, order_commission
 from app.money.ledger import EntryKind
+from app.money.overrides_store import NO_OVERRIDES, OverrideBook
 from app.money.periods import Period
+from app.money.plan import RateParts
 from app.money.plans_store import PlanBook
 from app.money.sales import SalesBook
 from app.orders.status import completed_in_time
@@ -58,6 +63,7 @@ class Posting:
     book: PlanBook
     sales: SalesBook
     effective_at: datetime  # the period's end: the month the income belongs to
+    overrides: OverrideBook = NO_OVERRIDES  # the publisher's and its network's versions
 
     def row(
         self,
@@ -177,11 +183,20 @@ class Posted:
     total: Decimal  # the sum of its entries
     amount: Decimal  # the order amount the last entry that states one was worked out on
     rate: Decimal  # and the total rate
+    credited: RateParts | None = None  # the base its credit states (bonus left at 0)
+
+
+def _credited_base(detail: dict[str, Any]) -> RateParts | None:
+    """The base rate a credit states (every credit does; None for a detail without one)."""
+    if "base_rate" not in detail:
+        return None
+    zero = Decimal(0)
+    return RateParts(Decimal(detail["base_rate"]), bool(detail["new_buyer_rate"]), zero, zero)
 
 
 async def _posted(conn: Conn, orders: list[asyncpg.Record]) -> dict[int, Posted]:
     entries = await conn.fetch(
-        """SELECT order_id, amount, detail FROM ledger WHERE order_id = ANY($1::bigint[])
+        """SELECT order_id, kind, amount, detail FROM ledger WHERE order_id = ANY($1::bigint[])
            ORDER BY order_id, id""",
         [o["id"] for o in orders],
     )
@@ -197,6 +212,8 @@ async def _posted(conn: Conn, orders: list[asyncpg.Record]) -> dict[int, Posted]
             entry["order_id"], Posted(ZERO, reported[entry["order_id"]], Decimal(0))
         )
         posted.total += entry["amount"]
+        if entry["kind"] == EntryKind.credit:
+            posted.credited = _credited_base(detail)
         if "total_rate" in detail:
             posted.rate = Decimal(detail["total_rate"])
             posted.amount = Decimal(detail.get("order_amount", posted.amount))
@@ -252,7 +269,10 @@ async def _order_true_up(
     if plan is None:  # credited under a plan, which is frozen from then on: never happens
         return []
     sales = await posting.sales.of(placed.previous())
-    due = order_commission(plan, order["amount"], order["category"], order["new_buyer"], sales)
+    if posted.credited is not None:  # the base it was credited at; the bonus re-decided
+        due = credited_commission(plan, order["amount"], posted.credited, sales)
+    else:
+        due = order_commission(plan, order["amount"], order["category"], order["new_buyer"], sales)
     made = []
     total = posted.total
     if order["amount"] < posted.amount:

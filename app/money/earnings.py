@@ -20,6 +20,8 @@ from decimal import Decimal
 
 from app.core.db import Conn
 from app.money.commission import ZERO, commission
+from app.money.overrides import base_rate
+from app.money.overrides_store import NO_OVERRIDES, OverrideBook, load_override_book
 from app.money.periods import START_DAY, Month, Period
 from app.money.plans_store import PlanBook, load_book
 from app.money.sales import SalesBook, period_sales
@@ -59,15 +61,24 @@ class CommissionEstimator:
     as the close reads them (``sales.SalesBook``). Rates are worked out once per (period,
     category, new buyer) and reused."""
 
-    def __init__(self, conn: Conn, publisher_id: int, tz: tzinfo, book: PlanBook) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        publisher_id: int,
+        tz: tzinfo,
+        book: PlanBook,
+        overrides: OverrideBook = NO_OVERRIDES,
+    ) -> None:
         self._tz = tz
         self._book = book
+        self._overrides = overrides  # payout overrides: the base rate, as the close takes it
         self._sales = SalesBook(conn, publisher_id, tz)
         self._rates: dict[tuple[int, int, bool, str, bool], Decimal | None] = {}
 
     @classmethod
     async def load(cls, conn: Conn, publisher_id: int, tz: tzinfo) -> CommissionEstimator:
-        return cls(conn, publisher_id, tz, await load_book(conn))
+        overrides = await load_override_book(conn, publisher_id)
+        return cls(conn, publisher_id, tz, await load_book(conn), overrides)
 
     async def commission(
         self, amount: Decimal, category: str, new_buyer: bool, ordered_at: datetime
@@ -85,7 +96,8 @@ class CommissionEstimator:
                 self._rates[key] = None
             else:
                 sales = await self._sales.of(placed.previous())
-                self._rates[key] = plan.rate(category, new_buyer, sales).total
+                base = base_rate(plan, self._overrides.for_period(placed), category, new_buyer)
+                self._rates[key] = base.rate + plan.bonus(sales)
         rate = self._rates[key]
         return None if rate is None else commission(amount, rate)
 

@@ -32,7 +32,9 @@ class OrderStatus(StrEnum):
 class Attribution(StrEnum):
     unattributed = "unattributed"  # the click is not known (yet): kept, retried
     attributed = "attributed"  # tied to a clean click, its link and publisher
-    disqualified = "disqualified"  # a flagged click, or disqualified by an admin
+    disqualified = "disqualified"  # a flagged click, disqualified by an admin, or rejected
+    held = "held"  # a fraud rule holds it for review: earns nothing unless approved
+    declined = "declined"  # over one of its publisher's order or commission caps
 
 
 _RANK = {

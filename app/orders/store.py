@@ -80,6 +80,12 @@ class Order:
     cn: str | None
     cv: str | None
     dp: str | None
+    held_rule: str | None  # the fraud rule that held it (kept after its review)
+    held_at: datetime | None
+    review: str | None  # 'approved' or 'rejected', once a held order was reviewed
+    reviewed_at: datetime | None
+    declined_cap_id: int | None  # the cap that declined it
+    declined_at: datetime | None
     created_at: datetime
     updated_at: datetime
     commission: Decimal | None  # credited to the publisher (net of adjustments), if it was
@@ -103,6 +109,7 @@ _SELECT = f"""
            o.category, o.new_buyer, o.status, o.status_at, o.completed_at, o.attribution,
            o.disqualified_reason, {_UNATTRIBUTED_REASON} AS unattributed_reason,
            o.publisher_id, o.code, o.af, o.cn, o.cv, o.dp,
+           o.held_rule, o.held_at, o.review, o.reviewed_at, o.declined_cap_id, o.declined_at,
            o.created_at, o.updated_at,
            -- Its credit, less partial refunds, plus or minus incentive adjustments; then the
            -- chargeback that takes all of it back (docs/commissions.md §5).
@@ -324,7 +331,8 @@ async def list_orders(
 
 async def disqualify(conn: Conn, order_id: int, reason: str) -> Order | None:
     """Mark an order disqualified (fraud, invalid traffic); once credited, the next period
-    close charges it back. Idempotent: an order already disqualified keeps its first reason."""
+    close charges it back. Idempotent: an order already disqualified keeps its first reason.
+    A declined order keeps the cap that declined it (``declined_cap_id``, ``declined_at``)."""
     await conn.execute(
         """UPDATE orders SET attribution = 'disqualified', disqualified_reason = $2,
                disqualified_at = now(), updated_at = now()

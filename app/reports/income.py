@@ -9,6 +9,12 @@ that ``net`` is their sum and the nets of all periods add up to the ledger's ent
 kinds; for a period not closed yet, the sales it would close with now and the estimated
 commission of the orders placed in it (``money.earnings``). The CSV's day columns name the
 period time zone (``first_day_asia_shanghai``).
+
+Payout overrides: ``rate_source`` says whether the orders placed in a period earn a payout
+override's rates (``override``: the publisher's own or its network's is in force in the
+period, for the categories it names) or the plan's only (``plan``); ``credited_at_override``
+is the part of ``credited`` whose base rate came from an override. The Live Order Tracking
+shows each credited order's rate and its source (``orders``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from decimal import Decimal
 
 from app.core.db import Conn
 from app.money import closing, earnings
+from app.money.commission import ZERO
+from app.money.overrides import RateSource
+from app.money.overrides_store import load_override_book
 from app.money.periods import Period, periods_between
 from app.orders.earned import LEDGER_SUMS, LedgerSums
 from app.reports.csvout import Cell, zoned
@@ -37,6 +46,9 @@ OTHER_COLUMNS = (
     "incentive_adjustments",
     "net",
     "estimated_commission",
+    # Payout overrides: kept last, so the columns before keep their places.
+    "rate_source",
+    "credited_at_override",
 )
 
 
@@ -56,6 +68,8 @@ class PeriodIncome:
     completed_sales: Decimal  # credited by its close; if open, what it would credit now
     booked: LedgerSums  # the entries about orders its close posted (none if not closed)
     estimated_commission: Decimal | None  # open periods: of the orders placed in them
+    rate_source: RateSource = RateSource.plan  # an override in force for its orders?
+    credited_at_override: Decimal = ZERO  # the part of ``credited`` at override rates
 
     @property
     def state(self) -> str:
@@ -103,6 +117,8 @@ class PeriodIncome:
             self.incentive_adjustments,
             self.net,
             self.estimated_commission,
+            self.rate_source.value,
+            self.credited_at_override,
         )
 
 
@@ -121,6 +137,24 @@ async def _booked(
         last.start_date,
     )
     return {Period.starting_on(r["period_start"]): LedgerSums.from_row(r) for r in rows}
+
+
+async def _credited_at_override(
+    conn: Conn, publisher_id: int, first: Period, last: Period
+) -> dict[Period, Decimal]:
+    """The credits booked to each period from ``first`` to ``last`` whose base rate came
+    from a payout override (their credit says so: ``rate_source``)."""
+    rows = await conn.fetch(
+        """SELECT l.period_start, sum(l.amount) AS credited FROM ledger l
+           WHERE l.publisher_id = $1 AND l.kind = 'credit'
+             AND l.detail ->> 'rate_source' = 'override'
+             AND l.period_start >= $2 AND l.period_start <= $3
+           GROUP BY l.period_start""",
+        publisher_id,
+        first.start_date,
+        last.start_date,
+    )
+    return {Period.starting_on(r["period_start"]): r["credited"] for r in rows}
 
 
 async def _placed(
@@ -146,11 +180,14 @@ async def income_by_period(
     closes = {c.period: c for c in await closing.list_closes(conn, publisher_id)}
     booked = await _booked(conn, publisher_id, first, last)
     estimator = await earnings.CommissionEstimator.load(conn, publisher_id, tz)
+    overrides = await load_override_book(conn, publisher_id)
+    at_override = await _credited_at_override(conn, publisher_id, first, last)
     found = []
     for period in periods_between(first, last):
         start, end = period.starts_at(tz), period.ends_at(tz)
         orders, amount = await _placed(conn, publisher_id, start, end)
         close = closes.get(period)
+        source = RateSource.override if overrides.for_period(period) else RateSource.plan
         if close is not None:
             found.append(
                 PeriodIncome(
@@ -163,6 +200,8 @@ async def income_by_period(
                     close.sales,
                     booked.get(period, LedgerSums()),
                     None,
+                    source,
+                    at_override.get(period, ZERO),
                 )
             )
             continue
@@ -181,6 +220,8 @@ async def income_by_period(
                 projected,
                 booked.get(period, LedgerSums()),
                 estimated,
+                source,
+                at_override.get(period, ZERO),
             )
         )
     return found

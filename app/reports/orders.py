@@ -21,7 +21,14 @@ API's ``commission`` of the order plus its ``charged_back``:
 - ``estimated``: not credited yet but may still earn: what it earns if it completes in time,
   at the plan and incentive it would be credited at (``money.earnings``);
 - ``no_plan``: it may earn, but no commission plan covers its period yet (empty);
-- ``none``: it never earns (refunded, invalid, disqualified, or not completed within 60 days).
+- ``none``: it never earns (refunded, invalid, disqualified, held for review, declined by a
+  cap, or not completed within 60 days).
+
+Held and declined orders are listed like any other of the publisher's, with ``attribution``
+saying so, ``held_rule`` the fraud rule that held it (kept after its review, whose outcome
+``review`` gives), ``declined_cap_id`` the cap that declined it (docs/commissions.md, "Order
+fraud rules" and "Caps"); their commission is 0.00, ``none``, until an approval attributes
+them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncpg
 from app.core.db import Conn, Pool
 from app.money.commission import ZERO
 from app.money.earnings import CommissionEstimator
+from app.money.overrides_store import credited_rate
 from app.orders.earned import order_ledger
 from app.orders.status import (
     COMPLETED,
@@ -65,6 +73,13 @@ OTHER_COLUMNS = (
     "category",
     "new_buyer",
     "attribution",
+    "held_rule",
+    "review",
+    "declined_cap_id",
+    # Credited orders: the total rate applied, percent, and its base's source (payout
+    # overrides, ``money.overrides_store.credited_rate``); empty otherwise.
+    "rate",
+    "rate_source",
 )
 
 
@@ -120,6 +135,7 @@ class OrderExport:
     last_day: date
     basis: DateBasis = DateBasis.order
     statuses: tuple[ShownStatus, ...] = ()
+    attributions: tuple[Attribution, ...] = ()  # none: every order of the publisher
     link: str | None = None
     af: str | None = None  # the sub-affiliate tracking id
     cn: str | None = None
@@ -135,6 +151,9 @@ def _query(export: OrderExport, tz: tzinfo) -> tuple[str, list[Any]]:
     if export.statuses:
         params.append([s.value for s in export.statuses])
         conditions.append(f"({SHOWN_STATUS}) = ANY(${len(params)}::text[])")
+    if export.attributions:
+        params.append([a.value for a in export.attributions])
+        conditions.append(f"o.attribution = ANY(${len(params)}::text[])")
     for name in ("af", "cn", "cv", "dp"):
         value = getattr(export, name)
         if value is not None:
@@ -147,9 +166,12 @@ def _query(export: OrderExport, tz: tzinfo) -> tuple[str, list[Any]]:
         SELECT o.order_ref, o.ordered_at, o.completed_at, o.status, {SHOWN_STATUS} AS shown,
                o.amount, o.currency,
                o.af, o.cn, o.cv, o.dp, o.code, o.category, o.new_buyer, o.attribution,
-               m.credited, m.charged_back, m.partial_refunds, m.incentive_adjustments, m.total
+               o.held_rule, o.review, o.declined_cap_id,
+               m.credited, m.charged_back, m.partial_refunds, m.incentive_adjustments, m.total,
+               r.applied_rate, r.rate_source
         FROM orders o
         {order_ledger("o")}
+        {credited_rate("o")}
         WHERE {" AND ".join(conditions)}
         ORDER BY {column}, o.id"""
     return sql, params
@@ -202,6 +224,11 @@ async def _rows(
             row["category"],
             row["new_buyer"],
             row["attribution"],
+            row["held_rule"],
+            row["review"],
+            row["declined_cap_id"],
+            row["applied_rate"],
+            row["rate_source"],
         )
 
 

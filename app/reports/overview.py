@@ -10,6 +10,9 @@ dashboard charts.
   those orders, refunded and invalid ones left out), *conversion rate* = completed orders /
   billable clicks (flagged clicks are not advertisement clicks: no user reached the shop
   through them).
+- over the same range: the orders placed in it that a fraud rule *held* for review, and those
+  a cap *declined* (``ScreenedCounts``; docs/commissions.md, "Order fraud rules"). They are
+  not among *orders*: neither earns.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class OrderCounts:
 
 
 @dataclass(frozen=True)
+class ScreenedCounts:
+    """Orders placed in a range that screening kept from earning: held for review, declined
+    by a cap (those of them approved since are attributed, and counted as orders)."""
+
+    held: int = 0
+    declined: int = 0
+
+
+@dataclass(frozen=True)
 class Overview:
     publisher_id: int
     first_day: date
@@ -52,6 +64,7 @@ class Overview:
     unique_clicks: int
     flagged_clicks: int
     orders: OrderCounts
+    screened: ScreenedCounts = ScreenedCounts()
 
     @property
     def conversion_rate(self) -> Decimal | None:
@@ -85,6 +98,24 @@ async def order_counts(
     row = await conn.fetchrow(_ORDER_COUNTS.format(key=""), publisher_id, start, end)
     assert row is not None
     return OrderCounts(row["orders"], row["completed"], row["amount"])
+
+
+_SCREENED = """
+    SELECT count(*) FILTER (WHERE o.attribution = 'held') AS held,
+           count(*) FILTER (WHERE o.attribution = 'declined') AS declined
+    FROM orders o
+    WHERE o.publisher_id = $1 AND o.attribution IN ('held', 'declined')
+      AND o.ordered_at >= $2 AND o.ordered_at < $3"""
+
+
+async def screened_counts(
+    conn: Conn, publisher_id: int, first: date, last: date, tz: tzinfo
+) -> ScreenedCounts:
+    """The held and declined orders placed on the days ``first`` to ``last`` in ``tz``."""
+    start, end = span_bounds(first, last, tz)
+    row = await conn.fetchrow(_SCREENED, publisher_id, start, end)
+    assert row is not None
+    return ScreenedCounts(row["held"], row["declined"])
 
 
 async def order_counts_by(
@@ -121,16 +152,18 @@ async def overview(
         async with pool.acquire() as conn:
             return await earnings.estimate_month(conn, publisher_id, this_month, tz, now)
 
-    async def the_rest() -> tuple[Decimal, Decimal, counts.TrafficRow, OrderCounts]:
+    async def the_rest() -> tuple[Decimal, Decimal, counts.TrafficRow, OrderCounts, ScreenedCounts]:
         async with pool.acquire() as conn:
             income = await earnings.income_month(conn, publisher_id, this_month.previous(), tz)
             balance = await ledger.balance(conn, publisher_id)
             query = counts.TrafficQuery(publisher_id, first, last, tz, group_by=())
             counted = counts.totals(await counts.traffic_report(conn, query))
             orders = await order_counts(conn, publisher_id, first, last, tz)
-        return income.net, balance, counted, orders
+            screened = await screened_counts(conn, publisher_id, first, last, tz)
+        return income.net, balance, counted, orders, screened
 
-    estimated, (income, balance, counted, orders) = await asyncio.gather(estimate(), the_rest())
+    estimated, rest = await asyncio.gather(estimate(), the_rest())
+    income, balance, counted, orders, screened = rest
     return Overview(
         publisher_id=publisher_id,
         first_day=first,
@@ -146,4 +179,5 @@ async def overview(
         unique_clicks=counted.unique_clicks,
         flagged_clicks=counted.flagged,
         orders=orders,
+        screened=screened,
     )

@@ -72,6 +72,7 @@ class ScriptedOrder:
     commission: Decimal = ZERO  # what the CSV must say
     commission_status: str = "none"
     click_id: str = ""
+    credited_rate: str = ""  # the rate of its credit, in percent (plan Table 1 or 3)
 
 
 @dataclass
@@ -200,6 +201,7 @@ async def script(history: History, redis: aioredis.Redis, link_ids: list[int]) -
     closed = await client.post(f"/api/v1/periods/{p0}/close", headers=admin)
     assert closed.status_code == 200, closed.text
     a.commission, a.commission_status = rate(a.amount, 8), "credited"
+    a.credited_rate = "8"
     history.ledger.append((p0.ends_at(tz), rate(a.amount, 8)))
     history.ledger.append((p0.ends_at(tz), rate(b.amount, 14)))
     b.status = "refunded"
@@ -207,6 +209,7 @@ async def script(history: History, redis: aioredis.Redis, link_ids: list[int]) -
     closed = await client.post(f"/api/v1/periods/{p1}/close", headers=admin)
     assert closed.status_code == 200, closed.text
     b.commission, b.commission_status = D("0.00"), "charged_back"
+    b.credited_rate = "14"  # credited, then charged back: the credit's rate stays
     history.ledger.append((p1.ends_at(tz), -rate(b.amount, 14)))
 
     # This period: open orders earn an estimate; refunded ones and flagged clicks nothing.
@@ -494,6 +497,11 @@ def order_cells(order: ScriptedOrder, tz: tzinfo) -> list[str]:
         order.category,
         "true" if order.new_buyer else "false",
         "attributed" if order.attributed else "disqualified",
+        "",  # held_rule: no fraud rule is on here
+        "",  # review
+        "",  # declined_cap_id
+        order.credited_rate,
+        "plan" if order.credited_rate else "",  # no payout override here
     ]
 
 
@@ -516,7 +524,8 @@ async def test_live_order_tracking_lists_every_order_with_its_commission(
     assert table[0] == [
         "order_id", f"order_time_{zone}", f"transaction_time_{zone}", "status", "amount",
         "currency", "commission", "commission_status", "af", "cn", "cv", "dp", "link",
-        "category", "new_buyer", "attribution",
+        "category", "new_buyer", "attribution", "held_rule", "review", "declined_cap_id",
+        "rate", "rate_source",
     ]  # fmt: skip
     ordered = sorted(history.orders, key=lambda o: o.placed)
     assert table[1:] == [order_cells(o, tz) for o in ordered]
@@ -558,7 +567,7 @@ async def test_csv_with_a_byte_order_mark_on_request(history: History) -> None:
 
 
 # Text columns of the orders export (by position): quoted in the file; the rest bare.
-ORDER_TEXT_COLUMNS = {0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 15}
+ORDER_TEXT_COLUMNS = {0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 15, 20}
 
 
 async def test_orders_export_quotes_every_text_cell(history: History) -> None:
@@ -573,14 +582,14 @@ async def test_orders_export_quotes_every_text_cell(history: History) -> None:
     assert lines[0] == (
         f'"order_id","order_time_{zone}","transaction_time_{zone}","status","amount","currency",'
         '"commission","commission_status","af","cn","cv","dp","link","category",'
-        '"new_buyer","attribution"'
+        '"new_buyer","attribution","held_rule","review","declined_cap_id","rate","rate_source"'
     )
     ordered = sorted(history.orders, key=lambda o: o.placed)
     for order, line in zip(ordered, lines[1:], strict=False):
         sources = [order.af, order.cn, order.cv, order.dp]
         fields = []
         for n, shown in enumerate(order_cells(order, tz)):
-            empty = 8 <= n <= 11 and sources[n - 8] is None
+            empty = (8 <= n <= 11 and sources[n - 8] is None) or (n >= 16 and not shown)
             quoted = n in ORDER_TEXT_COLUMNS and not empty
             fields.append('"' + shown.replace('"', '""') + '"' if quoted else shown)
         assert line == ",".join(fields)

@@ -50,13 +50,17 @@ async def add_click(
     cv: str | None = None,
     dp: str | None = None,
     click_id: uuid.UUID | None = None,
+    session_id: str = "s",
+    ip: str | None = None,
 ) -> str:
-    """Store a click as the flusher would; return its id."""
+    """Store a click as the flusher would; return its id. ``session_id`` and ``ip`` as the
+    click row keeps them (the default session is shared by every such click: tests of the
+    per-session fraud rules pass their own)."""
     click_id = click_id or uuid7_at(when)
     await conn.execute(
         """INSERT INTO clicks (click_id, ts, link_id, code, publisher_id, af, cn, cv, dp,
-               session_id, session_new, method, flags)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 's', true, 'GET', $10)""",
+               session_id, session_new, method, flags, ip)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, true, 'GET', $10, $12)""",
         click_id,
         when,
         link.id,
@@ -67,6 +71,8 @@ async def add_click(
         cv,
         dp,
         flags,
+        session_id,
+        ip,
     )
     return str(click_id)
 

@@ -3,6 +3,7 @@ and nothing in Redis can make the reader raise."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.links import mirror
+from app.links.caps import ClickCap, caps_json
 from app.links.mirror import EdgeLink
 from app.links.model import Rule
 from app.links.rules import KINDS, as_json
@@ -45,9 +47,28 @@ LINKS = st.builds(
     updated_us=st.integers(0, 2**62),
     rules=RULES,
 )
+CAPS = st.lists(
+    st.builds(
+        ClickCap,
+        cap_id=st.integers(1, 2**62),
+        cap=st.integers(0, 2**62),
+        period=st.sampled_from(["day", "month", "calculation_period", "fortnight"]),
+        campaign=st.none() | TEXT,
+        fallback_url=st.none() | TEXT,
+    ),
+    max_size=3,
+).map(tuple)
+# Links with click caps (minor 1.2): known (a list, maybe empty after a disabled one) or not
+# known to the writer (None, caps_us -1).
+CAPPED = st.builds(
+    lambda link, caps, caps_us: replace(link, caps=caps, caps_us=-1 if caps is None else caps_us),
+    LINKS,
+    st.none() | CAPS,
+    st.integers(0, 2**62),
+)
 
 
-@given(LINKS)
+@given(LINKS | CAPPED)
 def test_a_record_reads_back_as_written(link: EdgeLink) -> None:
     assert mirror.decode(link.code, mirror.encode(link)) == link
 
@@ -62,19 +83,52 @@ def test_an_unversioned_record_reads_back_without_its_time(link: EdgeLink) -> No
     )
 
 
-@given(LINKS, st.integers(0, 1000), st.lists(JSON, max_size=4))
+@given(LINKS | CAPPED, st.integers(1, 1000), st.lists(JSON, max_size=4))
 def test_a_newer_minor_with_more_fields_reads_the_fields_we_know(
     link: EdgeLink, minor: int, extra: list[Any]
 ) -> None:
-    """A newer minor appends after the rules (minor 1), which it always writes, if empty."""
+    """A newer minor appends after the caps (minor 2), which it always writes, if empty."""
     record = orjson.loads(mirror.encode(link))[:7]
-    record[0][1] = minor + 1
-    record.append(as_json(link.rules))
+    record[0][1] = mirror.MINOR + minor
+    caps = None if link.caps is None else caps_json(link.caps)
+    record += [as_json(link.rules), caps, link.caps_us]
     assert mirror.decode(link.code, orjson.dumps([*record, *extra])) == link
 
 
+@given(LINKS.filter(lambda link: link.rules), st.lists(JSON, max_size=4))
+def test_a_link_with_rules_and_no_caps_is_written_as_minor_1(
+    link: EdgeLink, extra: list[Any]
+) -> None:
+    """Exactly the minor 1 record, and nothing after its rules is read as caps in it."""
+    record = orjson.loads(mirror.encode(link))
+    assert record[0] == [1, 1] and len(record) == 8
+    assert mirror.decode(link.code, orjson.dumps([*record, *extra])) == link
+
+
+def test_caps_are_a_minor_2_item_after_the_rules() -> None:
+    caps = (ClickCap(4, 100, "day", None, "https://example.com/full"), ClickCap(5, 3, "month"))
+    link = EdgeLink(7, "abc", 3, "https://example.com/", True, None, 99, (), caps, 1234)
+    assert orjson.loads(mirror.encode(link)) == [
+        [1, 2], 99, 7, 3, "https://example.com/", True, None, [],
+        [[4, 100, "day", None, "https://example.com/full"], [5, 3, "month", None, None]], 1234,
+    ]  # fmt: skip
+    assert mirror.decode("abc", mirror.encode(link)) == link
+    unknown = replace(link, caps=None, caps_us=-1)
+    assert orjson.loads(mirror.encode(unknown))[-2:] == [None, -1]
+    for bad in (
+        [[4, "100", "day", None, None]],
+        [[4, 1, "day"]],
+        {"a": 1},
+        [[4, -1, "day", None, None]],
+    ):
+        record = [[1, 2], 99, 7, 3, "https://example.com/", True, None, [], bad, 1]
+        assert mirror.decode("abc", orjson.dumps(record)) is None
+
+
 @given(LINKS.filter(lambda link: not link.rules), st.lists(JSON, max_size=4))
-def test_a_link_without_rules_is_written_as_before_rules(link: EdgeLink, extra: list[Any]) -> None:
+def test_a_link_without_rules_nor_caps_is_written_as_before_rules(
+    link: EdgeLink, extra: list[Any]
+) -> None:
     """Exactly the minor 0 record: a release before rules reads it as it always did, and
     nothing after its five fields is read as rules in a minor 0 record."""
     fields = [link.id, link.publisher_id, link.destination, link.active, link.expires_at]

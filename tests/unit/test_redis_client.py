@@ -219,6 +219,7 @@ CLIENTS = {
     "app/main.py": {"web", "click_writer"},
     "app/flusher/__main__.py": {"flusher"},
     "app/cli.py": {"cli"},
+    "app/cli_caps.py": {"cli"},  # a click cap change republishes the links it applies to
 }
 _OPENERS = {"create_redis", "open_redis", "from_url", "from_pool", "Redis", "StrictRedis"}
 

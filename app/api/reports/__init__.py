@@ -38,6 +38,13 @@ class PeriodIncomeOut(BaseModel):
         description="credited + charged_back + partial_refunds + incentive_adjustments"
     )
     estimated_commission: Decimal | None = Field(description="Open periods only")
+    rate_source: str = Field(
+        description="`override` when a payout override is in force for the period's orders "
+        "(the publisher's or its network's), else `plan`"
+    )
+    credited_at_override: Decimal = Field(
+        description="The part of `credited` whose base rate came from a payout override"
+    )
 
 
 class IncomeOut(BaseModel):

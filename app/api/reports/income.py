@@ -53,6 +53,8 @@ def period_out(found: income.PeriodIncome) -> PeriodIncomeOut:
         incentive_adjustments=found.incentive_adjustments,
         net=found.net,
         estimated_commission=found.estimated_commission,
+        rate_source=found.rate_source.value,
+        credited_at_override=found.credited_at_override,
     )
 
 

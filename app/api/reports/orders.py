@@ -13,6 +13,7 @@ from app.api.deps import PrincipalDep, ResourcesDep
 from app.api.params import BomFlag, DayRange, OrderFilters, PublisherChoice
 from app.api.reports.download import csv_response
 from app.api.scope import acting_for
+from app.orders.status import Attribution
 from app.reports import exports, ranges
 from app.reports.orders import DateBasis, OrderExport, ShownStatus
 from app.traffic.days import today
@@ -21,7 +22,8 @@ router = APIRouter(prefix="/reports", route_class=JsonRoute, tags=["reports"])
 
 
 class OrderSelection:
-    """``date_type`` and ``status``: which date the range is of, and which orders."""
+    """``date_type``, ``status`` and ``attribution``: which date the range is of, and which
+    orders."""
 
     def __init__(
         self,
@@ -36,9 +38,17 @@ class OrderSelection:
                 "`completed_late`: reported completed after that (never earns)"
             ),
         ] = None,
+        attribution: Annotated[
+            list[Attribution] | None,
+            Query(
+                description="Any of these; `held`: held for review by a fraud rule (column "
+                "`held_rule`), `declined`: over a cap (column `declined_cap_id`); neither earns"
+            ),
+        ] = None,
     ) -> None:
         self.date_type = date_type
         self.statuses = tuple(status or ())
+        self.attributions = tuple(attribution or ())
 
 
 @router.get("/orders.csv", response_class=StreamingResponse)
@@ -52,7 +62,8 @@ async def live_order_tracking_csv(
     publisher: Annotated[PublisherChoice, Depends()],
 ) -> StreamingResponse:
     """Live Order Tracking: one row per order with its order and transaction times, status,
-    amount, commission and the tracking strings af, cn, cv, dp; streamed. Days and times are
+    amount, commission, the tracking strings af, cn, cv, dp, and its attribution (held and
+    declined orders with the fraud rule or the cap; they earn nothing); streamed. Days and times are
     in the period time zone, which the time columns' names and `X-Time-Zone` state."""
     tz, now = resources.settings.period_tz, datetime.now(UTC)
     first, last = ranges.day_range(days.first, days.last, today(tz))
@@ -64,6 +75,7 @@ async def live_order_tracking_csv(
         last,
         basis=selection.date_type,
         statuses=selection.statuses,
+        attributions=selection.attributions,
         link=tracking.link,
         af=tracking.af,
         cn=tracking.cn,

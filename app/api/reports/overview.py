@@ -42,6 +42,12 @@ class OverviewOut(BaseModel):
         description="completed_orders / billable_clicks, a fraction; null without clicks"
     )
     total_amount: Decimal = Field(description="Amount of the range's orders, refunds left out")
+    held_orders: int = Field(
+        description="Orders placed in the range held for review by a fraud rule (not in `orders`)"
+    )
+    declined_orders: int = Field(
+        description="Orders placed in the range declined by a cap (not in `orders`)"
+    )
 
 
 @router.get("/overview", response_model_by_alias=True)
@@ -81,4 +87,6 @@ def overview_out(found: overview.Overview) -> OverviewOut:
         completed_orders=found.orders.completed,
         conversion_rate=found.conversion_rate,
         total_amount=found.orders.amount,
+        held_orders=found.screened.held,
+        declined_orders=found.screened.declined,
     )
