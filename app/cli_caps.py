@@ -122,6 +122,7 @@ class CapCommands:
         try:
             metric = None if args.metric is None else CapMetric(args.metric)
             where = caps_store.CapFilter(metric=metric, enabled=None if args.all else True)
+            await caps_store.require_publisher(conn, args.publisher_id)
             found = await caps_store.list_caps(conn, [args.publisher_id], where)
             await self._print(conn, settings, found)
         finally:

@@ -121,6 +121,9 @@ def cap_units(metric: CapMetric, value: Decimal | int | str) -> int:
         raise CapError("must be a number", field="cap")
     if number < 0:
         raise CapError("must be 0 or more", field="cap")
+    # Before any rounding: a huge number (1e30) cannot be quantized to cents at all.
+    if number > Decimal(MAX_CAP) / (100 if metric is CapMetric.commission else 1):
+        raise CapError("is too large", field="cap")
     if metric is CapMetric.commission:
         if number != number.quantize(_CENT):
             raise CapError(
@@ -165,7 +168,7 @@ def check_fallback(
         return None
     if metric is not CapMetric.clicks:
         raise CapError(
-            f"only a click cap has one: orders over a {metric.value} cap are declined",
+            "only a click cap has one: orders over an order or commission cap are declined",
             field="fallback_url",
         )
     try:

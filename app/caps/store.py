@@ -24,6 +24,7 @@ from app.caps.model import Cap, CapError, CapMetric, CapSpec
 from app.caps.windows import CapPeriod, window_end, window_start
 from app.core.db import Conn
 from app.core.keys import RedisKeys
+from app.errors import NotFound
 from app.links.model import echoed, is_valid_code
 
 _COLUMNS = """c.id, c.publisher_id, c.metric, c.period, c.cap, c.link_id, l.code AS link_code,
@@ -54,8 +55,17 @@ async def link_of(conn: Conn, publisher_id: int, code: str) -> int:
     return found
 
 
+async def require_publisher(conn: Conn, publisher_id: int) -> None:
+    """Raise ``NotFound`` when there is no publisher ``publisher_id`` (said in words, rather
+    than the foreign key's refusal)."""
+    if not await conn.fetchval("SELECT 1 FROM publishers WHERE id = $1", publisher_id):
+        raise NotFound(f"publisher {publisher_id} does not exist")
+
+
 async def create_cap(conn: Conn, spec: CapSpec) -> Cap:
-    """Store ``spec`` (checked by ``model.new_cap``), enabled."""
+    """Store ``spec`` (checked by ``model.new_cap``), enabled. Raises ``NotFound`` for a
+    publisher that does not exist."""
+    await require_publisher(conn, spec.publisher_id)
     row = await conn.fetchrow(
         f"""WITH c AS (
                 INSERT INTO caps (publisher_id, metric, period, cap, link_id, campaign,

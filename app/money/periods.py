@@ -31,7 +31,7 @@ class PeriodError(InvalidInput, ValueError):
 
 def _no_such_month(year: int, month: int) -> str | None:
     if not 1 <= month <= 12 or not 1 <= year <= 9998:
-        return f"no such month: {year}-{month}"
+        return f"no such month: {year:04d}-{month:02d}"
     return None
 
 

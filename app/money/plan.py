@@ -31,7 +31,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.core.problems import in_words
 from app.errors import InvalidInput
@@ -47,7 +55,13 @@ DEFAULT_PLAN_FILE = Path(__file__).resolve().parent / "plans" / "default.toml"
 DEFAULT_WITHDRAWAL_MINIMUM = Decimal(16)
 DEFAULT_WITHDRAWAL_FEE = Decimal(15)
 
-Percent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=4)]
+
+def _positional(value: Decimal) -> Decimal:
+    """``value`` written without an exponent (``1e1`` -> ``10``): how it is echoed back."""
+    return Decimal(format(value, "f"))
+
+
+Percent = Annotated[Decimal, Field(ge=0, le=100, decimal_places=4), AfterValidator(_positional)]
 Usd = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 
 

@@ -179,6 +179,12 @@ BAD_FIELDS = [
     ({"campaign": "spr\u200bing"}, "campaign: contains a control or invisible character"),
     ({"campaign": ""}, "campaign: must not be empty"),
     ({"period": "week"}, "body.period: must be one of"),
+    # Past what a cap can hold, whatever the form: never a 500 from rounding a huge number.
+    ({"metric": "commission", "cap": "100000000000000000000000000"}, "cap: is too large"),
+    ({"metric": "commission", "cap": "1e30"}, "cap: is too large"),
+    ({"metric": "commission", "cap": 10**30}, "cap: is too large"),
+    ({"metric": "clicks", "cap": "1e30"}, "cap: is too large"),
+    ({"cap": "9223372036854775808"}, "cap: is too large"),
 ]
 
 
@@ -287,6 +293,14 @@ async def test_the_cli_lists_adds_changes_and_disables_caps(
     missing = run_cli(database_url, "add-cap", *base, "--period", "day", "--cap", "1")
     assert missing.returncode == 1
     assert "error: metric: required: --metric clicks | orders | commission" in missing.stderr
+    huge = run_cli(database_url, "set-cap", str(cap_id), "--cap", "1e29")
+    assert huge.returncode == 1 and "error: cap: is too large" in huge.stderr, huge.stderr
+    nobody = ["--publisher-id", "999999999", "--metric", "clicks", "--period", "day"]
+    unknown = run_cli(database_url, "add-cap", *nobody, "--cap", "5")
+    assert unknown.returncode == 1, unknown.stderr
+    assert unknown.stderr.strip() == "error: publisher 999999999 does not exist"
+    listing = run_cli(database_url, "caps", "--publisher-id", "999999999")
+    assert listing.returncode == 1 and "does not exist" in listing.stderr
     fallback = run_cli(
         database_url, "set-cap", str(cap_id), "--fallback-url", "https://example.com/"
     )

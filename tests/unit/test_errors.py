@@ -114,7 +114,7 @@ def test_destination_errors_name_the_field() -> None:
     ("text", "message"),
     [
         ("2016-13", "no such month: 2016-13"),
-        ("2016-00", "no such month: 2016-0"),
+        ("2016-00", "no such month: 2016-00"),
         ("1969-01", "expected a year from 1970 to 2999, got 1969"),
         ("x", "expected YYYY-MM, got 'x'"),
     ],
