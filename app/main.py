@@ -69,6 +69,8 @@ def build_redirect(
         ),
         timeout_s=settings.redis_timeout_ms / 1000,
         shards=settings.stream_shards,
+        min_replicas=settings.redis_min_replicas,
+        replica_timeout_s=settings.redis_replica_timeout_ms / 1000,
     )
     session = SessionCookie(
         settings.cookie_secret.get_secret_value().encode(),

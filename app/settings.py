@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     # reply to a command that has no tighter bound of its own (a flusher adds its block).
     redis_connect_timeout_ms: int = Field(default=2000, ge=1)
     redis_socket_timeout_ms: int = Field(default=5000, ge=1)
+    # Replica acknowledgement (docs/reliability.md): a batch is answered only once this many
+    # replicas confirm it (WAIT, once per batch, in its round trip), else it goes to the
+    # spool too; 0: off (replication stays asynchronous). WAIT's timeout in ms (0 would
+    # wait for ever): a batch may wait redis_timeout_ms plus this.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_replica_timeout_ms: int = Field(default=100, ge=1, le=5000)
     spool_dir: Path = Path(".data/spool")
     spool_fsync: bool = False
     # A spool file is closed past this size and another started (bytes): no file grows
@@ -244,8 +250,13 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, url: str) -> str:
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("expected redis://, rediss:// or unix://")
+        # app/core/redis.py's REDIS_SCHEMES (imported from there, this would be a cycle)
+        schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
+        if urlsplit(url).scheme not in schemes:
+            raise ValueError(
+                "expected redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// "
+                "or redis+sentinel://"
+            )
         return url
 
     @field_validator("database_url")

@@ -389,7 +389,8 @@ class Harness:
             self._redis.close()
         self.stores.stop()
         if not self.options.keep:
-            for path in (self.workdir / "redis", self.workdir / "pg"):
+            for name in ("redis", "pg", "replica", "cluster"):
+                path = self.workdir / name
                 shutil.rmtree(path, ignore_errors=True)
             postgres = self.stores.postgres
             if postgres is not None and not postgres.data_dir.is_relative_to(self.workdir):

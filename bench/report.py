@@ -122,6 +122,48 @@ def copies_lines(summary: Mapping[str, Any], phase: str, what: str) -> list[str]
     return lines
 
 
+def replicas_lines(summary: Mapping[str, Any]) -> list[str]:
+    found = summary.get("replicas")
+    if not found:
+        return []
+    lines = [
+        "",
+        "replicas: Redis with one replica; the same server without and with WAIT 1 per batch",
+        f"{'':38}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cores':>7}",
+    ]
+    for key in ("without", "with"):
+        row = found[key]
+        lines.append(
+            f"{row['label']:38}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['errors']:>8}{row['server_cores']:>7.2f}"
+        )
+    lines.append(
+        f"  with / without: {found['ratio']:.3f}x; batches the replica did not confirm in "
+        f"time: {found['shortfalls']} (clicks spooled: {found['spooled']})"
+    )
+    return lines
+
+
+def cluster_lines(summary: Mapping[str, Any]) -> list[str]:
+    found = summary.get("cluster")
+    if not found:
+        return []
+    lines = [
+        "",
+        f"cluster: the same server on one Redis and on a local Redis Cluster (3 primaries, "
+        f"3 replicas, {found['shards']} stream shards)",
+        f"{'':50}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cores':>7}",
+    ]
+    for key in ("single", "sharded", "cluster"):
+        row = found[key]
+        lines.append(
+            f"{row['label']:50}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['errors']:>8}{row['server_cores']:>7.2f}"
+        )
+    lines.append(f"  cluster / one Redis: {found['ratio']:.3f}x req/s")
+    return lines
+
+
 def targets(summary: Mapping[str, Any]) -> list[tuple[str, bool]]:
     """(what, met) for each target that this run measured."""
     found: list[tuple[str, bool]] = []
@@ -225,6 +267,8 @@ def render(summary: Mapping[str, Any]) -> str:
     ]
     lines += rules_lines(summary)
     lines += caps_lines(summary)
+    lines += replicas_lines(summary)
+    lines += cluster_lines(summary)
     workers = workers_table(summary)
     if workers:
         lines += ["", "workers: nothing pinned (two workers and wrk share the cores)", *workers]

@@ -18,6 +18,10 @@ In one run, on its own throwaway Redis and Postgres:
    and two processes on SO_REUSEPORT sockets (``bench/reuseport.py``), nothing pinned.
 4. *drain*: N clicks pre-filled into the stream, drained by one ``python -m app.flusher``.
 5. *lag*: paced load at 80 % of the redirect's peak with a flusher running, nothing pinned.
+5b. *replicas* (``--phases replicas`` only): the redirect against a Redis with one replica,
+   without and with WAIT 1 per batch (``bench/replicas.py``).
+5c. *cluster* (``--phases cluster`` only): the redirect against a local Redis Cluster (3
+   primaries, 3 replicas, 6 stream shards) and against one Redis (``bench/cluster.py``).
 6. *soak* (``--soak`` only): the same for 10 minutes, sampling the worker's RSS.
 
 Every measured run is refused when other processes use the CPU (``bench/cpu.py``), unless
@@ -46,8 +50,10 @@ from types import FrameType
 from typing import Any
 
 from bench import PROJECT_ROOT, pipeline, report
+from bench.cluster import phase_cluster
 from bench.harness import Disturbed, Harness, Server, clicks_per_batch, median_row, say
 from bench.options import Options, parse_cpus
+from bench.replicas import phase_replicas
 from bench.services import (
     CAPS_CODE_PREFIX,
     RULES_CODE_PREFIX,
@@ -329,6 +335,12 @@ class Bench(Harness):
         )
         return figures
 
+    def phase_replicas(self) -> None:
+        phase_replicas(self)
+
+    def phase_cluster(self) -> None:
+        phase_cluster(self)
+
     def phase_lag(self) -> None:
         self.summary["lag"] = self.paced("the lag run at 80% of peak", self.options.lag_s, False)
 
@@ -370,6 +382,8 @@ class Bench(Harness):
             "workers": self.phase_workers,
             "drain": self.phase_drain,
             "lag": self.phase_lag,
+            "replicas": self.phase_replicas,
+            "cluster": self.phase_cluster,
         }
         for name, phase in phases.items():
             if name in self.options.phases:

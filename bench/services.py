@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from devstack import base, net, probes, servers
@@ -27,6 +28,9 @@ from bench import PROJECT_ROOT
 from bench.cpu import descendants
 from bench.traffic import LinkRow
 from bench.wrk import WrkError
+
+if TYPE_CHECKING:
+    from tests.support.redis_cluster import RedisClusterHarness
 
 REDIS_CONF = PROJECT_ROOT / "deploy" / "redis" / "redis.conf"
 DATABASE = "clicktrack_bench"
@@ -126,6 +130,8 @@ class Stores:
         self.workdir = workdir
         self.redis: servers.RedisServer | None = None
         self.postgres: servers.PostgresServer | None = None
+        self.replica: servers.RedisServer | None = None  # phase "replicas" only
+        self.cluster: RedisClusterHarness | None = None  # phase "cluster" only
         self.database_url = ""
 
     def start(self) -> None:
@@ -154,11 +160,19 @@ class Stores:
 
     def pids_by_name(self) -> dict[str, list[int]]:
         """Redis's and Postgres's PIDs (with their children), to tell their CPU apart."""
-        return {
+        found = {
             name: [server.pid]
-            for name, server in (("redis", self.redis), ("postgres", self.postgres))
+            for name, server in (
+                ("redis", self.redis),
+                ("postgres", self.postgres),
+                ("replica", self.replica),
+            )
             if server is not None
         }
+        if self.cluster is not None:
+            live = self.cluster.live()
+            found["cluster"] = [node.process.pid for node in live if node.process is not None]
+        return found
 
     def pin(self, cpus: set[int] | None) -> None:
         """Move Redis and Postgres (every process and thread) to cpus; None: to all CPUs.
@@ -166,7 +180,9 @@ class Stores:
         pin_tree(self.pids(), cpus)
 
     def stop(self) -> None:
-        for server in (self.redis, self.postgres):
+        if self.cluster is not None:
+            self.cluster.stop()
+        for server in (self.replica, self.redis, self.postgres):
             if server is not None:
                 server.stop()
 

@@ -53,7 +53,7 @@ _ADD_ALL = resp.Script(
 ADD_ALL_CHUNK = 1000
 
 
-async def add_batch(sender: resp.PackedSender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
+async def add_batch(sender: resp.Sender, batch: Sequence[tuple[RedisKeys, bytes]]) -> None:
     """Append every (stream, payload) of a batch: one round trip, one script call per stream
     and chunk. Raises when anything failed (the caller spools the whole batch)."""
     by_stream: dict[RedisKeys, list[bytes]] = {}

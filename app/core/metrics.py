@@ -44,6 +44,11 @@ COMMIT_UNEXPECTED_ERRORS = Counter(
     "Errors of no expected kind in the group commit (the batch went to the spool, or its "
     "redirects got 503s); each is logged.",
 )
+COMMIT_REPLICA_SHORTFALLS = Counter(
+    "clicktrack_commit_replica_shortfalls",
+    "Group-commit batches fewer than CLICKTRACK_REDIS_MIN_REPLICAS replicas confirmed within "
+    "CLICKTRACK_REDIS_REPLICA_TIMEOUT_MS (WAIT): spooled, and spooling until they confirm.",
+)
 LINK_CACHE = Counter("clicktrack_link_cache", "Link lookups by the redirect.", ["result"])
 LINK_MIRROR_UNREADABLE = Counter(
     "clicktrack_link_mirror_unreadable",

@@ -16,17 +16,28 @@ The clients, by role:
 ``"flusher"``           a flusher process (``python -m app.flusher``)
 ``"cli"``               an operator command (``python -m app.cli redrive``)
 ======================  ===================================================================
+
+``CLICKTRACK_REDIS_URL`` picks the deployment: ``redis://``, ``rediss://``, ``unix://`` one
+Redis; ``redis+sentinel://host:port[,host:port...]/<primary name>[/<db>]`` the primary a set
+of Sentinels names (redis-py follows a failover: a new connection asks them again);
+``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` over TLS) a Redis
+Cluster, through redis-py's cluster client, the hosts being seeds only (the client learns the
+others). The cluster client answers the same commands as ``aioredis.Redis`` and is handed out
+as one (``create_redis``); what must know the difference asks ``is_cluster`` (the hot paths'
+packed senders: ``app/core/resp_cluster.py``).
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, cast
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.maint_notifications import MaintNotificationsConfig
@@ -56,6 +67,9 @@ CLI_MAX_CONNECTIONS = 4
 KEEPALIVE_IDLE_S = 30
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_PROBES = 3
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel",)
+REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,9 @@ def keepalive_options() -> dict[int, int]:
 
 
 def open_redis(url: str, options: RedisOptions) -> aioredis.Redis:
-    """A client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) over a connection pool
-    of its own, with every field of ``options`` and these, all passed explicitly:
+    """A client for ``url`` (any of ``REDIS_SCHEMES``: see the module's docstring) over a
+    connection pool of its own (per node, on a cluster), with every field of ``options`` and
+    these, all passed explicitly:
 
     - TCP keepalive on (``KEEPALIVE_*``; not for ``unix://``, which has no TCP);
     - maintenance notifications off: redis-py 8 turns them on by default over RESP3, sending
@@ -155,8 +170,12 @@ def open_redis(url: str, options: RedisOptions) -> aioredis.Redis:
 
     The protocol is left to redis-py, since passing it changes the reply shapes: 8.x speaks
     RESP3 and returns RESP2-shaped replies; pyproject.toml holds redis-py to that major.
-    Query-string options in ``url`` (``?socket_timeout=…``) win over these, as redis-py has
-    it. Opening the client connects nothing: the first command does.
+    Query-string options in a single Redis's ``url`` (``?socket_timeout=…``) win over
+    these, as redis-py has it. Opening the client connects nothing: the first command does.
+
+    On a cluster, ``options.retries`` bounds redis-py's cluster retries, which cover more
+    than connection errors (a reply timeout, a cluster down, a slot not served), each after
+    a refresh of the slot map; MOVED and ASK redirections are followed whatever the retries.
     """
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": options.connect_timeout_s,
@@ -167,10 +186,79 @@ def open_redis(url: str, options: RedisOptions) -> aioredis.Redis:
         "legacy_responses": True,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
-    if urlsplit(url).scheme != "unix":
+    scheme = urlsplit(url).scheme
+    if scheme != "unix":
         kwargs["socket_keepalive"] = True
         kwargs["socket_keepalive_options"] = keepalive_options()
+    if scheme in CLUSTER_SCHEMES:
+        return cast(aioredis.Redis, _open_cluster(url, kwargs))
+    if scheme in SENTINEL_SCHEMES:
+        return _open_sentinel(url, kwargs)
     return aioredis.Redis.from_url(url, **kwargs)
+
+
+def is_cluster(redis: object) -> bool:
+    """Whether ``redis`` is a cluster client (``redis+cluster://``)."""
+    return isinstance(redis, RedisCluster)
+
+
+async def prepare_pubsub(redis: aioredis.Redis) -> None:
+    """Make ``redis.pubsub()`` usable: a cluster client's routes its SUBSCRIBE by the slot
+    map, which it must have read first (redis-py does not read it on its own there)."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def _hosts(url: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """The user, password and ``host:port`` list of a multi-host URL's authority."""
+    netloc = urlsplit(url).netloc
+    userinfo, _, hostlist = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected host:port in {url!r}, found {item!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    return unquote(user) or None, unquote(password) or None, hosts
+
+
+def _open_cluster(url: str, kwargs: dict[str, Any]) -> RedisCluster:
+    """A cluster client seeded by the URL's hosts; ``max_connections`` is per node."""
+    user, password, hosts = _hosts(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+        username=user,
+        password=password,
+        ssl=url.startswith("rediss+"),
+        require_full_coverage=True,
+        **kwargs,
+    )
+
+
+def _open_sentinel(url: str, kwargs: dict[str, Any]) -> aioredis.Redis:
+    """The primary that the URL's Sentinels name (its path: ``/<name>[/<db>]``); every
+    connection is opened to the primary they name at that moment. The Sentinels themselves
+    are asked with the same timeouts and keepalive, without the password (they have their
+    own, if any: set it in the primary's name service, not here)."""
+    user, password, hosts = _hosts(url)
+    name, _, db = urlsplit(url).path.strip("/").partition("/")
+    if not name:
+        raise ValueError(f"expected redis+sentinel://host:port/<primary name> in {url!r}")
+    sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        name,
+        db=int(db or 0),
+        username=user,
+        password=password,
+        **kwargs,
+    )
+    return client
 
 
 def create_redis(settings: Settings, role: Role) -> aioredis.Redis:

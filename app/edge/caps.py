@@ -34,7 +34,8 @@ from redis.exceptions import NoScriptError
 from app.caps.windows import CapPeriod, window_end_instant, window_start
 from app.core.aio import raise_if_cancelling
 from app.core.keys import RedisKeys
-from app.core.resp import PackedSender, Script, bulk
+from app.core.resp import Script, Sender, bulk
+from app.core.resp_cluster import sender_for
 from app.links.caps import ClickCap
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ class CapGate:
         timeout_s: float,
         healthy: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._sender = PackedSender(redis)
+        self._sender = sender_for(redis)  # one Redis, or the nodes of a cluster
         self._keys = keys
         self.windows = Windows(tz)
         self._timeout_s = timeout_s
@@ -368,7 +369,7 @@ def _command(script: bytes, parts: list[Prepared]) -> bytes:
     )
 
 
-async def _run(sender: PackedSender, calls: list[list[Prepared]]) -> list[Any]:
+async def _run(sender: Sender, calls: list[list[Prepared]]) -> list[Any]:
     """The replies of ``calls`` (each one script call), sent in one write; by the script's
     text when Redis does not know its SHA1 (NOSCRIPT fails before anything ran)."""
     try:

@@ -6,6 +6,12 @@ round trip; when Redis errors or is slower than the timeout, the batch goes to t
 spool instead, and the writer keeps spooling (no timeout paid per batch) until the replay
 task has found Redis answering within the timeout again and emptied the spool into it.
 
+With replica acknowledgement on (``min_replicas`` > 0) each batch's write ends with ``WAIT``
+(``resp.ReplicatedSender``; on a cluster, per node: ``resp_cluster.ClusterSender``), in the
+same round trip: a batch fewer replicas confirmed within ``replica_timeout_s`` is spooled as
+well (the flusher stores a click once, wherever it came from), and the writer spools until
+the replay finds the replicas confirming again.
+
 Every batch is answered, whatever happens: an error of no expected kind while sending to
 Redis spools the batch as a Redis error would; one the spool raises refuses the batch
 (``NotRecorded``: the redirect's quick 503); a cancelled drainer spools what it held.
@@ -22,7 +28,7 @@ from redis.exceptions import RedisError
 
 from app.clicks import stream
 from app.clicks.spool import Spool
-from app.core import resp
+from app.core import resp, resp_cluster
 from app.core.aio import raise_if_cancelling
 from app.core.keys import RedisKeys
 from app.core.metrics import (
@@ -30,6 +36,7 @@ from app.core.metrics import (
     CLICKS_REPLAYED,
     CLICKS_SPOOLED,
     COMMIT_BATCH_SIZE,
+    COMMIT_REPLICA_SHORTFALLS,
     COMMIT_SECONDS,
     COMMIT_UNEXPECTED_ERRORS,
 )
@@ -38,6 +45,7 @@ from app.errors import Unavailable
 log = logging.getLogger(__name__)
 
 REPLAY_INTERVAL_S = 0.5
+_PING = resp.command((b"PING",))
 UNEXPECTED_LOG_EVERY_S = 60.0
 
 
@@ -46,6 +54,8 @@ class NotRecorded(Unavailable):
 
 
 _unexpected_logged_at = float("-inf")
+_shortfall_logged_at = float("-inf")
+_shortfalls_unlogged = 0
 
 
 def _log_unexpected(message: str, exc: Exception) -> None:
@@ -59,6 +69,22 @@ def _log_unexpected(message: str, exc: Exception) -> None:
         log.exception(message, extra={"error": repr(exc)})
     else:
         log.error(message, extra={"error": repr(exc)})
+
+
+def _log_shortfall(exc: resp.ReplicaShortfall) -> None:
+    """Count a batch the replicas did not confirm; log it at most once per
+    ``UNEXPECTED_LOG_EVERY_S``, with how many went unlogged since."""
+    global _shortfall_logged_at, _shortfalls_unlogged
+    COMMIT_REPLICA_SHORTFALLS.inc()
+    now = time.monotonic()
+    if now - _shortfall_logged_at < UNEXPECTED_LOG_EVERY_S:
+        _shortfalls_unlogged += 1
+        return
+    log.warning(
+        "replicas did not confirm a batch in time, spooling clicks",
+        extra={"error": str(exc), "not_logged_since": _shortfalls_unlogged},
+    )
+    _shortfall_logged_at, _shortfalls_unlogged = now, 0
 
 
 class _Batch:
@@ -99,19 +125,30 @@ class ClickWriter:
         *,
         timeout_s: float,
         shards: int = 1,
+        min_replicas: int = 0,
+        replica_timeout_s: float = 0.1,
     ) -> None:
-        self._redis = redis
-        self._sender = resp.PackedSender(redis)
+        self._sender = self._new_sender(redis, min_replicas, replica_timeout_s)
         # The replay has a connection of its own: it runs while batches are written, and one
-        # connection can carry only one exchange at a time.
-        self._replay_sender = resp.PackedSender(redis)
+        # connection can carry only one exchange at a time. It WAITs as the batches do: a
+        # spooled click leaves the spool only once it is as durable as a batch.
+        self._replay_sender = self._new_sender(redis, min_replicas, replica_timeout_s)
         self._shard_keys = [keys.for_shard(n) for n in range(shards)]
         self._spool = spool
-        self._timeout_s = timeout_s
+        # With WAIT, a write may take the replicas' timeout on top of Redis's own.
+        self._timeout_s = timeout_s + (replica_timeout_s if min_replicas else 0.0)
         self._batch: _Batch | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self.redis_ok = True
+
+    @staticmethod
+    def _new_sender(
+        redis: aioredis.Redis, min_replicas: int, replica_timeout_s: float
+    ) -> resp.Sender:
+        timeout_ms = max(1, round(replica_timeout_s * 1000))  # WAIT 0 waits for ever
+        # One Redis's sender or a cluster's; with replicas wanted, each write ends with WAIT.
+        return resp_cluster.sender_for(redis, min_replicas, timeout_ms)
 
     async def record(self, payload: bytes, shard: int = 0) -> None:
         """Add a click to the batch being filled and wait until the batch is durable.
@@ -174,6 +211,9 @@ class ClickWriter:
                 CLICKS_ACCEPTED.inc(len(batch))
                 COMMIT_SECONDS.observe(time.perf_counter() - started)
                 return
+            except resp.ReplicaShortfall as exc:  # on the primary, not durable: spool it too
+                self.redis_ok = False
+                _log_shortfall(exc)
             except (RedisError, OSError, TimeoutError) as exc:
                 raise_if_cancelling()
                 self.redis_ok = False
@@ -206,7 +246,7 @@ class ClickWriter:
         return None
 
     async def _to_redis(
-        self, batch: list[tuple[int, bytes]], sender: resp.PackedSender | None = None
+        self, batch: list[tuple[int, bytes]], sender: resp.Sender | None = None
     ) -> None:
         keys = self._shard_keys
         await stream.add_batch(
@@ -240,6 +280,9 @@ class ClickWriter:
                 raise_if_cancelling()
                 self.redis_ok = False
                 log.info("redis still unavailable", extra={"error": repr(exc)})
+            except resp.ReplicaShortfall as exc:
+                self.redis_ok = False
+                log.info("replicas still not confirming", extra={"error": str(exc)})
             except Exception:  # this loop must outlive any surprise, or spooling never ends
                 raise_if_cancelling()
                 self.redis_ok = False
@@ -249,9 +292,12 @@ class ClickWriter:
         """Move every spool file nobody holds (this writer's own, rotated first, included)
         into Redis; then batches go to Redis again. The number of clicks moved. Raises when
         Redis does not answer a ping within the batches' own timeout: a Redis that answers,
-        but slower than a batch may wait, is not taken back (the clicks stay spooled)."""
+        but slower than a batch may wait, is not taken back (the clicks stay spooled). With
+        replica acknowledgement the ping is followed by WAIT on the replay's connection (its
+        last replayed write confirmed, or the replicas connected): ReplicaShortfall while too
+        few replicas confirm, before any chunk is written again."""
         async with asyncio.timeout(self._timeout_s):
-            await self._redis.ping()
+            await self._replay_sender.send([_PING])
         self._spool.rotate()
         replayed = await self._spool.replay(self._replay_lines)
         self.redis_ok = True

@@ -24,12 +24,13 @@ from typing import Final, Literal
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.core.aio import raise_if_cancelling
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_CACHE, BufferedCounter
+from app.core.redis import prepare_pubsub
 from app.edge.caps import EdgeCaps
 from app.edge.rules import EdgeRules
 from app.errors import Unavailable
@@ -328,10 +329,17 @@ class LinkCache:
         """Evict codes announced on the links channel until ``stop`` is set.
 
         Polls with a short timeout instead of waiting to be cancelled: redis-py's pub/sub can
-        swallow a cancellation and go on listening."""
+        swallow a cancellation and go on listening.
+
+        On a Redis Cluster the channel is a classic one: PUBLISH reaches every node over the
+        cluster bus, so the subscription, on the node of the channel's slot, hears the notices
+        the mirror's script publishes on whichever node holds the link's record. When that
+        node fails, the subscription is lost and made again (on the new owner), clearing the
+        cache as after any loss."""
         channel = self._keys.links_changed_channel
         while not stop.is_set():
             try:
+                await prepare_pubsub(self._redis)
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     self.clear()  # anything may have changed while we were not listening
@@ -341,7 +349,7 @@ class LinkCache:
                         )
                         if message is not None and message["type"] == "message":
                             self.evict(message["data"].decode())
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 raise_if_cancelling()
                 log.info("links channel lost; retrying", extra={"error": repr(exc)})
                 with contextlib.suppress(TimeoutError):

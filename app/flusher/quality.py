@@ -14,7 +14,8 @@
   ``ip``, which is a whole network's in truncate mode. Decided in Redis, one pipelined
   round trip per batch, from the clicks' own times, so a backlog flushed late is judged as
   it happened. The checks of a batch run in Lua, a few hundred per script call, all calls
-  in one write.
+  in one write. On a Redis Cluster the windows carry hash tags (``app/core/keys.py``) and a
+  batch's checks are grouped by slot: one script call holds keys of one slot only.
 
 A click delivered twice (a flusher crash) gets the same answer both times: each click is a
 member of a sorted set scored by its time, and only strictly earlier members count. The
@@ -30,10 +31,13 @@ from pathlib import Path
 
 import crawleruseragents
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from app.clicks.record import Click, Flag
 from app.core import resp
 from app.core.keys import RedisKeys
+from app.core.redis import is_cluster
+from app.core.resp_cluster import sender_for
 from app.settings import Settings
 
 _PATTERN_CHUNK = 50  # one huge alternation is slower than a few medium ones
@@ -133,8 +137,10 @@ class ClickClassifier:
         self._bots = (
             BotList(load_bot_patterns(settings.bot_patterns_file)) if settings.flag_bots else None
         )
-        self._sender = resp.PackedSender(redis)
+        self._sender = sender_for(redis)
         self._keys = keys
+        self._cluster = is_cluster(redis)
+        self._session_tag = keys.session_window_tag if self._cluster else ""
         session_window_ms = int(settings.duplicate_window_s * 1000)
         self._session_window = b"%d" % session_window_ms if session_window_ms else None
         self._ip_window = b"%d" % IP_WINDOW_MS
@@ -149,17 +155,25 @@ class ClickClassifier:
         checked: list[tuple[Click, int]] = []  # (click, threshold) per check
         keys: list[bytes] = []
         args: list[bytes] = []  # member, score, window per check
-        session_window = self._session_window
+        session_window, session_tag, cluster = (
+            self._session_window,
+            self._session_tag,
+            self._cluster,
+        )
         for click in clicks:
             member = click.click_id.encode()
             score = b"%d" % (click.ts_us // 1000)
             if session_window is not None:
-                keys.append(self._keys.seen_by_session(click.link_id, click.session_id).encode())
+                session_key = self._keys.seen_by_session(
+                    click.link_id, click.session_id, session_tag
+                )
+                keys.append(session_key.encode())
                 args += (member, score, session_window)
                 checked.append((click, 1))
             address = click.ip_key or click.ip
             if self._ip_limit and address:
-                keys.append(self._keys.seen_by_ip(click.link_id, address).encode())
+                ip_tag = RedisKeys.ip_window_tag(address) if cluster else ""
+                keys.append(self._keys.seen_by_ip(click.link_id, address, ip_tag).encode())
                 args += (member, score, self._ip_window)
                 checked.append((click, self._ip_limit))
         if not checked:
@@ -175,9 +189,34 @@ class ClickClassifier:
 
     async def _earlier_in_window(self, keys: list[bytes], args: list[bytes]) -> list[int]:
         """One script call per CHECKS_PER_CALL checks, all in one round trip."""
+        if self._cluster:
+            return await self._earlier_by_slot(keys, args)
         calls: list[tuple[list[bytes], list[bytes]]] = []
         for start in range(0, len(keys), CHECKS_PER_CALL):
             end = start + CHECKS_PER_CALL
             calls.append((keys[start:end], [_KEEP, *args[3 * start : 3 * end]]))
         replies = await _EARLIER_IN_WINDOW.run(self._sender, calls)
         return [int(count) for reply in replies for count in reply]
+
+    async def _earlier_by_slot(self, keys: list[bytes], args: list[bytes]) -> list[int]:
+        """On a cluster: the checks grouped by their keys' slot (in order within a slot),
+        one script call per CHECKS_PER_CALL checks of a slot, all in one round trip per
+        node; the counts put back in the checks' order."""
+        by_slot: dict[int, list[int]] = {}
+        for index, key in enumerate(keys):
+            by_slot.setdefault(key_slot(key), []).append(index)
+        order: list[int] = []
+        calls: list[tuple[list[bytes], list[bytes]]] = []
+        for indices in by_slot.values():
+            for start in range(0, len(indices), CHECKS_PER_CALL):
+                chunk = indices[start : start + CHECKS_PER_CALL]
+                call_args = [_KEEP]
+                for i in chunk:
+                    call_args += args[3 * i : 3 * i + 3]
+                calls.append(([keys[i] for i in chunk], call_args))
+                order += chunk
+        replies = await _EARLIER_IN_WINDOW.run(self._sender, calls)
+        counts = [0] * len(keys)
+        for index, count in zip(order, (c for reply in replies for c in reply), strict=True):
+            counts[index] = int(count)
+        return counts

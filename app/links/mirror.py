@@ -65,7 +65,8 @@ from redis.exceptions import RedisError
 from app.core.db import Conn, Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_MIRROR_UNREADABLE
-from app.core.resp import PackedSender, Script
+from app.core.resp import Script
+from app.core.resp_cluster import sender_for
 from app.links.caps import CAPS_OF_LINK, ClickCap, caps_from_stored, caps_json
 from app.links.model import Link, LinkStatus, Rule
 from app.links.rules import as_json, from_stored
@@ -326,7 +327,7 @@ async def write_known(
     channel = keys.links_changed_channel.encode() if announce else b""
     ttl = b"%d" % MIRROR_TTL_S
     written: list[bool] = []
-    sender = PackedSender(redis)
+    sender = sender_for(redis)
     try:
         for start in range(0, len(links), WRITE_CHUNK):
             calls = [
@@ -371,7 +372,7 @@ async def publish_change(
             (keys.link(code).encode(),),
             (*args, keys.links_changed_channel.encode(), code.encode(), b""),
         )
-        sender = PackedSender(redis)
+        sender = sender_for(redis)
         try:
             [written] = await _WRITE.run(sender, [call])
         finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -35,8 +36,10 @@ import orjson
 import redis.asyncio as aioredis
 from devstack import probes, servers
 from devstack.procs import Proc
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from app.core.keys import RedisKeys
+from app.core.redis import is_cluster_url
 from app.links import store as link_store
 from tests.support.processes import PROJECT_ROOT, Child, child_env, free_port, start_web
 
@@ -270,7 +273,11 @@ class Load:
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=self.mode.concurrency)
         timeout = httpx.Timeout(15.0, connect=5.0)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        # Without cookies every click is a new session, so a new stream shard (the cluster
+        # scenarios); with them the whole load is one session, one shard.
+        jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        cookies = jar if self.scenario.fresh_sessions else None
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, cookies=cookies) as client:
             await asyncio.gather(*(self._worker(client) for _ in range(self.mode.concurrency)))
 
     async def _pace(self) -> None:
@@ -358,6 +365,14 @@ class Scenario:
         # has a copy of yet: see ``Load._uncached_503``.
         self.side_codes: list[str] = []
         self.uncached_codes: set[str] = set()
+        # Scenario 18: a Redis of the scenario's own (behind a proxy) and more settings, for
+        # every process it starts and for its own views of the stream.
+        self.redis_url: str | None = None
+        self.extra_env: dict[str, str] = {}
+        # The cluster scenarios (tests/faults/test_cluster_faults.py): the stream shards the
+        # drain and the views look at, and a load whose every click is a new session.
+        self.shards = 1
+        self.fresh_sessions = False
 
     def code_for(self, n: int) -> str:
         """The code the load's n-th request asks for."""
@@ -369,7 +384,7 @@ class Scenario:
 
     def _settings(self, redis_url: str | None = None) -> dict[str, str]:
         return {
-            "CLICKTRACK_REDIS_URL": redis_url or self.faults.redis.url,
+            "CLICKTRACK_REDIS_URL": redis_url or self.redis_url or self.faults.redis.url,
             "CLICKTRACK_DATABASE_URL": self.faults.postgres.url,
             "CLICKTRACK_KEY_PREFIX": self.prefix,
             "CLICKTRACK_SPOOL_DIR": str(self.spool_dir),
@@ -377,6 +392,7 @@ class Scenario:
             "CLICKTRACK_LINK_CACHE_TTL_S": LINK_CACHE_TTL_S,
             "CLICKTRACK_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
             "CLICKTRACK_WORKERS": "1",
+            **self.extra_env,
         }
 
     def _log_path(self, name: str) -> Path:
@@ -435,10 +451,14 @@ class Scenario:
         finally:
             await conn.close()
 
-    async def start_flusher(self, consumer: str, *, module: str = "app.flusher") -> Child:
+    async def start_flusher(
+        self, consumer: str, *, module: str = "app.flusher", env: dict[str, str] | None = None
+    ) -> Child:
+        """A flusher process; ``env``: more settings (``CLICKTRACK_FLUSHER_SHARDS``)."""
         env = child_env(
             {
                 **self._settings(),
+                **(env or {}),
                 "CLICKTRACK_CONSUMER_NAME": consumer,
                 "CLICKTRACK_FLUSHER_METRICS_PORT": "0",  # several flushers share the host
                 # and a heartbeat file each (the default is one per host: one per container).
@@ -499,20 +519,25 @@ class Scenario:
 
     @contextlib.asynccontextmanager
     async def redis(self) -> AsyncIterator[aioredis.Redis]:
-        client = aioredis.Redis.from_url(
-            self.faults.redis.url, socket_timeout=5, socket_connect_timeout=2
-        )
+        """A client of the scenario's Redis: a cluster client for ``redis+cluster://``."""
+        url = self.redis_url or self.faults.redis.url
+        options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2}
+        if is_cluster_url(url):
+            seeds = urlsplit(url).netloc.split(",")
+            nodes = [ClusterNode(h, int(p)) for h, _, p in (s.rpartition(":") for s in seeds)]
+            client = cast(aioredis.Redis, RedisCluster(startup_nodes=nodes, **options))
+        else:
+            client = aioredis.Redis.from_url(url, **options)
         try:
             yield client
         finally:
             await client.aclose()
 
-    async def pending_of(self, consumer: str) -> int:
+    async def pending_of(self, consumer: str, shard: int = 0) -> int:
+        keys = self.keys.for_shard(shard)
         async with self.redis() as client:
             try:
-                consumers = await client.xinfo_consumers(
-                    self.keys.clicks_stream, self.keys.consumer_group
-                )
+                consumers = await client.xinfo_consumers(keys.clicks_stream, keys.consumer_group)
             except aioredis.ResponseError:
                 return 0
         for info in consumers:
@@ -522,22 +547,24 @@ class Scenario:
 
     async def stream_length(self) -> int:
         async with self.redis() as client:
-            return int(await client.xlen(self.keys.clicks_stream))
+            lengths = [
+                await client.xlen(self.keys.for_shard(shard).clicks_stream)
+                for shard in range(self.shards)
+            ]
+        return sum(int(n) for n in lengths)
 
     async def backlog(self) -> tuple[int, bool]:
-        """(entries delivered and not acked, whether undelivered entries remain)."""
+        """(entries delivered and not acked, whether undelivered entries remain), over
+        every stream shard."""
+        pending, undelivered = 0, False
         async with self.redis() as client:
-            try:
-                info = await client.xinfo_stream(self.keys.clicks_stream)
-                groups = await client.xinfo_groups(self.keys.clicks_stream)
-            except aioredis.ResponseError:  # no stream yet
-                return 0, False
-        last = _text(info["last-generated-id"])
-        for group in groups:
-            if _text(group["name"]) == self.keys.consumer_group:
-                undelivered = _id(_text(group["last-delivered-id"])) < _id(last)
-                return int(group["pending"]), undelivered
-        return 0, info["length"] > 0
+            for shard in range(self.shards):
+                shard_pending, shard_undelivered = await _backlog(
+                    client, self.keys.for_shard(shard)
+                )
+                pending += shard_pending
+                undelivered = undelivered or shard_undelivered
+        return pending, undelivered
 
     def spooled_bytes(self) -> int:
         if not self.spool_dir.is_dir():
@@ -656,6 +683,21 @@ class Scenario:
                 stats: dict[str, Any] = orjson.loads(line)
                 return stats
         return {}
+
+
+async def _backlog(client: aioredis.Redis, keys: RedisKeys) -> tuple[int, bool]:
+    """One stream's (pending entries, whether undelivered entries remain)."""
+    try:
+        info = await client.xinfo_stream(keys.clicks_stream)
+        groups = await client.xinfo_groups(keys.clicks_stream)
+    except aioredis.ResponseError:  # no stream yet
+        return 0, False
+    last = _text(info["last-generated-id"])
+    for group in groups:
+        if _text(group["name"]) == keys.consumer_group:
+            undelivered = _id(_text(group["last-delivered-id"])) < _id(last)
+            return int(group["pending"]), undelivered
+    return 0, info["length"] > 0
 
 
 def _text(value: bytes | str) -> str:
