@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.audit.fields import closes_recorder
 from app.audit.log import cli_actor, record
@@ -38,7 +37,7 @@ from app.core.db import create_pool, unreachable
 from app.core.keys import RedisKeys
 from app.core.migrate import migrate
 from app.core.problems import plural
-from app.core.redis import create_redis
+from app.core.redis import REDIS_UNAVAILABLE, create_redis
 from app.errors import ClickTrackError
 from app.links.recheck import recheck_destinations
 from app.money import closing, plans_store
@@ -234,7 +233,7 @@ async def cmd_redrive(settings: Settings, args: argparse.Namespace) -> None:
                 break
             keys = RedisKeys(settings.key_prefix, shard)
             moved[shard] = await _redrive_shard(redis, keys, args.source, left, args.dry_run)
-    except (RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise CliError(f"cannot use Redis ({settings.redis_url}): {exc}") from None
     finally:
         await redis.aclose()

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 import asyncpg
-from redis.exceptions import RedisError
 
 from app.audit.log import cli_actor, record
 from app.caps import clicks
@@ -25,7 +24,7 @@ from app.caps.windows import CapPeriod
 from app.cli_apikeys import utf8_text
 from app.core.db import Conn
 from app.core.keys import RedisKeys
-from app.core.redis import create_redis
+from app.core.redis import REDIS_UNAVAILABLE, create_redis
 from app.errors import NotFound
 from app.links.mirror import MIRROR_TTL_S
 from app.settings import Settings
@@ -93,7 +92,7 @@ class CapCommands:
         try:
             mirror = clicks.LinkMirror(redis, keys, settings.link_mirror_legacy_writes)
             await clicks.publish_caps(conn, mirror, found.publisher_id)
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             print(
                 f"saved, but not told to the redirect ({exc}): it applies the change "
                 f"within {MIRROR_TTL_S} s"

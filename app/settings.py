@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.errors import ClickTrackError
+from app.redis_urls import check_redis_url
 
 DEVELOPMENT_COOKIE_SECRET = "development-only-cookie-secret-change-me"
 
@@ -250,14 +251,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, url: str) -> str:
-        # app/core/redis.py's REDIS_SCHEMES (imported from there, this would be a cycle)
-        schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
-        if urlsplit(url).scheme not in schemes:
-            raise ValueError(
-                "expected redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// "
-                "or redis+sentinel://"
-            )
-        return url
+        return check_redis_url(url)
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from redis.exceptions import RedisError
 
 from app.accounts.apikeys import Principal, Role
 from app.api.bodies import JsonRoute
@@ -33,6 +32,7 @@ from app.caps import store as caps_store
 from app.caps.model import Cap, CapMetric, CapRequest, CapScope
 from app.caps.windows import CapPeriod
 from app.core.db import Conn
+from app.core.redis import REDIS_UNAVAILABLE
 from app.core.resources import Resources
 from app.errors import Forbidden, InvalidInput, NotFound
 from app.links.mirror import MIRROR_TTL_S
@@ -175,7 +175,7 @@ async def publish(conn: Conn, resources: Resources, found: Cap) -> None:
         legacy = resources.settings.link_mirror_legacy_writes
         mirror = clicks.LinkMirror(resources.redis, resources.keys, legacy)
         await clicks.publish_caps(conn, mirror, found.publisher_id)
-    except (RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning(
             "click cap change not published; the redirect applies it within %ss",
             MIRROR_TTL_S,

@@ -8,11 +8,11 @@ import shutil
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from redis.exceptions import RedisError
 
 from app.api.bodies import JsonRoute
 from app.api.deps import ResourcesDep
 from app.core.metrics import exposition, reader_allowed
+from app.core.redis import REDIS_UNAVAILABLE
 from app.core.resources import Resources
 from app.settings import Settings
 
@@ -55,7 +55,7 @@ async def _check_redis(resources: Resources) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await resources.redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         return f"down: {exc!r}"
     return "ok"
 

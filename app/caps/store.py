@@ -17,13 +17,13 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.caps import clicks
 from app.caps.model import Cap, CapError, CapMetric, CapSpec
 from app.caps.windows import CapPeriod, window_end, window_start
 from app.core.db import Conn
 from app.core.keys import RedisKeys
+from app.core.redis import REDIS_UNAVAILABLE
 from app.errors import NotFound
 from app.links.model import echoed, is_valid_code
 
@@ -218,6 +218,6 @@ async def caps_used(
             used[cap.id] = (
                 None if redis is None else await clicks.clicks_used(redis, keys, cap, now, tz)
             )
-        except (RedisError, OSError):
+        except REDIS_UNAVAILABLE:
             used[cap.id] = None
     return used

@@ -32,7 +32,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -40,8 +40,10 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
+from app.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES, multi_host, sentinel_name
 from app.settings import Settings
 
 Role = Literal["web", "click_writer", "flusher", "cli"]
@@ -67,9 +69,10 @@ CLI_MAX_CONNECTIONS = 4
 KEEPALIVE_IDLE_S = 30
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_PROBES = 3
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-SENTINEL_SCHEMES = ("redis+sentinel",)
-REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
+# What a Redis that cannot be reached raises, on one node or a cluster (the cluster
+# client's own errors do not derive from RedisError): every caller that treats Redis as
+# down (spool, read through, answer "down") catches these.
+REDIS_UNAVAILABLE = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -213,23 +216,9 @@ def is_cluster_url(url: str) -> bool:
     return urlsplit(url).scheme in CLUSTER_SCHEMES
 
 
-def _hosts(url: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
-    """The user, password and ``host:port`` list of a multi-host URL's authority."""
-    netloc = urlsplit(url).netloc
-    userinfo, _, hostlist = netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    hosts = []
-    for item in hostlist.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"expected host:port in {url!r}, found {item!r}")
-        hosts.append((host.strip("[]"), int(port)))
-    return unquote(user) or None, unquote(password) or None, hosts
-
-
 def _open_cluster(url: str, kwargs: dict[str, Any]) -> RedisCluster:
     """A cluster client seeded by the URL's hosts; ``max_connections`` is per node."""
-    user, password, hosts = _hosts(url)
+    user, password, hosts = multi_host(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in hosts],
         username=user,
@@ -245,15 +234,13 @@ def _open_sentinel(url: str, kwargs: dict[str, Any]) -> aioredis.Redis:
     connection is opened to the primary they name at that moment. The Sentinels themselves
     are asked with the same timeouts and keepalive, without the password (they have their
     own, if any: set it in the primary's name service, not here)."""
-    user, password, hosts = _hosts(url)
-    name, _, db = urlsplit(url).path.strip("/").partition("/")
-    if not name:
-        raise ValueError(f"expected redis+sentinel://host:port/<primary name> in {url!r}")
+    user, password, hosts = multi_host(url)
+    name, db = sentinel_name(url)
     sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
         name,
-        db=int(db or 0),
+        db=db,
         username=user,
         password=password,
         **kwargs,

@@ -24,7 +24,6 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.clicks import stream
 from app.clicks.spool import Spool
@@ -40,6 +39,7 @@ from app.core.metrics import (
     COMMIT_SECONDS,
     COMMIT_UNEXPECTED_ERRORS,
 )
+from app.core.redis import REDIS_UNAVAILABLE
 from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class ClickWriter:
             except resp.ReplicaShortfall as exc:  # on the primary, not durable: spool it too
                 self.redis_ok = False
                 _log_shortfall(exc)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 raise_if_cancelling()
                 self.redis_ok = False
                 log.warning("redis unavailable, spooling clicks: %r", exc)
@@ -276,7 +276,7 @@ class ClickWriter:
                 continue
             try:
                 await self.replay_spool()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 raise_if_cancelling()
                 self.redis_ok = False
                 log.info("redis still unavailable", extra={"error": repr(exc)})

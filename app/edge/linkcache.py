@@ -24,13 +24,12 @@ from typing import Final, Literal
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
 
 from app.core.aio import raise_if_cancelling
 from app.core.db import Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_CACHE, BufferedCounter
-from app.core.redis import prepare_pubsub
+from app.core.redis import REDIS_UNAVAILABLE, prepare_pubsub
 from app.edge.caps import EdgeCaps
 from app.edge.rules import EdgeRules
 from app.errors import Unavailable
@@ -239,7 +238,7 @@ class LinkCache:
         try:
             async with asyncio.timeout(self._redis_timeout_s):
                 raw = await self._redis.get(key)
-        except (RedisError, OSError, TimeoutError):
+        except REDIS_UNAVAILABLE:
             raw = None
             redis_up = False
         else:
@@ -276,7 +275,7 @@ class LinkCache:
                     await self._redis.set(key, record, ex=mirror.MIRROR_TTL_S, nx=True)
                 else:
                     await mirror.write_known(self._redis, self._keys, [link], announce=False)
-        except (RedisError, OSError, TimeoutError):
+        except REDIS_UNAVAILABLE:
             pass
 
     async def _read_through(self, code: str) -> EdgeLink | None:
@@ -349,7 +348,7 @@ class LinkCache:
                         )
                         if message is not None and message["type"] == "message":
                             self.evict(message["data"].decode())
-            except (RedisError, RedisClusterException, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 raise_if_cancelling()
                 log.info("links channel lost; retrying", extra={"error": repr(exc)})
                 with contextlib.suppress(TimeoutError):

@@ -50,6 +50,7 @@ from app.core.metrics import (
     STREAM_LENGTH,
     STREAM_PENDING,
 )
+from app.core.redis import REDIS_UNAVAILABLE
 from app.dimensions.resolve import Resolver
 from app.flusher.dimensions import resolver_for
 from app.flusher.entries import count_flags, sort_entries, to_rows
@@ -75,6 +76,7 @@ RETENTION_INTERVAL_S = 3600.0
 PRUNE_INTERVAL_S = 60.0  # at most; a shorter consumer_prune_idle_s checks as often as that
 # Outages, not bugs: retried without a traceback in the log.
 _EXPECTED_ERRORS = (
+    *REDIS_UNAVAILABLE,
     OSError,
     RedisConnectionError,
     RedisTimeoutError,

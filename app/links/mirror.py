@@ -60,11 +60,11 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.core.db import Conn, Pool
 from app.core.keys import RedisKeys
 from app.core.metrics import LINK_MIRROR_UNREADABLE
+from app.core.redis import REDIS_UNAVAILABLE
 from app.core.resp import Script
 from app.core.resp_cluster import sender_for
 from app.links.caps import CAPS_OF_LINK, ClickCap, caps_from_stored, caps_json
@@ -378,7 +378,7 @@ async def publish_change(
         finally:
             await sender.close()
         return bool(written)
-    except RedisError as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning(
             "link change not announced; redirect caches catch up within %ss",
             MIRROR_TTL_S,

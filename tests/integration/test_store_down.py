@@ -263,10 +263,18 @@ async def test_a_frozen_postgres_answers_503_within_the_bound(
         await proxy.stop()
 
 
+@pytest.mark.parametrize("kind", ["one Redis", "a cluster", "Sentinels"])
 async def test_starts_with_redis_down(
-    settings: Settings, mirrored: link_model.Link, admin_key: str
+    settings: Settings, mirrored: link_model.Link, admin_key: str, kind: str
 ) -> None:
-    no_redis = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    """Whatever the Redis URL's kind, none of its hosts answering is "Redis down": clicks
+    spooled, links read from Postgres (the cluster client's errors are not RedisErrors)."""
+    url = {
+        "one Redis": f"redis://127.0.0.1:{free_port()}/0",
+        "a cluster": f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+        "Sentinels": f"redis+sentinel://127.0.0.1:{free_port()}/primary",
+    }[kind]
+    no_redis = settings.model_copy(update={"redis_url": url})
     async with running(no_redis) as client:
         ready = await client.get("/readyz")
         body = ready.json()

@@ -136,3 +136,30 @@ def test_postback_networks_are_read_strictly(
         Settings()
     monkeypatch.setenv("CLICKTRACK_POSTBACK_ALLOW_NETWORKS", "10.0.0.1/32, fd00::/8")
     assert Settings().postback_allow_networks == ("10.0.0.1/32", "fd00::/8")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis+cluster://", "expected host:port"),
+        ("redis+cluster://127.0.0.1:abc", "expected host:port"),
+        ("redis+cluster://127.0.0.1:99999", "a port from 1 to 65535"),
+        ("redis+cluster://10.0.0.1:6379,10.0.0.2", "found '10.0.0.2'"),
+        ("redis+sentinel://127.0.0.1:26379", "the name is missing"),
+        ("redis+sentinel://127.0.0.1:26379/main/x", "a database number"),
+        ("foo://127.0.0.1:6379", "expected redis://"),
+    ],
+)
+def test_redis_urls_are_checked_when_read(
+    monkeypatch: pytest.MonkeyPatch, url: str, words: str
+) -> None:
+    """A URL no client could open is a settings error in words, not a crash at start."""
+    monkeypatch.setenv("CLICKTRACK_REDIS_URL", url)
+    with pytest.raises(ValidationError, match=words):
+        Settings()
+
+
+def test_cluster_and_sentinel_urls_are_read() -> None:
+    seeds = "redis+cluster://u:p@10.0.0.1:6379,[fd00::2]:6380"
+    assert Settings(redis_url=seeds).redis_url == seeds
+    assert Settings(redis_url="redis+sentinel://s1:26379,s2:26379/main/2").redis_url
