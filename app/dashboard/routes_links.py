@@ -127,12 +127,10 @@ def _asked_change(form: dict[str, str]) -> tuple[str, LinkStatus | None, str | N
 
 @router.post("/links/{code}")
 async def change_link(code: str, request: Request, resources: ResourcesDep) -> Response:
-    session = await web.current_session(request, resources)
-    if session is None:
-        return web.to_login()
-    form = await web.read_form(request)
-    if not web.csrf_ok(session, form):
-        return web.refused()
+    posted = await web.posted_form(request, resources)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
     try:
         action, status, destination = _asked_change(form)
         link, changed = await link_actions.change(

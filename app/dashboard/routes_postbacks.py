@@ -97,12 +97,10 @@ def _id(text: str, what: str) -> int:
 
 @router.post("/postbacks/deliveries/{delivery_id}/replay")
 async def replay_delivery(delivery_id: str, request: Request, resources: ResourcesDep) -> Response:
-    session = await web.current_session(request, resources)
-    if session is None:
-        return web.to_login()
-    form = await web.read_form(request)
-    if not web.csrf_ok(session, form):
-        return web.refused()
+    posted = await web.posted_form(request, resources)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
     back, found = _back(form), _id(delivery_id, "delivery")
     replayed = await postback_log.replay_one(resources, session, found)
     return _redirect(back, done="replayed" if replayed else "pending", delivery=found)
@@ -112,12 +110,10 @@ async def replay_delivery(delivery_id: str, request: Request, resources: Resourc
 async def replay_failed(request: Request, resources: ResourcesDep) -> Response:
     """Every failed delivery of the form's endpoint and event (its status filter aside: a
     replay is of failed ones), back to the page from its first."""
-    session = await web.current_session(request, resources)
-    if session is None:
-        return web.to_login()
-    form = await web.read_form(request)
-    if not web.csrf_ok(session, form):
-        return web.refused()
+    posted = await web.posted_form(request, resources)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
     filters, _ = _back(form)
     replayed = await postback_log.replay_failed(resources, session, filters)
     return _redirect((filters, None), done="replayed_failed", count=replayed)
@@ -125,12 +121,10 @@ async def replay_failed(request: Request, resources: ResourcesDep) -> Response:
 
 @router.post("/postbacks/endpoints/{endpoint_id}/test")
 async def send_test(endpoint_id: str, request: Request, resources: ResourcesDep) -> Response:
-    session = await web.current_session(request, resources)
-    if session is None:
-        return web.to_login()
-    form = await web.read_form(request)
-    if not web.csrf_ok(session, form):
-        return web.refused()
+    posted = await web.posted_form(request, resources)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
     (filters, _), found = _back(form), _id(endpoint_id, "endpoint")
     made = await postback_log.send_test(resources, session, found)
     # Back to the newest page: the new delivery is the newest of all.

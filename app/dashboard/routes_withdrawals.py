@@ -38,12 +38,10 @@ async def withdrawals_form(
 
 @router.post("/withdrawals")
 async def request_withdrawal(request: Request, resources: ResourcesDep, now: NowDep) -> Response:
-    session = await web.current_session(request, resources)
-    if session is None:
-        return web.to_login()
-    form = await web.read_form(request)
-    if not web.csrf_ok(session, form):
-        return web.refused()
+    posted = await web.posted_form(request, resources)
+    if isinstance(posted, Response):
+        return posted
+    session, form = posted
     failure: ClickTrackError
     try:
         made = await withdraw.request(resources, session, inputs.amount(form.get("amount")), now)

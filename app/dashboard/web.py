@@ -205,6 +205,20 @@ async def read_form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
+async def posted_form(
+    request: Request, resources: Resources
+) -> tuple[DashboardSession, dict[str, str]] | Response:
+    """A dashboard POST's session and form, its CSRF token checked; or the answer to give
+    instead: the login page without a session, 403 for a missing or wrong token."""
+    session = await current_session(request, resources)
+    if session is None:
+        return to_login()
+    form = await read_form(request)
+    if not csrf_ok(session, form):
+        return refused()
+    return session, form
+
+
 def csrf_ok(session: DashboardSession, form: dict[str, str]) -> bool:
     """Whether a form of a signed-in page carries its session's CSRF token (besides
     SameSite: an older browser, or a sibling site, could still post without it)."""
