@@ -283,6 +283,22 @@ async def reattribute_orders(admin: AdminDep, resources: ResourcesDep) -> Reattr
     return ReattributeOut(attributed=attributed)
 
 
+async def _record_review(
+    conn: Conn, admin: Principal, verb: str, before: Order | None, after: Order
+) -> None:
+    """The audit entry of a review ``verb`` (approve, reject), in the caller's transaction."""
+    await record(
+        conn,
+        actor_of(admin),
+        f"order.{verb}",
+        "order",
+        after.id,
+        before=None if before is None else snapshot(before, ORDER),
+        after=snapshot(after, ORDER),
+        publisher_id=after.publisher_id,
+    )
+
+
 @router.post("/orders/{order_id}/approve")
 async def approve_order(
     order_id: Annotated[Id, Path(description="The order's `id`")],
@@ -296,16 +312,7 @@ async def approve_order(
     async with resources.pool.acquire() as conn, conn.transaction():
         before = await store.get_order(conn, order_id)
         order = await review.approve(conn, order_id, screening)
-        await record(
-            conn,
-            actor_of(admin),
-            "order.approve",
-            "order",
-            order.id,
-            before=None if before is None else snapshot(before, ORDER),
-            after=snapshot(order, ORDER),
-            publisher_id=order.publisher_id,
-        )
+        await _record_review(conn, admin, "approve", before, order)
     return order_out(order, resources.settings.period_tz)
 
 
@@ -322,14 +329,5 @@ async def reject_order(
     async with resources.pool.acquire() as conn, conn.transaction():
         before = await store.get_order(conn, order_id)
         order = await review.reject(conn, order_id, reason)
-        await record(
-            conn,
-            actor_of(admin),
-            "order.reject",
-            "order",
-            order.id,
-            before=None if before is None else snapshot(before, ORDER),
-            after=snapshot(order, ORDER),
-            publisher_id=order.publisher_id,
-        )
+        await _record_review(conn, admin, "reject", before, order)
     return order_out(order, resources.settings.period_tz)
