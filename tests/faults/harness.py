@@ -131,6 +131,16 @@ class Row:
             problems.append("no request was accepted")
         assert not problems, f"{self.scenario}: " + "; ".join(problems)
 
+    def assert_only_losses(self) -> None:
+        """A failover without replica acknowledgement: every request answered, none twice,
+        no 5xx, and some answered clicks lost (0 would mean the scenario no longer opens the
+        window it is about)."""
+        assert (self.duplicates, self.mismatched, self.server_errors, self.other_answers) == (
+            (0,) * 4
+        ), self
+        assert self.connection_errors == 0 and self.accepted > 0, self
+        assert self.lost > 0, self
+
 
 ROWS: list[Row] = []  # every row of this session, for the summary at the end
 
