@@ -73,9 +73,10 @@ def _id(value: object) -> tuple[int, int]:
 @dataclass
 class DrainResult:
     clicks: int
-    seconds: float  # first delivery to last ack
+    seconds: float  # first delivery to the last ack and the last rollup delta folded
     clicks_per_s: float
     rows: int
+    counted: int  # clicks in the traffic rollups (traffic_link_days) added by the drain
     startup_s: float  # flusher process start to its first delivery
     fill_s: float  # pre-filling the stream (not part of the drain)
     redis_baseline_bytes: int
@@ -149,10 +150,28 @@ async def _clicks_bytes(database_url: str) -> int:
         await conn.close()
 
 
-async def _count_rows(database_url: str) -> int:
+async def _count_rows(database_url: str) -> tuple[int, int]:
+    """Rows in ``clicks``, clicks counted in ``traffic_link_days``."""
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM clicks"))
+        rows = int(await conn.fetchval("SELECT count(*) FROM clicks"))
+        counted = await conn.fetchval("SELECT coalesce(sum(clicks), 0) FROM traffic_link_days")
+        return rows, int(counted)
+    finally:
+        await conn.close()
+
+
+async def _wait_folded(database_url: str, flusher: Process, within_s: float) -> float:
+    """Monotonic time at which no rollup delta is left to fold (the flusher folds once a
+    second, and when it has nothing to read): the drain's clicks are then in the reports."""
+    conn = await asyncpg.connect(database_url)
+    deadline = time.monotonic() + within_s
+    try:
+        while await conn.fetchval("SELECT EXISTS (SELECT 1 FROM traffic_dimension_deltas)"):
+            if not flusher.running() or time.monotonic() > deadline:
+                raise BenchError(f"the rollup deltas were not folded:\n{flusher.tail(5)}")
+            await asyncio.sleep(0.02)
+        return time.monotonic()
     finally:
         await conn.close()
 
@@ -184,7 +203,7 @@ async def drain(
     try:
         await redis.unlink(keys.clicks_stream)
         await _drop_windows(redis, keys)
-        rows_before = await _count_rows(database_url)
+        rows_before, counted_before = await _count_rows(database_url)
         bytes_before = await _clicks_bytes(database_url)
         baseline = await used_memory(redis)
         fill_started = time.monotonic()
@@ -198,12 +217,14 @@ async def drain(
         try:
             cpu_before = {"flusher": 0.0}
             cpu_before |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
-            first, done = await _wait_drained(redis, keys, last_id, flusher, within_s)
+            first, _ = await _wait_drained(redis, keys, last_id, flusher, within_s)
+            done = await _wait_folded(database_url, flusher, within_s)
             cpu_after = {"flusher": tree_cpu_seconds([flusher.pid])}
             cpu_after |= {name: tree_cpu_seconds(pids) for name, pids in store_pids.items()}
             foreign = meter.stop().foreign_cores
             seconds = max(done - first, 1e-6)
-            rows = await _count_rows(database_url) - rows_before
+            rows, counted = await _count_rows(database_url)
+            rows, counted = rows - rows_before, counted - counted_before
             row_bytes = await _clicks_bytes(database_url) - bytes_before
             # The flusher trims acked entries every second.
             for _ in range(50):
@@ -223,6 +244,7 @@ async def drain(
             seconds=round(seconds, 3),
             clicks_per_s=round(n / seconds, 1),
             rows=rows,
+            counted=counted,
             startup_s=round(first - started, 3),
             fill_s=round(fill_s, 1),
             redis_baseline_bytes=baseline,

@@ -228,6 +228,12 @@ def targets(summary: Mapping[str, Any]) -> list[tuple[str, bool]]:
         found.append(
             (f"drain rows == clicks ({drain['rows']:,})", drain["rows"] == drain["clicks"])
         )
+        found.append(
+            (
+                f"drain clicks in the rollups == clicks ({drain['counted']:,})",
+                drain["counted"] == drain["clicks"],
+            )
+        )
         grown = drain["redis_after_windows_bytes"] - drain["redis_baseline_bytes"]
         found.append(
             (f"Redis memory back to baseline ({grown / MB:+.1f} MB)", grown <= MEMORY_SLACK_BYTES)
@@ -285,7 +291,8 @@ def render(summary: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"flusher drain: {drain['clicks']:,} clicks in {drain['seconds']:.2f} s = "
-            f"{_num(drain['clicks_per_s'])} clicks/s; rows {drain['rows']:,}; "
+            f"{_num(drain['clicks_per_s'])} clicks/s; rows {drain['rows']:,}, in the rollups "
+            f"{drain['counted']:,}; "
             f"start-up {drain['startup_s']:.2f} s; cores used: {cores}",
             f"Redis used_memory: baseline {drain['redis_baseline_bytes'] / MB:.1f} MB, "
             f"filled {drain['redis_filled_bytes'] / MB:.1f} MB, after the drain "

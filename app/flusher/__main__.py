@@ -48,7 +48,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     redis = create_redis(settings, "flusher")
     shards = settings.shards_to_flush()
     # A connection per batch being written (WRITERS per loop), plus one for partitions and
-    # retention.
+    # retention and one for folding the rollup deltas.
     # A flusher frozen mid-transaction (paused, swapped out, partitioned) must not hold its
     # row locks for ever: the others, claiming its entries, would queue behind them.
     # Postgres ends such a transaction well before the entries can be claimed.
@@ -56,7 +56,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(
         settings.database_url,
         min_size=0,
-        max_size=len(shards) * settings.flush_loops * WRITERS + 1,
+        max_size=len(shards) * settings.flush_loops * WRITERS + 2,
         server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},
     )
     base_name = settings.consumer_name or default_consumer_name()

@@ -67,6 +67,9 @@ PARTITION_DAYS_BACK = 31
 PARTITION_DAYS_AHEAD = 2
 PARTITION_RETRY_S = 30.0
 TRIM_INTERVAL_S = 1.0
+# The rollup deltas are folded this often (and whenever the loop has nothing to read): reports
+# lag the stored clicks by about as much.
+FOLD_INTERVAL_S = 1.0
 # Batches a loop may have in Postgres at once. One more than one: Postgres writes a batch
 # while this process classifies the next, and a second writer keeps both Postgres's and
 # Redis's cores busy. Batches are still read and classified one after the other, in stream
@@ -150,6 +153,8 @@ class Flusher:
         self._storing: collections.deque[asyncio.Task[None]] = collections.deque()  # oldest first
         self._next_claim = 0.0
         self._next_trim = 0.0
+        self._next_fold = 0.0
+        self._unfolded = False  # batches written since the last fold
         self._next_retention = 0.0
         # The first pruning waits a while: a fleet restarted at once does not prune at once.
         self._next_prune = time.monotonic() + random.uniform(0.5, 1.0) * self._prune_interval()
@@ -180,6 +185,9 @@ class Flusher:
                 if failures:
                     log.info("flusher_recovered", extra={"attempts": failures})
                 failures = 0
+        if self._unfolded:  # leave no counts behind for the next fold; best effort
+            with contextlib.suppress(Exception):
+                await self._sink.fold()
         if self._acked_since_trim:  # leave the stream short; best effort, we are leaving
             with contextlib.suppress(Exception):
                 await stream.trim_acknowledged(self._redis, self.keys)
@@ -226,6 +234,7 @@ class Flusher:
                 raise
             self._next_batch = await upcoming
         await self._maybe_trim()
+        await self._maybe_fold(idle=not batch.entries)
         await self._maybe_apply_retention()
         await self._maybe_prune()
         return len(batch.entries)
@@ -294,6 +303,7 @@ class Flusher:
         await self._ensure_partitions({row_day(row) for row in rows})
         started = time.perf_counter()
         new = await self._sink.write(rows)
+        self._unfolded = True
         FLUSHER_WRITE_SECONDS.observe(time.perf_counter() - started)
         entry_ids = [entry_id for entry_id, _ in batch.entries]
         await stream.ack(self._redis, self.keys, entry_ids, dead, batch.parked)
@@ -316,6 +326,16 @@ class Flusher:
             FLUSHER_PARKED.inc(len(batch.parked))
             reason = batch.parked[0].reason
             log.warning("entries_parked", extra={"count": len(batch.parked), "reason": reason})
+
+    async def _maybe_fold(self, *, idle: bool) -> None:
+        """Fold the rollup deltas once a second, and at once when idle: a batch's counts
+        reach the reports about a second after its rows at most."""
+        now = time.monotonic()
+        if not self._unfolded or (now < self._next_fold and not idle):
+            return
+        self._next_fold = now + FOLD_INTERVAL_S
+        await self._sink.fold()
+        self._unfolded = False
 
     async def _ensure_partitions(self, days: Iterable[date]) -> None:
         """Create missing day partitions within the window. A failure is logged, not raised:

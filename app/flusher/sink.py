@@ -4,7 +4,8 @@ A batch is copied into a per-connection temporary staging table, then inserted i
 ``clicks`` with ``ON CONFLICT DO NOTHING``, in one transaction: a replayed or re-claimed click
 never makes a second row, and a batch is either wholly committed or not at all. The same
 statement counts the rows it inserted into the traffic rollups (``app/traffic/rollups.py``),
-by their days in the period time zone. Each row carries the click's traffic dimensions
+by their days in the period time zone: the per-dimension and per-link counts as deltas, which
+``fold`` adds to their rollups about once a second. Each row carries the click's traffic dimensions
 (``app/flusher/dimensions.py``) in the same COPY, then the link's rule that chose its
 destination (``rule``, record minor 1.3).
 """
@@ -147,6 +148,11 @@ class ClickSink:
                 return new
             status = await conn.execute(_INSERT)
         return int(status.rsplit(" ", 1)[-1])
+
+    async def fold(self) -> int:
+        """Fold the rollup deltas pending (``rollups.fold``); return how many delta rows."""
+        async with self._pool.acquire() as conn:
+            return await rollups.fold(conn)
 
     async def ensure_partition(self, day: date) -> None:
         """Create the partition of one UTC day (moving its rows out of the default one).

@@ -13,20 +13,26 @@ rows into them:
    returns are the unique clicks, and ``winners`` the candidates they came from (joined on
    the non-null day, link and session, so the join hashes; the tracking strings compare
    NULL-safely as a filter).
-4. the counts per ``(publisher, day, link, af, cn, cv)`` and per ``(publisher, day, link)``
-   are added with ``ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks``; per
-   dimension and value (``DIMENSIONS``, unpivoted with ``LATERAL VALUES``), the same counts
-   go to ``traffic_dimension_days`` per ``(publisher, day, link)``: clicks and flagged under
-   each click's own value, a unique click under its winner's. For every dimension the values
-   add up to the ``traffic_link_days`` row.
+4. the counts per ``(publisher, day, link, af, cn, cv)`` are added to
+   ``traffic_tracking_days`` with ``ON CONFLICT DO UPDATE SET clicks = clicks +
+   excluded.clicks``; per dimension and value (``DIMENSIONS``, unpivoted with ``LATERAL
+   VALUES``), the counts per ``(publisher, day, link)`` are appended to
+   ``traffic_dimension_deltas`` (migration 036): clicks and flagged under each click's own
+   value, a unique click under its winner's.
+5. ``fold``, about once a second (the flusher loop): the pending deltas are deleted and their
+   sums added to ``traffic_dimension_days`` and, one dimension's sums, to
+   ``traffic_link_days``. For every dimension the values add up to the ``traffic_link_days``
+   row. Upserting those keys once a second instead of once per batch halves what Postgres
+   spends per click (docs/performance.md); reports by day, link or dimension lag by as much.
 
 A click's ``day`` is its day in the period time zone: the statement takes the zone's name as
 its first parameter (``(ts AT TIME ZONE $1)::date``). Rollups counted under one zone stay in
 its days: after changing ``CLICKTRACK_PERIOD_TIMEZONE``, ``backfill-rollups`` recounts them.
 
 Rows are inserted in key order, so two flushers adding to the same rollup rows lock them in
-the same order. ``backfill_day`` runs the same statement over one day of raw clicks after
-deleting that day's rollups, under a table lock that makes flushers wait for it.
+the same order; folds run one at a time (``FOLD_LOCK``). ``backfill_day`` runs the same
+statement over one day of raw clicks after folding what is pending and deleting that day's
+rollups, under a table lock that makes flushers wait for it.
 """
 
 from __future__ import annotations
@@ -64,7 +70,14 @@ _TABLES = (
     "traffic_link_days",
     "traffic_dimension_days",
 )
-_UNPIVOT = ", ".join(f"('{name}', c.{column}::text)" for name, column in DIMENSIONS.items())
+# One folder at a time (``fold``, and ``backfill_day`` before its table locks): the rollup
+# rows a fold adds to are never contended by another fold, in whatever order it writes them.
+FOLD_LOCK = 7_214_022_036
+# Compared by bytes (COLLATE "C"), as the tables' keys are: the database's collation would
+# make the batch's sort of its dimension rows several times slower.
+_UNPIVOT = ", ".join(
+    f'(\'{name}\' COLLATE "C", c.{column}::text COLLATE "C")' for name, column in DIMENSIONS.items()
+)
 _SESSION = "day, link_id, session_id, af, cn, cv"
 _SAME_SESSION = (
     "w.day = f.day AND w.link_id = f.link_id AND w.session_id = f.session_id"
@@ -81,8 +94,7 @@ def _by_dimension() -> str:
         SELECT w.* FROM firsts f JOIN candidates w ON {_SAME_SESSION}
     ),
     by_dimension AS (
-        INSERT INTO traffic_dimension_days AS t ({_DIMENSION_KEY}, clicks, unique_clicks,
-                                                 flagged)
+        INSERT INTO traffic_dimension_deltas ({_DIMENSION_KEY}, clicks, unique_clicks, flagged)
         SELECT publisher_id, d.dimension, day, link_id, d.value,
                sum(c.clicks), sum(c.firsts), sum(c.flagged)
         FROM (
@@ -100,8 +112,7 @@ def _by_dimension() -> str:
             GROUP BY publisher_id, day, link_id, {_DIMENSION_COLUMNS}
         ) AS c
         CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
-        GROUP BY {_DIMENSION_KEY} ORDER BY {_DIMENSION_KEY}
-        ON CONFLICT ON CONSTRAINT traffic_dimension_days_key DO UPDATE SET {_ADD}
+        GROUP BY {_DIMENSION_KEY}
     )"""
 
 
@@ -113,8 +124,9 @@ def counting(source: str) -> str:
     WITH new_clicks AS ({source}),
     candidates AS (
         SELECT DISTINCT ON (day, link_id, session_id, af, cn, cv)
-               (ts AT TIME ZONE $1::text)::date AS day, link_id, session_id, af, cn, cv,
-               publisher_id, {_DIMENSION_COLUMNS}
+               (ts AT TIME ZONE $1::text)::date AS day, link_id,
+               session_id COLLATE "C" AS session_id, af COLLATE "C" AS af,
+               cn COLLATE "C" AS cn, cv COLLATE "C" AS cv, publisher_id, {_DIMENSION_COLUMNS}
         FROM new_clicks WHERE flags = 0
         ORDER BY day, link_id, session_id, af, cn, cv, ts, click_id
     ),
@@ -141,15 +153,46 @@ def counting(source: str) -> str:
         INSERT INTO traffic_tracking_days AS t ({_KEY}, clicks, unique_clicks, flagged)
         SELECT * FROM counted ORDER BY {_KEY}
         ON CONFLICT ON CONSTRAINT traffic_tracking_days_key DO UPDATE SET {_ADD}
+    ),{_by_dimension()}
+    SELECT count(*) FROM new_clicks"""
+
+
+_FOLD = f"""
+    WITH taken AS (
+        DELETE FROM traffic_dimension_deltas
+        RETURNING {_DIMENSION_KEY}, clicks, unique_clicks, flagged
+    ),
+    summed AS (
+        SELECT {_DIMENSION_KEY}, sum(clicks) AS clicks, sum(unique_clicks) AS unique_clicks,
+               sum(flagged) AS flagged
+        FROM taken GROUP BY {_DIMENSION_KEY}
     ),
     by_link AS (
+        -- Every click is counted once under each dimension: one dimension's sums are the link's.
         INSERT INTO traffic_link_days AS t
             (publisher_id, day, link_id, clicks, unique_clicks, flagged)
         SELECT publisher_id, day, link_id, sum(clicks), sum(unique_clicks), sum(flagged)
-        FROM counted GROUP BY publisher_id, day, link_id ORDER BY publisher_id, day, link_id
+        FROM summed WHERE dimension = 'country' GROUP BY publisher_id, day, link_id
         ON CONFLICT (publisher_id, day, link_id) DO UPDATE SET {_ADD}
-    ),{_by_dimension()}
-    SELECT count(*) FROM new_clicks"""
+    ),
+    by_dimension AS (
+        INSERT INTO traffic_dimension_days AS t ({_DIMENSION_KEY}, clicks, unique_clicks,
+                                                 flagged)
+        SELECT * FROM summed
+        ON CONFLICT ON CONSTRAINT traffic_dimension_days_key DO UPDATE SET {_ADD}
+    )
+    SELECT count(*) FROM taken"""
+
+
+async def fold(conn: Conn) -> int:
+    """Add the pending ``traffic_dimension_deltas`` rows to ``traffic_dimension_days`` and
+    ``traffic_link_days`` and delete them, in one transaction under ``FOLD_LOCK`` (waiting
+    for a fold in progress); return how many delta rows it folded. Rows committed while it
+    runs are left for the next fold."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK)
+        folded: int = await conn.fetchval(_FOLD)
+    return folded
 
 
 _RECOUNT_DAY = counting(
@@ -164,10 +207,15 @@ async def backfill_day(conn: Conn, day: date, tz: tzinfo) -> int:
     writing meanwhile waits, then adds its clicks to the rebuilt counts."""
     start, end = day_bounds(day, tz)
     async with conn.transaction():
-        await conn.execute(f"LOCK TABLE {', '.join(_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK)
+        await conn.execute(
+            f"LOCK TABLE {', '.join(_TABLES)}, traffic_dimension_deltas IN SHARE ROW EXCLUSIVE MODE"
+        )
+        await fold(conn)  # what is pending now counts on the counts this deletes
         for table in _TABLES:
             await conn.execute(f"DELETE FROM {table} WHERE day = $1", day)
         counted: int = await conn.fetchval(_RECOUNT_DAY, zone_name(tz), start, end)
+        await fold(conn)
     return counted
 
 

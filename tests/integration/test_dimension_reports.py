@@ -546,6 +546,7 @@ async def test_every_dimension_adds_up_to_the_plain_report(
             for low, high in itertools.pairwise(bounds):
                 batch = _batch_columns(clicks[low:high])
                 await conn.fetchval(_COUNT, zone_name(tz), *batch)
+            await rollups.fold(conn)  # the per-dimension counts wait for it
 
             async def report_totals(*group_by: Dimension) -> counts.TrafficRow:
                 query = TrafficQuery(PROPERTY_PUBLISHER, *days, tz, group_by=group_by)
