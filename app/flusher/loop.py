@@ -154,7 +154,8 @@ class Flusher:
         self._next_claim = 0.0
         self._next_trim = 0.0
         self._next_fold = 0.0
-        self._unfolded = False  # batches written since the last fold
+        self._unfolded = False  # batches written since the last fold began
+        self._folding: asyncio.Task[int] | None = None
         self._next_retention = 0.0
         # The first pruning waits a while: a fleet restarted at once does not prune at once.
         self._next_prune = time.monotonic() + random.uniform(0.5, 1.0) * self._prune_interval()
@@ -185,9 +186,8 @@ class Flusher:
                 if failures:
                     log.info("flusher_recovered", extra={"attempts": failures})
                 failures = 0
-        if self._unfolded:  # leave no counts behind for the next fold; best effort
-            with contextlib.suppress(Exception):
-                await self._sink.fold()
+        with contextlib.suppress(Exception):  # leave no counts unfolded; best effort
+            await self._maybe_fold(idle=True)
         if self._acked_since_trim:  # leave the stream short; best effort, we are leaving
             with contextlib.suppress(Exception):
                 await stream.trim_acknowledged(self._redis, self.keys)
@@ -251,6 +251,8 @@ class Flusher:
         (once the batches being written have ended: what they did not ack is pending)."""
         with contextlib.suppress(Exception):
             await self._finish_storing()
+        with contextlib.suppress(Exception):
+            await self._end_folding()
         self._group_ready = False
         self._own_pending = True
         self._pending_cursor = b"0"
@@ -328,14 +330,33 @@ class Flusher:
             log.warning("entries_parked", extra={"count": len(batch.parked), "reason": reason})
 
     async def _maybe_fold(self, *, idle: bool) -> None:
-        """Fold the rollup deltas once a second, and at once when idle: a batch's counts
-        reach the reports about a second after its rows at most."""
+        """Fold the rollup deltas once a second, in the background (a fold of a second's
+        deltas takes a good part of a second's Postgres time, which the batches being read
+        and written need not wait for); when idle, at once and waited for: a batch's counts
+        reach the reports about a second after its rows at most. A failed fold is raised
+        here (the run loop retries) and its deltas are folded again later."""
+        if self._folding is not None and (idle or self._folding.done()):
+            await self._end_folding()
         now = time.monotonic()
-        if not self._unfolded or (now < self._next_fold and not idle):
+        if self._folding is not None or not self._unfolded:
             return
-        self._next_fold = now + FOLD_INTERVAL_S
-        await self._sink.fold()
-        self._unfolded = False
+        if idle or now >= self._next_fold:
+            self._unfolded = False
+            self._next_fold = now + FOLD_INTERVAL_S
+            self._folding = asyncio.create_task(self._sink.fold())
+            if idle:
+                await self._end_folding()
+
+    async def _end_folding(self) -> None:
+        """Wait for the fold in progress, if any; raise its failure."""
+        folding, self._folding = self._folding, None
+        if folding is None:
+            return
+        try:
+            await folding
+        except Exception:
+            self._unfolded = True
+            raise
 
     async def _ensure_partitions(self, days: Iterable[date]) -> None:
         """Create missing day partitions within the window. A failure is logged, not raised:
