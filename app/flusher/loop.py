@@ -54,6 +54,7 @@ from app.core.redis import REDIS_UNAVAILABLE
 from app.dimensions.resolve import Resolver
 from app.flusher.dimensions import resolver_for
 from app.flusher.entries import count_flags, sort_entries, to_rows
+from app.flusher.folding import FoldSchedule
 from app.flusher.quality import ClickClassifier
 from app.flusher.sink import ClickSink, PartitionError, Row, row_day
 from app.settings import Settings
@@ -67,9 +68,6 @@ PARTITION_DAYS_BACK = 31
 PARTITION_DAYS_AHEAD = 2
 PARTITION_RETRY_S = 30.0
 TRIM_INTERVAL_S = 1.0
-# The rollup deltas are folded this often (and whenever the loop has nothing to read): reports
-# lag the stored clicks by about as much.
-FOLD_INTERVAL_S = 1.0
 # Batches a loop may have in Postgres at once. One more than one: Postgres writes a batch
 # while this process classifies the next, and a second writer keeps both Postgres's and
 # Redis's cores busy. Batches are still read and classified one after the other, in stream
@@ -153,9 +151,7 @@ class Flusher:
         self._storing: collections.deque[asyncio.Task[None]] = collections.deque()  # oldest first
         self._next_claim = 0.0
         self._next_trim = 0.0
-        self._next_fold = 0.0
-        self._unfolded = False  # batches written since the last fold began
-        self._folding: asyncio.Task[int] | None = None
+        self._folds = FoldSchedule(self._sink.fold)
         self._next_retention = 0.0
         # The first pruning waits a while: a fleet restarted at once does not prune at once.
         self._next_prune = time.monotonic() + random.uniform(0.5, 1.0) * self._prune_interval()
@@ -187,7 +183,7 @@ class Flusher:
                     log.info("flusher_recovered", extra={"attempts": failures})
                 failures = 0
         with contextlib.suppress(Exception):  # leave no counts unfolded; best effort
-            await self._maybe_fold(idle=True)
+            await self._folds.maybe(idle=True)
         if self._acked_since_trim:  # leave the stream short; best effort, we are leaving
             with contextlib.suppress(Exception):
                 await stream.trim_acknowledged(self._redis, self.keys)
@@ -234,7 +230,7 @@ class Flusher:
                 raise
             self._next_batch = await upcoming
         await self._maybe_trim()
-        await self._maybe_fold(idle=not batch.entries)
+        await self._folds.maybe(idle=not batch.entries)
         await self._maybe_apply_retention()
         await self._maybe_prune()
         return len(batch.entries)
@@ -252,7 +248,7 @@ class Flusher:
         with contextlib.suppress(Exception):
             await self._finish_storing()
         with contextlib.suppress(Exception):
-            await self._end_folding()
+            await self._folds.end()
         self._group_ready = False
         self._own_pending = True
         self._pending_cursor = b"0"
@@ -305,7 +301,7 @@ class Flusher:
         await self._ensure_partitions({row_day(row) for row in rows})
         started = time.perf_counter()
         new = await self._sink.write(rows)
-        self._unfolded = True
+        self._folds.written()
         FLUSHER_WRITE_SECONDS.observe(time.perf_counter() - started)
         entry_ids = [entry_id for entry_id, _ in batch.entries]
         await stream.ack(self._redis, self.keys, entry_ids, dead, batch.parked)
@@ -328,35 +324,6 @@ class Flusher:
             FLUSHER_PARKED.inc(len(batch.parked))
             reason = batch.parked[0].reason
             log.warning("entries_parked", extra={"count": len(batch.parked), "reason": reason})
-
-    async def _maybe_fold(self, *, idle: bool) -> None:
-        """Fold the rollup deltas once a second, in the background (a fold of a second's
-        deltas takes a good part of a second's Postgres time, which the batches being read
-        and written need not wait for); when idle, at once and waited for: a batch's counts
-        reach the reports about a second after its rows at most. A failed fold is raised
-        here (the run loop retries) and its deltas are folded again later."""
-        if self._folding is not None and (idle or self._folding.done()):
-            await self._end_folding()
-        now = time.monotonic()
-        if self._folding is not None or not self._unfolded:
-            return
-        if idle or now >= self._next_fold:
-            self._unfolded = False
-            self._next_fold = now + FOLD_INTERVAL_S
-            self._folding = asyncio.create_task(self._sink.fold())
-            if idle:
-                await self._end_folding()
-
-    async def _end_folding(self) -> None:
-        """Wait for the fold in progress, if any; raise its failure."""
-        folding, self._folding = self._folding, None
-        if folding is None:
-            return
-        try:
-            await folding
-        except Exception:
-            self._unfolded = True
-            raise
 
     async def _ensure_partitions(self, days: Iterable[date]) -> None:
         """Create missing day partitions within the window. A failure is logged, not raised:

@@ -102,7 +102,8 @@ def _summary() -> dict[str, Any]:
         },
         "durability": {"ok": True, "runs": 3, "detail": "fine"},
         "drain": {
-            "clicks": 100, "seconds": 1.0, "clicks_per_s": 100.0, "rows": 100, "startup_s": 0.5,
+            "clicks": 100, "seconds": 1.0, "clicks_per_s": 100.0, "rows": 100, "counted": 100,
+            "startup_s": 0.5,
             "redis_baseline_bytes": 10, "redis_filled_bytes": 100, "redis_after_bytes": 50,
             "stream_entries_after": 0, "stream_bytes_after": 10, "duplicate_window_keys": 7,
             "redis_after_windows_bytes": 10, "cpu_cores": {"flusher": 0.9},
