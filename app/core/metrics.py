@@ -84,6 +84,17 @@ FLUSHER_DUPLICATES = Counter(
     "clicktrack_flusher_duplicates", "Entries already stored (re-deliveries), skipped."
 )
 FLUSHER_DEAD_LETTERS = Counter("clicktrack_flusher_dead_letters", "Entries dead-lettered.")
+ROLLUP_FOLDS = Counter(
+    "clicktrack_rollup_folds",
+    "Folds of the rollup deltas into the rollups, by outcome (ok, failed): with none ok for "
+    "minutes, reports by day, link and dimension stand still.",
+    ["outcome"],
+)
+ROLLUP_FOLD_SECONDS = Histogram(
+    "clicktrack_rollup_fold_seconds",
+    "One fold of the pending rollup deltas (about a second's batches).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 FLUSHER_WRITE_SECONDS = Histogram(
     "clicktrack_flusher_write_seconds",
     "Postgres write of one batch.",

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from app.core.metrics import ROLLUP_FOLD_SECONDS, ROLLUP_FOLDS
+
 # The rollup deltas are folded this often (and whenever the loop has nothing to read): reports
 # by day, link or dimension lag the stored clicks by about as much.
 FOLD_INTERVAL_S = 1.0
@@ -43,9 +45,20 @@ class FoldSchedule:
         if idle or now >= self._next:
             self._unfolded = False
             self._next = now + FOLD_INTERVAL_S
-            self._folding = asyncio.create_task(self._fold())
+            self._folding = asyncio.create_task(self._timed())
             if idle:
                 await self.end()
+
+    async def _timed(self) -> int:
+        started = time.perf_counter()
+        try:
+            folded = await self._fold()
+        except Exception:
+            ROLLUP_FOLDS.labels("failed").inc()
+            raise
+        ROLLUP_FOLDS.labels("ok").inc()
+        ROLLUP_FOLD_SECONDS.observe(time.perf_counter() - started)
+        return folded
 
     async def end(self) -> None:
         """Wait for the fold in progress, if any; raise its failure."""

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.flusher.folding import FoldSchedule
 
@@ -78,7 +79,12 @@ async def test_idle_folds_at_once_and_waits() -> None:
     assert folds.calls == 1
 
 
+def folds_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("clicktrack_rollup_folds_total", {"outcome": outcome}) or 0.0
+
+
 async def test_a_failed_fold_is_raised_and_tried_again() -> None:
+    failed, ok = folds_counted("failed"), folds_counted("ok")
     folds = Folds()
     folds.failing = True
     folds.release.set()
@@ -89,3 +95,4 @@ async def test_a_failed_fold_is_raised_and_tried_again() -> None:
     folds.failing = False
     await schedule.maybe(idle=True)  # no batch since, but the deltas are still pending
     assert folds.calls == 2
+    assert (folds_counted("failed") - failed, folds_counted("ok") - ok) == (1, 1)
