@@ -392,6 +392,4 @@ class Harness:
             for name in ("redis", "pg", "replica", "cluster"):
                 path = self.workdir / name
                 shutil.rmtree(path, ignore_errors=True)
-            postgres = self.stores.postgres
-            if postgres is not None and not postgres.data_dir.is_relative_to(self.workdir):
-                shutil.rmtree(postgres.data_dir, ignore_errors=True)
+            self.stores.remove_moved_data()

@@ -139,6 +139,7 @@ def main() -> int:
             return 2
         finally:
             stores.stop()
+            stores.remove_moved_data()  # the temporary folder's removal would leave it
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -185,6 +186,14 @@ class Stores:
         for server in (self.replica, self.redis, self.postgres):
             if server is not None:
                 server.stop()
+
+    def remove_moved_data(self) -> None:
+        """Delete Postgres's data when devstack put it outside ``workdir`` (its user could not
+        reach the workdir: a folder under /tmp), which removing the workdir would leave."""
+        if self.postgres is not None and not self.postgres.data_dir.is_relative_to(self.workdir):
+            data_dir = self.postgres.data_dir
+            shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(data_dir.with_name(f"{data_dir.name}-run"), ignore_errors=True)
 
 
 def pin_tree(roots: Sequence[int], cpus: set[int] | None) -> None:

@@ -108,6 +108,7 @@ def main() -> int:
             return 2
         finally:
             stores.stop()
+            stores.remove_moved_data()  # the temporary folder's removal would leave it
     n = len(rows)
     print(f"\nthe sink alone: {n:,} clicks, batches of {BATCH:,}, median of {args.rounds} rounds")
     print(f"{'':28} {'rows/s':>9} {'wall us/row':>12} {'Postgres us/row':>16} {'WAL B/row':>10}")

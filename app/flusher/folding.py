@@ -28,6 +28,8 @@ class FoldSchedule:
         self._next = 0.0
         self._unfolded = False  # batches written since the last fold began
         self._folding: asyncio.Task[int] | None = None
+        for outcome in ("ok", "failed"):  # at 0 from the start: an alert on "no ok" sees 0
+            ROLLUP_FOLDS.labels(outcome)
 
     def written(self) -> None:
         """A batch's deltas were committed."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -52,17 +52,20 @@ async def pending(pool: Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM traffic_dimension_deltas"))
 
 
-async def partitions(sink: ClickSink, today: date) -> None:
+@pytest.fixture
+async def sink(settings: Settings, delta_pool: Pool) -> ClickSink:
+    """A sink counting in the period time zone, with the partitions of ``random_clicks``' days."""
+    made = ClickSink(delta_pool, zone=settings.period_timezone)
+    today = datetime.now(UTC).date()
     for back in range(5):
-        await sink.ensure_partition(today - timedelta(days=back))
+        await made.ensure_partition(today - timedelta(days=back))
+    return made
 
 
 async def test_a_batch_counts_as_deltas_until_folded_once(
-    settings: Settings, delta_pool: Pool
+    settings: Settings, delta_pool: Pool, sink: ClickSink
 ) -> None:
     today = datetime.now(UTC).date()
-    sink = ClickSink(delta_pool, zone=settings.period_timezone)
-    await partitions(sink, today)
     clicks = random_clicks(400, today, seed=5)
     assert await sink.write(rows_of(clicks)) == 400
     # The tracking rollup is counted in the batch's own statement; links and dimensions wait.
@@ -87,11 +90,9 @@ async def test_a_batch_counts_as_deltas_until_folded_once(
 
 
 async def test_concurrent_writers_and_folders_count_every_click_once(
-    settings: Settings, delta_pool: Pool
+    settings: Settings, delta_pool: Pool, sink: ClickSink
 ) -> None:
     today = datetime.now(UTC).date()
-    sink = ClickSink(delta_pool, zone=settings.period_timezone)
-    await partitions(sink, today)
     batches = [rows_of(random_clicks(150, today, seed=100 + n)) for n in range(12)]
     stop = asyncio.Event()
 
@@ -116,11 +117,9 @@ async def test_concurrent_writers_and_folders_count_every_click_once(
 
 
 async def test_a_backfill_folds_what_is_pending_before_it_rebuilds(
-    settings: Settings, delta_pool: Pool, database: str
+    settings: Settings, delta_pool: Pool, database: str, sink: ClickSink
 ) -> None:
     today = datetime.now(UTC).date()
-    sink = ClickSink(delta_pool, zone=settings.period_timezone)
-    await partitions(sink, today)
     await sink.write(rows_of(random_clicks(300, today, seed=7)))
     assert await pending(delta_pool) > 0
     # Rebuild one day only, deltas of every day pending: the other days keep their counts.

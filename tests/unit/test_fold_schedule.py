@@ -38,6 +38,12 @@ class Folds:
 async def test_nothing_written_nothing_folded() -> None:
     folds = Folds()
     schedule = FoldSchedule(folds)
+    # Both outcomes exported from the start, so "no ok fold for 10 minutes" can be alerted on.
+    assert REGISTRY.get_sample_value("clicktrack_rollup_folds_total", {"outcome": "ok"}) is not None
+    assert (
+        REGISTRY.get_sample_value("clicktrack_rollup_folds_total", {"outcome": "failed"})
+        is not None
+    )
     await schedule.maybe(idle=True)
     await schedule.maybe(idle=False)
     assert folds.calls == 0
