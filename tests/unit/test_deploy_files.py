@@ -62,6 +62,8 @@ DASHBOARD_METRICS = (
     "clicktrack_flusher_write_seconds",
     "clicktrack_flusher_retries_total",
     "clicktrack_flusher_claimed_total",
+    "clicktrack_rollup_folds_total",
+    "clicktrack_rollup_fold_seconds",
     "clicktrack_postback_deliveries_pending",
     "clicktrack_postback_oldest_pending_seconds",
     "clicktrack_postback_attempts_total",
