@@ -265,12 +265,15 @@ def render(summary: Mapping[str, Any]) -> str:
         "",
         f"clicktrack benchmark, {summary['started']} ({'quick' if setup['quick'] else 'full'})",
         f"machine: {setup['cores']} cores, {setup['cpu_model']}",
-        f"redirect: one server process on cpu {setup['server_cpu']}, "
-        f"wrk -t1 -c{setup['connections']} -d{setup['duration_s']:g}s on cpu {setup['wrk_cpu']}, "
-        f"median of {setup['runs']} interleaved runs",
-        "",
-        *redirect_table(summary),
     ]
+    if summary["single"]:  # the phases run may have no pinned redirect (--phases drain)
+        lines += [
+            f"redirect: one server process on cpu {setup['server_cpu']}, "
+            f"wrk -t1 -c{setup['connections']} -d{setup['duration_s']:g}s "
+            f"on cpu {setup['wrk_cpu']}, median of {setup['runs']} interleaved runs",
+            "",
+            *redirect_table(summary),
+        ]
     lines += rules_lines(summary)
     lines += caps_lines(summary)
     lines += replicas_lines(summary)

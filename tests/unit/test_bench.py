@@ -146,6 +146,13 @@ def test_report_renders_every_section() -> None:
     assert "MISSED" in text and "CPU: quiet" in text
 
 
+def test_a_drain_only_report_has_no_empty_redirect_table() -> None:
+    summary = {**_summary(), "single": {}}
+    text = report.render(summary)
+    assert "flusher drain:" in text
+    assert "x raw ASGI" not in text and "redirect: one server process" not in text
+
+
 def test_the_rules_of_the_benchmarks_links_are_valid_rules() -> None:
     """Three country and device rules, accepted by the API's own check."""
     rules = validate_rules(BENCH_RULES, ("example.com", "*.example.com"))
