@@ -19,8 +19,8 @@ import asyncpg
 
 from app.accounts import merchants
 from app.accounts.merchants import MAX_SECRET_OVERLAP_S, Merchant, MerchantError
-from app.audit.fields import MERCHANT, snapshot
-from app.audit.log import cli_actor, record
+from app.audit.fields import MERCHANT, record_change
+from app.audit.log import cli_actor
 from app.cli_apikeys import utf8_text
 from app.core.db import Conn
 from app.errors import NotFound
@@ -52,15 +52,7 @@ async def _record(
     conn: Conn, verb: str, before: Merchant | None, after: Merchant, **extra: object
 ) -> None:
     """The audit entry of ``merchant.<verb>``: the merchant's fields, never its secret."""
-    await record(
-        conn,
-        cli_actor(),
-        f"merchant.{verb}",
-        "merchant",
-        after.id,
-        before=None if before is None else snapshot(before, MERCHANT),
-        after={**snapshot(after, MERCHANT), **extra},
-    )
+    await record_change(conn, cli_actor(), "merchant", verb, before, after, MERCHANT, extra=extra)
 
 
 def _utc(at: datetime) -> str:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.audit.fields import ORDER, snapshot
-from app.audit.log import cli_actor, record
+from app.audit.fields import ORDER, record_change
+from app.audit.log import cli_actor
 from app.caps.screening import order_screening
 from app.cli_apikeys import cursor, utf8_text
 from app.core.db import Conn
@@ -60,15 +60,8 @@ def outcome(order: Order) -> str:
 
 async def _record(conn: Conn, verb: str, before: Order | None, after: Order) -> None:
     """The audit entry of a review ``verb`` (approve, reject), in the caller's transaction."""
-    await record(
-        conn,
-        cli_actor(),
-        f"order.{verb}",
-        "order",
-        after.id,
-        before=None if before is None else snapshot(before, ORDER),
-        after=snapshot(after, ORDER),
-        publisher_id=after.publisher_id,
+    await record_change(
+        conn, cli_actor(), "order", verb, before, after, ORDER, publisher_id=after.publisher_id
     )
 
 

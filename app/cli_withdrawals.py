@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from app.audit.fields import WITHDRAWAL, snapshot
-from app.audit.log import cli_actor, record
+from app.audit.fields import WITHDRAWAL, record_change
+from app.audit.log import cli_actor
 from app.cli_apikeys import cursor, utf8_text
 from app.core.db import Conn
 from app.money import withdrawals
@@ -47,14 +47,14 @@ def describe(found: Withdrawal, calendar: WithdrawalCalendar) -> str:
 async def record_step(conn: Conn, verb: str, before: Withdrawal | None, after: Withdrawal) -> None:
     """The audit entry of a step ``verb`` (approve, pay, reject), in the caller's
     transaction."""
-    await record(
+    await record_change(
         conn,
         cli_actor(),
-        f"withdrawal.{verb}",
         "withdrawal",
-        after.id,
-        before=None if before is None else snapshot(before, WITHDRAWAL),
-        after=snapshot(after, WITHDRAWAL),
+        verb,
+        before,
+        after,
+        WITHDRAWAL,
         publisher_id=after.publisher_id,
     )
 

@@ -21,8 +21,7 @@ from app.api import received
 from app.api.bodies import JsonRoute
 from app.api.deps import AdminDep, ResourcesDep, actor_of
 from app.api.params import Id
-from app.audit.fields import MERCHANT, snapshot
-from app.audit.log import record
+from app.audit.fields import MERCHANT, record_change
 from app.core.db import Conn
 from app.errors import NotFound
 
@@ -114,14 +113,8 @@ async def _record(
     **extra: object,
 ) -> None:
     """The audit entry of ``merchant.<verb>``: the merchant's fields, never its secret."""
-    await record(
-        conn,
-        actor_of(admin),
-        f"merchant.{verb}",
-        "merchant",
-        after.id,
-        before=None if before is None else snapshot(before, MERCHANT),
-        after={**snapshot(after, MERCHANT), **extra},
+    await record_change(
+        conn, actor_of(admin), "merchant", verb, before, after, MERCHANT, extra=extra
     )
 
 

@@ -17,7 +17,7 @@ from app.api.deps import AdminDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, Cursor, Id, Instant, TrackingText
 from app.api.scope import acting_for, may_see
 from app.api.zones import TimeZoneName, in_zone
-from app.audit.fields import ORDER, snapshot
+from app.audit.fields import ORDER, record_change, snapshot
 from app.audit.log import record
 from app.caps.screening import order_screening
 from app.core.db import Conn
@@ -287,15 +287,8 @@ async def _record_review(
     conn: Conn, admin: Principal, verb: str, before: Order | None, after: Order
 ) -> None:
     """The audit entry of a review ``verb`` (approve, reject), in the caller's transaction."""
-    await record(
-        conn,
-        actor_of(admin),
-        f"order.{verb}",
-        "order",
-        after.id,
-        before=None if before is None else snapshot(before, ORDER),
-        after=snapshot(after, ORDER),
-        publisher_id=after.publisher_id,
+    await record_change(
+        conn, actor_of(admin), "order", verb, before, after, ORDER, publisher_id=after.publisher_id
     )
 
 

@@ -19,8 +19,7 @@ from app.api.deps import AdminDep, NowDep, PrincipalDep, ResourcesDep, actor_of
 from app.api.params import PRINTABLE, Cursor, Id, PublisherId
 from app.api.scope import acting_for
 from app.api.zones import TimeZoneName, in_zone
-from app.audit.fields import WITHDRAWAL, snapshot
-from app.audit.log import record
+from app.audit.fields import WITHDRAWAL, record_change
 from app.core.db import Conn
 from app.errors import NotFound
 from app.money import withdrawals
@@ -135,14 +134,14 @@ async def record_step(
 ) -> None:
     """The audit entry of a withdrawal's step ``verb`` (request, approve, pay, reject), in
     the caller's transaction."""
-    await record(
+    await record_change(
         conn,
         actor_of(principal),
-        f"withdrawal.{verb}",
         "withdrawal",
-        after.id,
-        before=None if before is None else snapshot(before, WITHDRAWAL),
-        after=snapshot(after, WITHDRAWAL),
+        verb,
+        before,
+        after,
+        WITHDRAWAL,
         publisher_id=after.publisher_id,
     )
 

@@ -6,8 +6,8 @@ postback secret (``previous_secret_until`` says only until when an old one is ac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from app.audit.log import Actor, record
 from app.core.db import Conn
@@ -63,6 +63,41 @@ def snapshot(target: object, fields: tuple[str, ...]) -> dict[str, Any]:
     above), for ``record``'s ``before``/``after``. Raises ``AttributeError`` for a field the
     target lacks (a programming error)."""
     return {name: getattr(target, name) for name in fields}
+
+
+class Identified(Protocol):
+    """An audited object: its ``id`` is the entry's target."""
+
+    @property
+    def id(self) -> int: ...
+
+
+async def record_change(
+    conn: Conn,
+    actor: Actor,
+    target_kind: str,
+    verb: str,
+    before: object | None,
+    after: Identified,
+    fields: tuple[str, ...],
+    *,
+    publisher_id: int | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> None:
+    """The audit entry ``<target_kind>.<verb>`` of one object (target its ``id``), in the
+    caller's transaction: its ``fields`` ``before`` (None: it was just made) and ``after``,
+    ``extra`` added to the latter (what is no field of it); ``publisher_id`` as ``record``
+    takes it (None: the actor's)."""
+    await record(
+        conn,
+        actor,
+        f"{target_kind}.{verb}",
+        target_kind,
+        after.id,
+        before=None if before is None else snapshot(before, fields),
+        after={**snapshot(after, fields), **(extra or {})},
+        publisher_id=publisher_id,
+    )
 
 
 def period_close_state(close: Any) -> dict[str, Any]:
