@@ -10,15 +10,12 @@ from typing import Any
 
 from app.core.db import Conn
 from app.traffic.days import span_bounds, zone_name
-from app.traffic.rollups import DIMENSIONS
+from app.traffic.rollups import DIMENSION_KEY, UNPIVOT
 
 FineKey = tuple[int, date, int, str | None, str | None, str | None]
 # (publisher, dimension, day, link, value): traffic_dimension_days' key
 DimensionKey = tuple[int, str, date, int, str | None]
 Counts = tuple[int, int, int]  # clicks, unique clicks, flagged
-
-_UNPIVOT = ", ".join(f"('{name}', c.{column}::text)" for name, column in DIMENSIONS.items())
-_DIMENSION_KEY = "publisher_id, dimension, day, link_id, value"
 
 
 def _dimension_counts(records: list[Any]) -> dict[DimensionKey, Counts]:
@@ -44,7 +41,7 @@ async def recount_dimension_days(
     won; ``backfill_day`` makes them equal again)."""
     start, end = span_bounds(first, last, tz)
     records = await conn.fetch(
-        f"""SELECT {_DIMENSION_KEY}, count(*) AS clicks,
+        f"""SELECT {DIMENSION_KEY}, count(*) AS clicks,
                   count(*) FILTER (WHERE c.first) AS unique_clicks,
                   count(*) FILTER (WHERE c.flags <> 0) AS flagged
            FROM (
@@ -55,8 +52,8 @@ async def recount_dimension_days(
                           ORDER BY ts, click_id) = 1 AS first
                FROM clicks WHERE ts >= $1 AND ts < $2
            ) AS c
-           CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
-           GROUP BY {_DIMENSION_KEY}""",
+           CROSS JOIN LATERAL (VALUES {UNPIVOT}) AS d(dimension, value)
+           GROUP BY {DIMENSION_KEY}""",
         start,
         end,
         zone_name(tz),
@@ -67,7 +64,7 @@ async def recount_dimension_days(
 async def rollup_dimension_days(conn: Conn, first: date, last: date) -> dict[DimensionKey, Counts]:
     """The same counts as ``recount_dimension_days``, read from the rollups."""
     records = await conn.fetch(
-        f"""SELECT {_DIMENSION_KEY}, clicks, unique_clicks, flagged
+        f"""SELECT {DIMENSION_KEY}, clicks, unique_clicks, flagged
            FROM traffic_dimension_days WHERE day BETWEEN $1 AND $2""",
         first,
         last,

@@ -59,7 +59,7 @@ SOURCE_COLUMNS = (
     f"click_id, ts, publisher_id, link_id, af, cn, cv, session_id, flags, {_DIMENSION_COLUMNS}"
 )
 _KEY = "publisher_id, day, link_id, af, cn, cv"
-_DIMENSION_KEY = "publisher_id, dimension, day, link_id, value"
+DIMENSION_KEY = "publisher_id, dimension, day, link_id, value"  # traffic_dimension_days'
 _ADD = (
     "clicks = t.clicks + excluded.clicks, "
     "unique_clicks = t.unique_clicks + excluded.unique_clicks, "
@@ -74,9 +74,11 @@ _TABLES = (
 # One folder at a time (``fold``, and ``backfill_day`` before its table locks): the rollup
 # rows a fold adds to are never contended by another fold, in whatever order it writes them.
 FOLD_LOCK = 7_214_022_036
-# Compared by bytes (COLLATE "C"), as the tables' keys are: the database's collation would
-# make the batch's sort of its dimension rows several times slower.
-_UNPIVOT = ", ".join(
+# The ``LATERAL VALUES`` list that turns a click row into one row per dimension: (dimension,
+# value), here and in the recounts. Compared by bytes (COLLATE "C"), as the tables' keys are:
+# the database's collation would make the batch's sort of its dimension rows several times
+# slower.
+UNPIVOT = ", ".join(
     f'(\'{name}\' COLLATE "C", c.{column}::text COLLATE "C")' for name, column in DIMENSIONS.items()
 )
 _SESSION = "day, link_id, session_id, af, cn, cv"
@@ -95,7 +97,7 @@ def _by_dimension() -> str:
         SELECT w.* FROM firsts f JOIN candidates w ON {_SAME_SESSION}
     ),
     by_dimension AS (
-        INSERT INTO traffic_dimension_deltas ({_DIMENSION_KEY}, clicks, unique_clicks, flagged)
+        INSERT INTO traffic_dimension_deltas ({DIMENSION_KEY}, clicks, unique_clicks, flagged)
         SELECT publisher_id, d.dimension, day, link_id, d.value,
                sum(c.clicks), sum(c.firsts), sum(c.flagged)
         FROM (
@@ -112,8 +114,8 @@ def _by_dimension() -> str:
             ) AS each_click
             GROUP BY publisher_id, day, link_id, {_DIMENSION_COLUMNS}
         ) AS c
-        CROSS JOIN LATERAL (VALUES {_UNPIVOT}) AS d(dimension, value)
-        GROUP BY {_DIMENSION_KEY}
+        CROSS JOIN LATERAL (VALUES {UNPIVOT}) AS d(dimension, value)
+        GROUP BY {DIMENSION_KEY}
     )"""
 
 
@@ -161,12 +163,12 @@ def counting(source: str) -> str:
 _FOLD = f"""
     WITH taken AS (
         DELETE FROM traffic_dimension_deltas
-        RETURNING {_DIMENSION_KEY}, clicks, unique_clicks, flagged
+        RETURNING {DIMENSION_KEY}, clicks, unique_clicks, flagged
     ),
     summed AS (
-        SELECT {_DIMENSION_KEY}, sum(clicks) AS clicks, sum(unique_clicks) AS unique_clicks,
+        SELECT {DIMENSION_KEY}, sum(clicks) AS clicks, sum(unique_clicks) AS unique_clicks,
                sum(flagged) AS flagged
-        FROM taken GROUP BY {_DIMENSION_KEY}
+        FROM taken GROUP BY {DIMENSION_KEY}
     ),
     by_link AS (
         -- Every click is counted once under each dimension: one dimension's sums are the link's.
@@ -177,7 +179,7 @@ _FOLD = f"""
         ON CONFLICT (publisher_id, day, link_id) DO UPDATE SET {_ADD}
     ),
     by_dimension AS (
-        INSERT INTO traffic_dimension_days AS t ({_DIMENSION_KEY}, clicks, unique_clicks,
+        INSERT INTO traffic_dimension_days AS t ({DIMENSION_KEY}, clicks, unique_clicks,
                                                  flagged)
         SELECT * FROM summed
         ON CONFLICT ON CONSTRAINT traffic_dimension_days_key DO UPDATE SET {_ADD}
